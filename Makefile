@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# pymc-marketing 1.3 / pymc 6 need Python 3.12; find one that really runs
+# (a pyenv shim named python3.12 may exist without 3.12 being active).
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+export DAGSTER_HOME ?= $(CURDIR)
+export MMM_INPUT_DIR ?= data/sample
+export MMM_WAREHOUSE ?= data/warehouse.duckdb
+export MMM_ARTIFACT_DIR ?= data/artifacts
+export MMM_PROFILE ?= full
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: run test ui sample venv bench validate clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON312=/path/to/python3.12"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# The embedded sample is generated deterministically on first use (~1 s).
+data/sample/truth.json: | $(VENV)/.installed
+	$(PY) -m mmm_pipeline.sample_data data/sample
+
+sample: data/sample/truth.json
+
+run: $(VENV)/.installed
+	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(PY) -m assets.run
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+ui: $(VENV)/.installed
+	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: $(VENV)/.installed
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_ingest.py
+
+clean:
+	rm -rf data/warehouse.duckdb* data/artifacts data/published history storage schedules logs

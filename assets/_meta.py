@@ -1,0 +1,36 @@
+"""Metadata helpers shared by the assets: row counts, schema, preview, plots."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import dagster as dg
+import pandas as pd
+
+OWNERS = ["team:marketing-analytics"]
+
+
+def table_metadata(df: pd.DataFrame, table: str, preview_rows: int = 10) -> dict:
+    return {
+        "table": dg.MetadataValue.text(table),
+        "dagster/row_count": dg.MetadataValue.int(len(df)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()]
+        ),
+        "preview": dg.MetadataValue.md(df.head(preview_rows).to_markdown(index=False)),
+    }
+
+
+def figure_png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
+    """The UI renders markdown images from data URIs, so the plot shows in place."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -1,0 +1,160 @@
+"""Blocking data-quality checks: Great Expectations 1.x suites on raw and staging tables.
+
+Row-level rules already ran as SQL during the load (that is what fills
+raw.quarantine); these checks assert the loaded tables hold the contract and
+stop downstream assets in the run when they do not. The metadata carries a
+markdown table of the failed expectations with counts.
+"""
+
+
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from assets.costs import cost_per_unit
+from assets.ingestion import raw_ad_reporting, raw_kpi, raw_lift_tests
+from assets.staging import staging_kpi_weekly, staging_media_weekly
+from mmm_pipeline import staging
+from resources import PipelineSettings, WarehouseResource
+
+# Above this many raw rows the raw suite is counted in DuckDB instead of a GX
+# pandas batch (same rules, same outcome shape; ~2 s per million rows saved).
+GX_MAX_RAW_ROWS = 1_000_000
+MIN_VALID_DATE = date(2000, 1, 1)
+
+
+def _result(outcome, extra: dict | None = None, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    meta = {"suite": outcome.suite, "summary": dg.MetadataValue.json(outcome.summary()),
+            "failed_expectations": dg.MetadataValue.md(outcome.to_markdown())}
+    meta.update(extra or {})
+    return dg.AssetCheckResult(passed=outcome.success, metadata=meta, severity=severity)
+
+
+def _dates(series: pd.Series) -> list[date]:
+    return sorted(pd.to_datetime(series).dt.date.unique())
+
+
+@dg.asset_check(asset=raw_ad_reporting, blocking=True,
+                description="Keys not null, metrics non-negative, natural key unique, dates in range, "
+                "platforms in the catalogue (GX suite; SQL counts above 1M rows).")
+def raw_ad_reporting_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+
+    with warehouse.get_connection() as con:
+        con.execute("CREATE OR REPLACE TEMP VIEW _raw_ad_check AS SELECT * REPLACE "
+                    "(coalesce(geo, 'national') AS geo) FROM raw.ad_reporting_current")
+        platforms = [p for (p,) in con.execute("SELECT DISTINCT platform FROM raw.channels").fetchall()]
+        n = con.execute("SELECT count(*) FROM _raw_ad_check").fetchone()[0]
+        args = (MIN_VALID_DATE, date.today(), platforms)
+        if n > GX_MAX_RAW_ROWS:
+            outcome = validation.raw_ad_reporting_sql_outcome(con, "_raw_ad_check", *args)
+            df = None
+        else:
+            df = con.execute("SELECT * FROM _raw_ad_check").df()
+        quarantined = con.execute(
+            "SELECT reason, count(*) AS n FROM raw.quarantine WHERE kind = 'ad_reporting' "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 20").df()
+    if df is not None:
+        outcome = validation.run_suite("raw_ad_reporting", df, validation.raw_ad_reporting_expectations(*args))
+    return _result(outcome, {
+        "rows": n,
+        "quarantined_by_reason": dg.MetadataValue.md(
+            quarantined.to_markdown(index=False) if len(quarantined) else "No quarantined rows."),
+    })
+
+
+@dg.asset_check(asset=raw_ad_reporting, blocking=False,
+                description="Warns when rows were quarantined or restated by a newer file.")
+def raw_ad_reporting_quarantine(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        q = con.execute("SELECT source_file, reason, count(*) AS rows, min(source_row) AS first_row "
+                        "FROM raw.quarantine WHERE kind = 'ad_reporting' GROUP BY 1, 2 ORDER BY 3 DESC").df()
+        superseded = con.execute("SELECT count(*) FROM raw.ad_reporting_superseded").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=q.empty and superseded == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined_rows": int(q["rows"].sum()) if len(q) else 0,
+                  "superseded_rows": superseded,
+                  "by_file_and_reason": dg.MetadataValue.md(
+                      q.to_markdown(index=False) if len(q) else "Nothing quarantined.")},
+    )
+
+
+@dg.asset_check(asset=raw_kpi, blocking=True,
+                description="No quarantined KPI rows: a KPI row that could not be read would leave a "
+                "week short, and the KPI is never silently filled.")
+def raw_kpi_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        q = con.execute("SELECT source_file, source_row, reason FROM raw.quarantine WHERE kind = 'kpi' "
+                        "ORDER BY 1, 2 LIMIT 50").df()
+        n = con.execute("SELECT count(*) FROM raw.quarantine WHERE kind = 'kpi'").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=n == 0, metadata={"quarantined_rows": n, "rows": dg.MetadataValue.md(
+            q.to_markdown(index=False) if n else "Nothing quarantined.")})
+
+
+@dg.asset_check(asset=raw_lift_tests, blocking=False,
+                description="Lift tests: unique ids, positive sigma, known channels (GX); warns only, "
+                "valid tests still calibrate.")
+def raw_lift_tests_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+
+    with warehouse.get_connection() as con:
+        df = con.execute("SELECT test_id, channel, geo, start_date, end_date, delta_spend, delta_y, sigma "
+                         "FROM raw.lift_tests").df()
+        channels = [c for (c,) in con.execute("SELECT DISTINCT channel FROM raw.channels").fetchall()]
+        n_bad = con.execute("SELECT count(*) FROM raw.quarantine WHERE kind = 'lift_tests'").fetchone()[0]
+    outcome = validation.run_suite("raw_lift_tests", df, validation.lift_tests_expectations(channels))
+    res = _result(outcome, {"quarantined_rows": n_bad}, severity=dg.AssetCheckSeverity.WARN)
+    return dg.AssetCheckResult(passed=res.passed and n_bad == 0, metadata=res.metadata,
+                               severity=dg.AssetCheckSeverity.WARN)
+
+
+@dg.asset_check(asset=staging_media_weekly, blocking=True,
+                description="Every week present per geo and channel, keys unique, units and spend "
+                "non-negative, spend with zero units counted (GX).")
+def staging_media_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM staging.media_weekly_latest").df()
+    expectations = validation.media_weekly_expectations(cal.weeks, cal.geos, sorted(df["channel"].unique()))
+    outcome = validation.run_suite("staging_media_weekly", df, expectations)
+    return _result(outcome, {"spend_without_units_rows": int(df["spend_without_units"].sum()),
+                             "no_media_rows": int(df["no_media"].sum())})
+
+
+@dg.asset_check(asset=staging_kpi_weekly, blocking=True,
+                description="Every geo reports every week of the KPI's range with all its days; the "
+                "metadata lists missing weeks. Plus the GX suite (not null, non-negative, unique).")
+def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM staging.kpi_weekly_latest").df()
+    df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
+    missing = staging.missing_kpi_weeks(df, cal)
+    kpi_weeks = [w for w in cal.weeks if df["week_start"].min() <= w <= df["week_start"].max()]
+    outcome = validation.run_suite("staging_kpi_weekly", df,
+                                   validation.kpi_weekly_expectations(kpi_weeks, cal.geos))
+    res = _result(outcome, {
+        "missing_weeks": len(missing),
+        "missing_week_list": dg.MetadataValue.md(
+            missing.to_markdown(index=False) if len(missing) else "No missing KPI week."),
+    })
+    return dg.AssetCheckResult(passed=outcome.success and missing.empty, metadata=res.metadata)
+
+
+@dg.asset_check(asset=cost_per_unit, blocking=True,
+                description="Cost per unit positive and present on every row (pymc-marketing rejects "
+                "zero or missing rates), units known, key unique (GX).")
+def cost_per_unit_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+
+    with warehouse.get_connection() as con:
+        df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM marts.cost_per_unit_latest").df()
+    return _result(validation.run_suite("cost_per_unit", df, validation.cost_per_unit_expectations()))

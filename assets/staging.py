@@ -1,0 +1,53 @@
+"""Weekly staging tables (group `validation`: the validated, conformed weekly grain)."""
+
+
+import dagster as dg
+
+from assets._meta import OWNERS, table_metadata
+from assets.ingestion import files_version, raw_ad_reporting, raw_kpi
+from mmm_pipeline import staging
+from mmm_pipeline.warehouse import append_history, fingerprint
+from resources import PipelineSettings, WarehouseResource
+
+STAGING_CODE_VERSION = "1"
+COMMON = dict(group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
+              kinds={"duckdb"}, pool="duckdb")
+
+
+def staging_version(con, pipeline_hash: str) -> str:
+    return fingerprint(STAGING_CODE_VERSION, files_version(con, "ad_reporting", "channels", "kpi"),
+                       pipeline_hash)
+
+
+def _publish(con, df, table: str, version: str) -> dg.MaterializeResult:
+    appended = append_history(con, table, df, version=version)
+    meta = table_metadata(df, table)
+    meta.update({"data_version": version, "history_appended": appended})
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
+
+
+@dg.asset(deps=[raw_ad_reporting, raw_kpi],
+          description="staging.media_weekly: ISO week (Monday) x geo x channel with units in the "
+          "catalogue's unit, spend, clicks, impressions; complete date spine (no_media flags filled "
+          "weeks), incomplete weeks flagged and kept.", **COMMON)
+def staging_media_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                         settings: PipelineSettings) -> dg.MaterializeResult:
+    config, pipeline_hash = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        context.log.info(f"calendar: {cal.grain} input, {cal.geo_mode} model, {len(cal.weeks)} weeks, "
+                         f"geos {cal.geos}")
+        df = staging.build_media_weekly(con, cal, config.geo_weights)
+        return _publish(con, df, "staging.media_weekly", staging_version(con, pipeline_hash))
+
+
+@dg.asset(deps=[raw_kpi, raw_ad_reporting],
+          description="staging.kpi_weekly: the KPI per ISO week and geo. A missing week is never "
+          "filled with zero: its check fails and lists the weeks.", **COMMON)
+def staging_kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       settings: PipelineSettings) -> dg.MaterializeResult:
+    config, pipeline_hash = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        df = staging.build_kpi_weekly(con, cal)
+        return _publish(con, df, "staging.kpi_weekly", staging_version(con, pipeline_hash))

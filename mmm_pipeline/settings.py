@@ -1,0 +1,134 @@
+"""Run settings (environment) and dataset settings (`pipeline.yaml`).
+
+Environment variables choose *where* things are; `pipeline.yaml` in the input
+folder says *what* the dataset means. Both are validated here so a bad value
+fails with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+ENV_DEFAULTS = {
+    "MMM_INPUT_DIR": "data/sample",
+    "MMM_WAREHOUSE": "data/warehouse.duckdb",
+    "MMM_ARTIFACT_DIR": "data/artifacts",
+    "MMM_PROFILE": "full",
+}
+PROFILES = ("full", "fast")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (PROJECT_ROOT / p)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    input_dir: Path
+    warehouse: Path
+    artifact_dir: Path
+    profile: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "RunSettings":
+        env = os.environ if env is None else env
+        values = {k: env.get(k) or default for k, default in ENV_DEFAULTS.items()}
+        if values["MMM_PROFILE"] not in PROFILES:
+            raise ConfigError(
+                f"MMM_PROFILE={values['MMM_PROFILE']!r} is not a profile; use one of {PROFILES}"
+            )
+        return cls(
+            input_dir=_resolve(values["MMM_INPUT_DIR"]),
+            warehouse=_resolve(values["MMM_WAREHOUSE"]),
+            artifact_dir=_resolve(values["MMM_ARTIFACT_DIR"]),
+            profile=values["MMM_PROFILE"],
+        )
+
+
+class CostPerUnitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Weeks on each side whose spend-weighted rate fills a zero-unit or zero-spend week.
+    imputation_window_weeks: int = Field(4, ge=1, le=52)
+    # Trailing complete weeks whose spend-weighted rate is the forecast's level.
+    forecast_trailing_weeks: int = Field(8, ge=1, le=52)
+
+
+class PipelineConfig(BaseModel):
+    """Dataset settings read from `<input>/pipeline.yaml` (every key optional)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kpi_column: str | None = None
+    reporting_currency: str | None = None
+    markets: dict[str, list[str]] | None = None
+    planning_horizon_weeks: int = Field(8, ge=1, le=104)
+    geo_weights: dict[str, float] | None = None
+    scenarios: list[dict] | None = None
+    cost_per_unit: CostPerUnitSettings = CostPerUnitSettings()
+    model: dict | None = None
+
+    @field_validator("geo_weights")
+    @classmethod
+    def _weights_positive(cls, v):
+        if v is not None:
+            bad = {g: w for g, w in v.items() if not (isinstance(w, (int, float)) and w > 0)}
+            if bad:
+                raise ValueError(f"weights must be positive numbers, got {bad}")
+        return v
+
+    @field_validator("markets")
+    @classmethod
+    def _markets_disjoint(cls, v):
+        if v is not None:
+            seen: dict[str, str] = {}
+            for market, geos in v.items():
+                if not geos:
+                    raise ValueError(f"market {market!r} lists no geos")
+                for g in geos:
+                    if g in seen:
+                        raise ValueError(f"geo {g!r} is in markets {seen[g]!r} and {market!r}")
+                    seen[g] = market
+        return v
+
+
+def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
+    """Return the dataset config and a hash of the file's bytes ('' when absent)."""
+    path = Path(input_dir) / "pipeline.yaml"
+    if not path.exists():
+        return PipelineConfig(), ""
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data), hashlib.sha256(raw).hexdigest()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: invalid setting(s): {problems}") from exc
+
+
+def check_input_dir(input_dir: Path) -> None:
+    if not Path(input_dir).is_dir():
+        raise ConfigError(
+            f"MMM_INPUT_DIR={input_dir} does not exist or is not a folder "
+            "(run `make sample` for the embedded sample, or point MMM_INPUT_DIR at your data)"
+        )

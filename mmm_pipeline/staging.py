@@ -1,0 +1,185 @@
+"""Weekly staging: ISO weeks (Monday start) x geo x channel, with a complete date spine.
+
+Geo handling (DESIGN.md): when the KPI has geos and every ad row has a geo,
+the model is geo-level. Ad rows without a geo are split across the KPI's geos
+by `geo_weights` from pipeline.yaml; without weights such data is modelled
+nationally (geo `national`, KPI summed over geos), because splitting media by
+the KPI itself would leak the outcome into the media.
+
+Input grain: daily rows, or weekly rows dated on Mondays (one row per week),
+as wide MMM tables usually are; both give the same weekly tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+from mmm_pipeline.ingest import NATIONAL
+from mmm_pipeline.warehouse import register, unregister
+
+MEDIA_COLUMNS = [
+    "week_start", "geo", "channel", "unit", "units", "spend", "clicks", "impressions",
+    "no_media", "days_in_week", "incomplete_week", "spend_without_units",
+]
+KPI_COLUMNS = ["week_start", "geo", "kpi_name", "kpi_value", "days_in_week", "days_reported", "incomplete_week"]
+
+
+@dataclass(frozen=True)
+class Calendar:
+    grain: str          # daily | weekly
+    first_day: date
+    last_day: date      # last day covered by the data (a weekly row covers 7 days)
+    geo_mode: str       # geo | national
+    geos: list[str]
+
+    @property
+    def weeks(self) -> list[date]:
+        start = self.first_day - timedelta(days=self.first_day.weekday())
+        return [start + timedelta(weeks=i) for i in range((self.last_day - start).days // 7 + 1)]
+
+    @property
+    def complete_weeks(self) -> list[date]:
+        return [w for w in self.weeks if w >= self.first_day and w + timedelta(days=6) <= self.last_day]
+
+
+def build_calendar(con: duckdb.DuckDBPyConnection, geo_weights: dict[str, float] | None) -> Calendar:
+    ad_min, ad_max, ad_non_monday, ad_multi = con.execute(
+        """SELECT min(date_day), max(date_day), count(*) FILTER (WHERE isodow(date_day) <> 1),
+                  (SELECT count(*) FROM (SELECT date_trunc('week', date_day) w, count(DISTINCT date_day) n
+                   FROM raw.ad_reporting_current GROUP BY 1 HAVING n > 1))
+           FROM raw.ad_reporting_current"""
+    ).fetchone()
+    kpi_min, kpi_max, kpi_non_monday = con.execute(
+        "SELECT min(date_day), max(date_day), count(*) FILTER (WHERE isodow(date_day) <> 1) FROM raw.kpi_current"
+    ).fetchone()
+    if ad_min is None or kpi_min is None:
+        raise ValueError(
+            "staging needs loaded ad reporting and KPI rows; "
+            f"have ad rows: {ad_min is not None}, KPI rows: {kpi_min is not None}"
+        )
+    weekly = ad_non_monday == 0 and kpi_non_monday == 0 and ad_multi == 0
+    first_day = min(ad_min, kpi_min)
+    last_day = max(ad_max, kpi_max) + (timedelta(days=6) if weekly else timedelta(0))
+
+    kpi_geos = [g for (g,) in con.execute(
+        "SELECT DISTINCT geo FROM raw.kpi_current WHERE geo IS NOT NULL ORDER BY 1").fetchall()]
+    ad_geos = [g for (g,) in con.execute(
+        "SELECT DISTINCT geo FROM raw.ad_reporting_current WHERE geo IS NOT NULL ORDER BY 1").fetchall()]
+    ad_without_geo = con.execute(
+        "SELECT count(*) FROM raw.ad_reporting_current WHERE geo IS NULL").fetchone()[0]
+    if kpi_geos and (ad_without_geo == 0 or geo_weights):
+        geos = sorted(set(kpi_geos) | set(ad_geos))
+        mode = "geo"
+    else:
+        geos, mode = [NATIONAL], "national"
+    return Calendar("weekly" if weekly else "daily", first_day, last_day, mode, geos)
+
+
+def _geo_expr(cal: Calendar) -> str:
+    return "a.geo_split" if cal.geo_mode == "geo" else f"'{NATIONAL}'"
+
+
+def build_media_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar,
+                       geo_weights: dict[str, float] | None) -> pd.DataFrame:
+    weights = pd.DataFrame(
+        {"geo": list((geo_weights or {}).keys()), "w": list((geo_weights or {}).values())},
+        columns=["geo", "w"],
+    )
+    if len(weights):
+        weights["w"] = weights["w"] / weights["w"].sum()
+    register(con, "_geo_weights", weights)
+    # Rows with a geo keep it (weight 1); rows without one are split by geo_weights.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _ad_geo AS
+           SELECT r.*, r.geo AS geo_split, 1.0 AS w FROM raw.ad_reporting_current r WHERE r.geo IS NOT NULL
+           UNION ALL
+           SELECT r.*, g.geo AS geo_split, g.w FROM raw.ad_reporting_current r, _geo_weights g
+           WHERE r.geo IS NULL"""
+        if cal.geo_mode == "geo"
+        else "CREATE OR REPLACE TEMP TABLE _ad_geo AS SELECT r.*, r.geo AS geo_split, 1.0 AS w "
+             "FROM raw.ad_reporting_current r"
+    )
+    unregister(con, "_geo_weights")
+    register(con, "_weeks", pd.DataFrame({"week_start": pd.to_datetime(cal.weeks).date}))
+    register(con, "_geos", pd.DataFrame({"geo": cal.geos}))
+    df = con.execute(
+        f"""
+        WITH agg AS (
+            SELECT CAST(date_trunc('week', a.date_day) AS DATE) AS week_start, {_geo_expr(cal)} AS geo,
+                   a.channel, sum(a.clicks * a.w) AS clicks, sum(a.impressions * a.w) AS impressions,
+                   sum(a.spend * a.w) AS spend
+            FROM _ad_geo a GROUP BY ALL
+        ), channels AS (
+            SELECT channel, any_value(unit) AS unit FROM _ad_geo GROUP BY channel
+        )
+        SELECT w.week_start, g.geo, c.channel, c.unit,
+               CASE c.unit WHEN 'impressions' THEN coalesce(agg.impressions, 0)
+                           WHEN 'clicks' THEN coalesce(agg.clicks, 0)
+                           ELSE coalesce(agg.spend, 0) END AS units,
+               coalesce(agg.spend, 0) AS spend, coalesce(agg.clicks, 0) AS clicks,
+               coalesce(agg.impressions, 0) AS impressions,
+               agg.week_start IS NULL AS no_media
+        FROM _weeks w CROSS JOIN _geos g CROSS JOIN channels c
+        LEFT JOIN agg ON agg.week_start = w.week_start AND agg.geo = g.geo AND agg.channel = c.channel
+        ORDER BY w.week_start, g.geo, c.channel
+        """
+    ).df()
+    unregister(con, "_weeks")
+    unregister(con, "_geos")
+    con.execute("DROP TABLE IF EXISTS _ad_geo")
+    df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
+    df["days_in_week"] = [_days_covered(w, cal) for w in df["week_start"]]
+    df["incomplete_week"] = df["days_in_week"] < 7
+    df["spend_without_units"] = (df["spend"] > 0) & (df["units"] <= 0)
+    return df[MEDIA_COLUMNS]
+
+
+def _days_covered(week: date, cal: Calendar) -> int:
+    start = max(week, cal.first_day)
+    end = min(week + timedelta(days=6), cal.last_day)
+    return max((end - start).days + 1, 0)
+
+
+def build_kpi_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar) -> pd.DataFrame:
+    geo = "geo" if cal.geo_mode == "geo" else f"'{NATIONAL}'"
+    df = con.execute(
+        f"""SELECT CAST(date_trunc('week', date_day) AS DATE) AS week_start, {geo} AS geo,
+                   any_value(kpi_name) AS kpi_name, sum(kpi_value) AS kpi_value,
+                   count(DISTINCT date_day) AS days_reported
+            FROM raw.kpi_current GROUP BY ALL ORDER BY 1, 2"""
+    ).df()
+    df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
+    df["days_in_week"] = [_days_covered(w, cal) for w in df["week_start"]]
+    if cal.grain == "weekly":
+        df["days_reported"] = df["days_in_week"]
+    df["incomplete_week"] = df["days_in_week"] < 7
+    return df[KPI_COLUMNS]
+
+
+def missing_kpi_weeks(kpi_weekly: pd.DataFrame, cal: Calendar) -> pd.DataFrame:
+    """(geo, week_start, problem) for every KPI week that is absent or short of days.
+
+    Every geo must report every week between the KPI's first and last week;
+    in daily data a week must also have a row for each day it covers.
+    """
+    if kpi_weekly.empty:
+        return pd.DataFrame(columns=["geo", "week_start", "problem"])
+    first, last = kpi_weekly["week_start"].min(), kpi_weekly["week_start"].max()
+    weeks = [w for w in cal.weeks if first <= w <= last]
+    have = kpi_weekly.set_index(["geo", "week_start"])
+    problems = []
+    for g in cal.geos:
+        for w in weeks:
+            if (g, w) not in have.index:
+                problems.append((g, w, "no KPI rows"))
+            else:
+                row = have.loc[(g, w)]
+                if int(row["days_reported"]) < int(row["days_in_week"]):
+                    problems.append(
+                        (g, w, f"{int(row['days_reported'])} of {int(row['days_in_week'])} days reported")
+                    )
+    return pd.DataFrame(problems, columns=["geo", "week_start", "problem"])

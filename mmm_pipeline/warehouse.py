@@ -1,0 +1,234 @@
+"""The DuckDB warehouse: connections, schema and history-keeping tables.
+
+DuckDB allows one writer per file, and DuckDB 2 refuses even a read-only
+connection from another process while a writer is open, so every connection
+made here holds an exclusive file lock beside the database for its lifetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+from filelock import FileLock
+
+SCHEMAS = ("raw", "staging", "marts")
+
+RAW_DDL = """
+CREATE TABLE IF NOT EXISTS raw.load_log (
+    kind VARCHAR NOT NULL,            -- ad_reporting | kpi | lift_tests | channels | fx_rates
+    source_file VARCHAR NOT NULL,     -- path relative to the input folder
+    sha256 VARCHAR,
+    file_mtime TIMESTAMP,
+    event VARCHAR NOT NULL,           -- loaded | retired
+    rows_read BIGINT,
+    rows_loaded BIGINT,
+    rows_quarantined BIGINT,
+    logged_at TIMESTAMP NOT NULL,
+    run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS raw.quarantine (
+    kind VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT,                -- 1-based data row (the header is row 0)
+    reason VARCHAR NOT NULL,
+    record VARCHAR,                   -- the row as read, JSON
+    detected_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.ad_reporting (
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    source_mtime TIMESTAMP,
+    source_relation VARCHAR NOT NULL,
+    date_day DATE NOT NULL,
+    platform VARCHAR NOT NULL,
+    account_id VARCHAR NOT NULL,
+    account_name VARCHAR,
+    campaign_id VARCHAR NOT NULL,
+    campaign_name VARCHAR,
+    ad_group_id VARCHAR NOT NULL,     -- '' at campaign grain
+    ad_id VARCHAR NOT NULL,           -- '' at campaign or ad-group grain
+    geo VARCHAR,                      -- NULL: the row carries no geo
+    channel VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    clicks DOUBLE NOT NULL,
+    impressions DOUBLE NOT NULL,
+    spend DOUBLE NOT NULL,            -- reporting currency
+    spend_original DOUBLE NOT NULL,   -- as reported, in `currency`
+    conversions DOUBLE NOT NULL,
+    conversions_value DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.ad_reporting_superseded (
+    source_file VARCHAR, source_row BIGINT, superseded_by_file VARCHAR,
+    source_relation VARCHAR, date_day DATE, platform VARCHAR, account_id VARCHAR,
+    campaign_id VARCHAR, ad_group_id VARCHAR, ad_id VARCHAR, geo VARCHAR,
+    spend DOUBLE, logged_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS raw.kpi (
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    source_mtime TIMESTAMP,
+    date_day DATE NOT NULL,
+    geo VARCHAR,
+    kpi_name VARCHAR NOT NULL,
+    kpi_value DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.lift_tests (
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    test_id VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    geo VARCHAR,
+    start_date DATE NOT NULL,
+    end_date DATE NOT NULL,
+    delta_spend DOUBLE NOT NULL,
+    delta_y DOUBLE NOT NULL,
+    sigma DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.channels (
+    line_no INTEGER NOT NULL,
+    channel VARCHAR NOT NULL,
+    platform VARCHAR NOT NULL,
+    campaign_pattern VARCHAR NOT NULL,
+    unit VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.fx_rates (
+    date DATE NOT NULL,
+    currency VARCHAR NOT NULL,
+    rate_to_reporting DOUBLE NOT NULL
+);
+"""
+
+
+def utcnow() -> datetime:
+    # DuckDB TIMESTAMP is naive; store UTC.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def lock_path(database: Path | str) -> Path:
+    return Path(str(database) + ".lock")
+
+
+@contextmanager
+def connect(database: Path | str, *, timeout: float = 600) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An exclusive, process-safe connection to the warehouse file."""
+    database = Path(database)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_path(database)), timeout=timeout):
+        con = duckdb.connect(str(database))
+        try:
+            ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(RAW_DDL)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short, stable content hash of JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
+            [schema, name],
+        ).fetchone()[0]
+    )
+
+
+def append_history(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    df: pd.DataFrame,
+    *,
+    version: str,
+    version_column: str = "data_version",
+    partition_columns: tuple[str, ...] = (),
+    materialized_at: datetime | None = None,
+) -> bool:
+    """Append `df` stamped with `version` unless that version is already the newest.
+
+    Every history table carries `<version_column>` and `materialized_at`; the
+    `<table>_latest` view shows the newest materialization (per partition
+    columns, e.g. market). Returns True when rows were appended.
+    """
+    materialized_at = materialized_at or utcnow()
+    df = df.copy()
+    df[version_column] = version
+    df["materialized_at"] = pd.Timestamp(materialized_at)
+    partition_values = (
+        df[list(partition_columns)].drop_duplicates().to_dict("records") if partition_columns else [{}]
+    )
+    register(con, "_history_rows", df)
+    try:
+        if not table_exists(con, table):
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM _history_rows LIMIT 0")
+        if partition_values and all(
+            _latest_version(con, table, version_column, part) == version for part in partition_values
+        ):
+            create_latest_view(con, table, partition_columns)
+            return False
+        cols = ", ".join(f'"{c}"' for c in df.columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _history_rows")
+    finally:
+        unregister(con, "_history_rows")
+    create_latest_view(con, table, partition_columns)
+    return True
+
+
+def _latest_version(con, table: str, version_column: str, partition: dict) -> str | None:
+    where = " AND ".join(f'"{k}" = ?' for k in partition) or "TRUE"
+    row = con.execute(
+        f'SELECT "{version_column}" FROM {table} WHERE {where} '
+        "ORDER BY materialized_at DESC LIMIT 1",
+        list(partition.values()),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def create_latest_view(con, table: str, partition_columns: tuple[str, ...] = ()) -> None:
+    if partition_columns:
+        keys = ", ".join(f'"{c}"' for c in partition_columns)
+        cond = (
+            f"({keys}, materialized_at) IN "
+            f"(SELECT {keys}, max(materialized_at) FROM {table} GROUP BY {keys})"
+        )
+    else:
+        cond = f"materialized_at = (SELECT max(materialized_at) FROM {table})"
+    con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS SELECT * FROM {table} WHERE {cond}")
+
+
+def table_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('raw','staging','marts') ORDER BY 1"
+    ).fetchall()
+    return {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for (name,) in rows}
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> None:
+    """`con.register` that first finishes a half-fetched result (DuckDB 2 refuses otherwise)."""
+    con.complete()
+    con.register(name, df)
+
+
+def unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.complete()
+    con.unregister(name)

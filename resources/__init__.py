@@ -1,0 +1,76 @@
+"""Dagster resources: the DuckDB warehouse, the artifact store and the run settings.
+
+Defaults come from environment variables (see `mmm_pipeline.settings`):
+MMM_INPUT_DIR, MMM_WAREHOUSE, MMM_ARTIFACT_DIR, MMM_PROFILE.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from mmm_pipeline import warehouse
+from mmm_pipeline.settings import PipelineConfig, RunSettings, check_input_dir, load_pipeline_config
+
+
+class WarehouseResource(DuckDBResource):
+    """DuckDBResource whose connections hold the warehouse's cross-process file lock.
+
+    DuckDB 2 refuses a second process even read-only while a writer is open,
+    so reads and writes are serialized alike; BI reads the published copy.
+    """
+
+    lock_timeout_seconds: float = 1800.0
+
+    @contextmanager
+    def get_connection(self):
+        with warehouse.connect(self.database, timeout=self.lock_timeout_seconds) as con:
+            yield con
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Files a run writes (plots, model artifacts) under MMM_ARTIFACT_DIR."""
+
+    root: str
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.root).joinpath(*parts)
+
+    def write_bytes(self, relpath: str, data: bytes) -> Path:
+        """Write atomically: a reader never sees a half-written file."""
+        target = self.path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+        return target
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Where the input lives and which profile runs; `config()` reads pipeline.yaml."""
+
+    input_dir: str
+    profile: str = "full"
+
+    def input_path(self) -> Path:
+        path = Path(self.input_dir)
+        check_input_dir(path)
+        return path
+
+    def config(self) -> tuple[PipelineConfig, str]:
+        return load_pipeline_config(self.input_path())
+
+
+def build_resources(settings: RunSettings | None = None) -> dict:
+    settings = settings or RunSettings.from_env()
+    return {
+        "warehouse": WarehouseResource(database=str(settings.warehouse)),
+        "artifacts": ArtifactStore(root=str(settings.artifact_dir)),
+        "settings": PipelineSettings(input_dir=str(settings.input_dir), profile=settings.profile),
+    }

@@ -19,7 +19,7 @@ from mmm_pipeline.settings import RunSettings
 def main() -> int:
     settings = RunSettings.from_env()
     instance = dg.DagsterInstance.get()
-    job = defs.get_job_def("mmm_job")
+    job = defs.resolve_job_def("mmm_job")
     result = job.execute_in_process(instance=instance, raise_on_error=False)
 
     failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

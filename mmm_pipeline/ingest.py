@@ -523,7 +523,8 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str) -> TableSpe
 
 def refresh_superseded(con: duckdb.DuckDBPyConnection) -> int:
     """Log rows restated by a newer file and expose the winners as `raw.ad_reporting_current`."""
-    key = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in AD_NATURAL_KEY)
+    # One string per natural key (unit separator between parts).
+    key = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in AD_NATURAL_KEY) + ")"
     con.begin()
     try:
         con.execute("DELETE FROM raw.ad_reporting_superseded")
@@ -534,7 +535,7 @@ def refresh_superseded(con: duckdb.DuckDBPyConnection) -> int:
                 SELECT {key} AS k FROM raw.ad_reporting GROUP BY ALL HAVING count(DISTINCT source_file) > 1
             ), ranked AS (
                 SELECT a.*, first_value(a.source_file) OVER w AS winner, row_number() OVER w AS rn
-                FROM raw.ad_reporting a SEMI JOIN conflicted c ON ({key}) = c.k
+                FROM raw.ad_reporting a SEMI JOIN conflicted c ON {key} = c.k
                 WINDOW w AS (PARTITION BY {key} ORDER BY source_mtime DESC, source_file DESC)
             )
             SELECT source_file, source_row, winner, source_relation, date_day, platform, account_id,

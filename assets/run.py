@@ -20,7 +20,10 @@ def main() -> int:
     settings = RunSettings.from_env()
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("mmm_job")
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
 
     failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     failed_checks = [

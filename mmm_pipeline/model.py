@@ -119,6 +119,9 @@ class SamplerConfig(_Strict):
     draws: int = Field(1000, ge=1)
     target_accept: float = Field(0.9, gt=0, lt=1)
     max_treedepth: int = Field(10, ge=3, le=15)
+    # nutpie mass-matrix adaptation: "low_rank" also learns the few strongly
+    # correlated directions (beta x lam of a weakly saturated channel).
+    adaptation: Literal["diag", "low_rank", "draw_diag"] = "diag"
     cores: int | None = Field(None, ge=1, description="parallel chains; default min(chains, cpu count)")
 
 
@@ -532,6 +535,13 @@ def _nutpie_progress_hook(progress: _Progress):
         mcmc.NutpieProgressBarManager = base
 
 
+def _nuts_kwargs(s: SamplerConfig) -> dict:
+    nuts: dict[str, Any] = {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth}
+    if s.nuts_sampler == "nutpie" and s.adaptation != "diag":
+        nuts["adaptation"] = s.adaptation
+    return {"nuts": nuts}
+
+
 def fit_model(
     media_weekly: pd.DataFrame,
     kpi_weekly: pd.DataFrame,
@@ -599,8 +609,7 @@ def fit_model(
             tune=s.tune,
             draws=s.draws,
             cores=cores,
-            target_accept=s.target_accept,
-            max_treedepth=s.max_treedepth,
+            **_nuts_kwargs(s),
         )
     t = stage("sample", t)
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
@@ -637,6 +646,11 @@ def fit_model(
 # --------------------------------------------------------------------------- diagnostics
 
 
+def _ds(node):
+    """A DataTree node as an xarray Dataset (Datasets pass through)."""
+    return node.to_dataset() if hasattr(node, "to_dataset") else node
+
+
 def free_parameter_names(mmm) -> list[str]:
     """Sampled variables plus the named per-geo media parameters present in the posterior."""
     post = mmm.idata.posterior
@@ -660,7 +674,7 @@ def _element_label(name: str, da, idx: tuple) -> str:
     return f"{name}[{', '.join(parts)}]"
 
 
-def _ppc_y(mmm, n_max: int = 4000, seed: int = 0) -> np.ndarray:
+def _ppc_y(mmm, dims: Sequence[str], n_max: int = 4000, seed: int = 0) -> np.ndarray:
     """Posterior predictive draws of y in KPI units: (samples, date, *dims).
 
     Uses the `posterior_predictive` group when present, otherwise draws
@@ -680,7 +694,6 @@ def _ppc_y(mmm, n_max: int = 4000, seed: int = 0) -> np.ndarray:
         noise = rng.standard_normal(mu.shape)
         yrep = mu + sigma.broadcast_like(mu) * noise
     yrep = yrep * (scale if scale is not None else ts)
-    dims = [d for d in yrep.dims if d not in ("chain", "draw")]
     yrep = yrep.stack(sample=("chain", "draw")).transpose("sample", *dims)
     arr = yrep.to_numpy()
     if arr.shape[0] > n_max:
@@ -693,11 +706,11 @@ def diagnostics(mmm) -> dict:
     import arviz as az
 
     idata = mmm.idata
-    post = idata.posterior
     names = free_parameter_names(mmm)
-    rhat = az.rhat(post[names])
-    ess = az.ess(post[names], method="bulk")
-    ess_tail = az.ess(post[names], method="tail")
+    post = _ds(idata.posterior)[names]
+    rhat = az.rhat(post)
+    ess = az.ess(post, method="bulk")
+    ess_tail = az.ess(post, method="tail")
     worst_rhat, worst_ess = [], []
     max_rhat, min_ess, min_ess_tail = 1.0, float("inf"), float("inf")
     per_param: dict[str, dict] = {}
@@ -727,8 +740,9 @@ def diagnostics(mmm) -> dict:
     n_draws = int(post.sizes["draw"])
 
     # In-sample fit in KPI units.
-    y_obs = np.asarray(idata.constant_data["target_data"].to_numpy(), dtype=float)
-    yrep = _ppc_y(mmm)
+    target = idata.constant_data["target_data"]
+    y_obs = np.asarray(target.to_numpy(), dtype=float)
+    yrep = _ppc_y(mmm, target.dims)
     y_mean = yrep.mean(axis=0)
     lo, hi = np.quantile(yrep, [0.03, 0.97], axis=0)
     resid = y_obs - y_mean

@@ -71,12 +71,6 @@ def normalize_platform(name: str | None) -> str | None:
     return PLATFORM_ALIASES.get(key, key) or None
 
 
-def _platform_sql(expr: str) -> str:
-    base = f"nullif(trim(both '_' FROM regexp_replace(lower(trim({expr})), '[^0-9a-z]+', '_', 'g')), '')"
-    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in PLATFORM_ALIASES.items())
-    return f"(CASE {base} {cases} ELSE {base} END)"
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -118,23 +112,15 @@ def _source(input_dir: Path, p: Path) -> SourceFile:
     )
 
 
-def read_as_text(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, required: list[str],
-                 optional: list[str] = ()) -> list[str]:
-    """Read a CSV or Parquet file into temp table `temp`, every column as text.
-
-    Column names are normalised (BOM, case, spaces). Raises IngestError for an
-    unreadable or empty file or a missing required column.
-    """
+def _probe_columns(con, src: SourceFile, required: list[str], optional: list[str]) -> tuple[str, list[str], list[str]]:
+    """(reader SQL without options, original header names, normalised names); checks the header."""
     if src.path.stat().st_size == 0:
         raise IngestError(f"{src.rel}: the file is empty (0 bytes); expected a header with columns {required}")
     fmt = "parquet" if src.path.suffix.lower() == ".parquet" else "csv"
-    reader = (
-        f"read_parquet({_q(src.path)})"
-        if fmt == "parquet"
-        else f"read_csv({_q(src.path)}, all_varchar=true, header=true, nullstr={NULL_STRINGS!r})"
-    )
+    probe = (f"read_parquet({_q(src.path)})" if fmt == "parquet"
+             else f"read_csv({_q(src.path)}, all_varchar=true, header=true)")
     try:
-        cols = [d[0] for d in con.execute(f"SELECT * FROM {reader} LIMIT 0").description]
+        cols = [d[0] for d in con.execute(f"SELECT * FROM {probe} LIMIT 0").description]
     except duckdb.Error as exc:
         raise IngestError(f"{src.rel}: cannot be read as {fmt.upper()}: {exc}") from exc
     normalized = [_norm_col(c) for c in cols]
@@ -146,15 +132,104 @@ def read_as_text(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, req
         raise IngestError(
             f"{src.rel}: missing required column(s) {missing}; the file has columns {normalized}"
         )
+    return fmt, cols, normalized
+
+
+def read_as_text(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, required: list[str],
+                 optional: list[str] = ()) -> list[str]:
+    """Read a small file into temp table `temp`, every column as text (catalogue, FX rates)."""
+    fmt, cols, normalized = _probe_columns(con, src, required, list(optional))
+    reader = (f"read_parquet({_q(src.path)})" if fmt == "parquet"
+              else f"read_csv({_q(src.path)}, all_varchar=true, header=true, nullstr={NULL_STRINGS!r})")
     keep = [c for c in required + list(optional) if c in normalized]
-    select = ", ".join(
-        f'CAST("{cols[normalized.index(c)]}" AS VARCHAR) AS "{c}"' for c in keep
-    )
+    select = ", ".join(f'CAST("{cols[normalized.index(c)]}" AS VARCHAR) AS "{c}"' for c in keep)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT {select} FROM {reader}")
     except duckdb.Error as exc:
         raise IngestError(f"{src.rel}: cannot be read as {fmt.upper()}: {exc}") from exc
     return keep
+
+
+@dataclass
+class TypedRead:
+    """A file read into a temp table with its target types, and how to number its rows."""
+
+    temp: str
+    columns: list[str]           # normalised names present
+    raw_text: set[str]           # columns with a `<col>__raw` text copy (Parquet: cast failures show there)
+    row_expr: str                # SQL for the 1-based data row, over alias `s`
+    rejects: str | None          # temp table of (source_row, reason, record) for rows the reader refused
+    n_rejected: int = 0
+
+
+def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, required: list[str],
+               optional: list[str], types: dict[str, str]) -> TypedRead:
+    """Read a CSV or Parquet file into temp table `temp` with the target column types.
+
+    CSV is parsed once, typed, by DuckDB's reader with `store_rejects`: a line
+    whose cell cannot be cast is kept out of the table and recorded (line,
+    column, error, the line's text) for the quarantine. Rows are numbered by
+    their position in the file (rowid + 1, shifted past rejected lines).
+    Parquet columns are cast with TRY_CAST and keep a text copy, so a failed
+    cast is visible as `<col>__raw IS NOT NULL AND <col> IS NULL`.
+    """
+    fmt, cols, normalized = _probe_columns(con, src, required, optional)
+    keep = [c for c in required + list(optional) if c in normalized]
+    orig = {c: cols[normalized.index(c)] for c in keep}
+    if fmt == "parquet":
+        parts = []
+        for c in keep:
+            t = types.get(c, "VARCHAR")
+            parts.append(f'TRY_CAST("{orig[c]}" AS {t}) AS "{c}"')
+            if t != "VARCHAR":
+                parts.append(f'CAST("{orig[c]}" AS VARCHAR) AS "{c}__raw"')
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT {', '.join(parts)} "
+                        f"FROM read_parquet({_q(src.path)})")
+        except duckdb.Error as exc:
+            raise IngestError(f"{src.rel}: cannot be read as PARQUET: {exc}") from exc
+        return TypedRead(temp, keep, {c for c in keep if types.get(c, "VARCHAR") != "VARCHAR"},
+                         "s.rowid + 1", None)
+
+    all_types = {orig_name: "VARCHAR" for orig_name in cols}
+    all_types.update({orig[c]: types[c] for c in keep if c in types})
+    rej, scan = f"{temp}_rej", f"{temp}_rejscan"
+    for t in (rej, scan):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    select = ", ".join(f'"{orig[c]}" AS "{c}"' for c in keep)
+    reader = (f"read_csv({_q(src.path)}, header=true, nullstr={NULL_STRINGS!r}, types={all_types!r}, "
+              f"store_rejects=true, rejects_table='{rej}', rejects_scan='{scan}')")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT {select} FROM {reader}")
+    except duckdb.Error as exc:
+        raise IngestError(f"{src.rel}: cannot be read as CSV: {exc}") from exc
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {temp}_bad AS
+            SELECT line - 1 AS source_row,
+                   string_agg(CASE WHEN error_type = 'CAST'
+                                   THEN 'unparseable ' || column_name || ': ' || error_message
+                                   ELSE 'malformed row: ' || error_message END, '; ') AS reason,
+                   any_value(csv_line) AS record
+            FROM {rej} GROUP BY line"""
+    )
+    n_rejected = con.execute(f"SELECT count(*) FROM {temp}_bad").fetchall()[0][0]
+    for t in (rej, scan):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    row_expr = "s.rowid + 1"
+    if n_rejected:
+        # The k-th kept row is data row k + #(rejected rows before it); with rejected
+        # rows R_1 < R_2 < ..., row R_i precedes the k-th kept row iff R_i - i < k.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {temp} AS
+                WITH r AS (SELECT source_row - row_number() OVER (ORDER BY source_row) AS r_adj FROM {temp}_bad),
+                     offs AS (SELECT r_adj, count(*) OVER (ORDER BY r_adj) AS n_before FROM r)
+                SELECT t.* EXCLUDE (k), t.k + coalesce(o.n_before, 0) AS _row
+                FROM (SELECT rowid + 1 AS k, * FROM {temp}) t
+                ASOF LEFT JOIN (SELECT DISTINCT r_adj, n_before FROM offs) o ON t.k > o.r_adj
+                ORDER BY t.k"""
+        )
+        row_expr = "s._row"
+    return TypedRead(temp, keep, set(), row_expr, f"{temp}_bad", n_rejected)
 
 
 @dataclass
@@ -193,31 +268,36 @@ def current_files(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str]:
 
 
 def _typed(expr_text: str, sql_type: str) -> str:
-    return f"TRY_CAST(trim({expr_text}) AS {sql_type})"
+    # TRY_CAST ignores surrounding spaces for numbers and dates.
+    return f"TRY_CAST({expr_text} AS {sql_type})"
 
 
-def _metric_checks(col: str, required_if: str | None = None, allow_negative: bool = False) -> str:
-    """Reason for a bad number cell: unparseable, negative, or missing when it is needed."""
-    missing = (
-        f"WHEN s.{col} IS NULL AND ({required_if}) THEN 'missing {col}'" if required_if else ""
-    )
-    negative = "" if allow_negative else f"WHEN {_typed('s.' + col, 'DOUBLE')} < 0 THEN 'negative {col}'"
-    return (
-        f"CASE {missing} "
-        f"WHEN s.{col} IS NOT NULL AND {_typed('s.' + col, 'DOUBLE')} IS NULL "
-        f"THEN 'unparseable {col} ' || s.{col} {negative} END"
-    )
+def _unparseable(col: str, read: "TypedRead") -> str:
+    return (f"WHEN s.{col}__raw IS NOT NULL AND s.{col} IS NULL THEN 'unparseable {col}: ' || s.{col}__raw"
+            if col in read.raw_text else "")
+
+
+def _metric_checks(col: str, read: "TypedRead", required_if: str | None = None,
+                   allow_negative: bool = False) -> str:
+    """Reason for a bad number cell: unparseable, missing when it is needed, or negative."""
+    missing = f"WHEN s.{col} IS NULL AND ({required_if}) THEN 'missing {col}'" if required_if else ""
+    negative = "" if allow_negative else f"WHEN s.{col} < 0 THEN 'negative {col}'"
+    body = f"{_unparseable(col, read)} {missing} {negative}".strip()
+    return f"CASE {body} END" if body else "NULL"
 
 
 def _null_key(col: str) -> str:
-    return f"CASE WHEN nullif(trim(s.{col}), '') IS NULL THEN 'null key {col}' END"
+    return f"CASE WHEN s.{col} IS NULL OR s.{col} = '' THEN 'null key {col}' END"
 
 
-def _date_check(col: str) -> str:
-    return (
-        f"CASE WHEN s.{col} IS NULL THEN 'null key {col}' "
-        f"WHEN {_typed('s.' + col, 'DATE')} IS NULL THEN 'unparseable date {col} ' || s.{col} END"
-    )
+def _reason_columns(reasons: list[str]) -> str:
+    """`_reason` (all problems, '; '-joined) and `_bad`, which skips the string work on good rows."""
+    bad = " OR ".join(f"({r}) IS NOT NULL" for r in reasons)
+    return f"nullif(concat_ws('; ', {', '.join(reasons)}), '') AS _reason, ({bad}) AS _bad"
+
+
+def _date_check(col: str, read: "TypedRead") -> str:
+    return f"CASE {_unparseable(col, read)} WHEN s.{col} IS NULL THEN 'null key {col}' END"
 
 
 # --------------------------------------------------------------------------
@@ -343,8 +423,9 @@ class TableSpec:
     table: str
     required: list[str]
     optional: list[str]
-    # (temp source table, file, its columns) -> SELECT producing the table's columns plus `_reason`
-    typed_select: Callable[[str, SourceFile, list[str]], str]
+    types: dict[str, str]             # target SQL type per column (others VARCHAR)
+    # (typed read, file) -> SELECT over alias `s` giving the table's columns plus `_reason`
+    typed_select: Callable[[TypedRead, SourceFile], str]
 
 
 def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[SourceFile],
@@ -353,17 +434,13 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
     loaded_now = current_files(con, spec.kind)
     changed = [f for f in files if loaded_now.get(f.rel) != f.sha256]
     report.files_unchanged = [f.rel for f in files if loaded_now.get(f.rel) == f.sha256]
-    present = {f.rel for f in files}
-    removed = sorted(set(loaded_now) - present)
+    removed = sorted(set(loaded_now) - {f.rel for f in files})
 
-    # Read and type every changed file before writing anything.
+    # Read every changed file before writing anything: an unreadable one fails here.
     staged = []
     for i, src in enumerate(changed):
-        temp = f"_src_{spec.kind}_{i}"
-        columns = read_as_text(con, src, temp, spec.required, spec.optional)
-        typed = f"_typed_{spec.kind}_{i}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {typed} AS {spec.typed_select(temp, src, columns)}")
-        staged.append((src, temp, typed))
+        read = read_typed(con, src, f"_src_{spec.kind}_{i}", spec.required, spec.optional, spec.types)
+        staged.append((src, read, spec.typed_select(read, src)))
 
     target_cols = [d[0] for d in con.execute(f"SELECT * FROM {spec.table} LIMIT 0").description]
     cols = ", ".join(f'"{c}"' for c in target_cols)
@@ -378,36 +455,42 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
                 [spec.kind, rel, now, run_id],
             )
             report.files_retired.append(rel)
-        for src, temp, typed in staged:
+        for src, read, select in staged:
             con.execute(f"DELETE FROM {spec.table} WHERE source_file = ?", [src.rel])
-            con.execute(f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {typed} WHERE _reason IS NULL")
             con.execute("DELETE FROM raw.quarantine WHERE kind = ? AND source_file = ?", [spec.kind, src.rel])
+            n_good = con.execute(
+                f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM ({select}) WHERE NOT _bad"
+            ).fetchall()[0][0]
             con.execute(
                 f"""INSERT INTO raw.quarantine
                     SELECT ?, ?, t.source_row, t._reason, to_json(s), ?
-                    FROM {typed} t JOIN {temp} s ON s.rowid + 1 = t.source_row
-                    WHERE t._reason IS NOT NULL""",
+                    FROM ({select}) t JOIN {read.temp} s ON {read.row_expr} = t.source_row
+                    WHERE t._bad""",
                 [spec.kind, src.rel, now],
-            )
-            n_read, n_bad = con.execute(
-                f"SELECT count(*), count(_reason) FROM {typed}"
-            ).fetchone()
+            ).fetchall()
+            if read.rejects:
+                con.execute(
+                    f"INSERT INTO raw.quarantine SELECT ?, ?, source_row, reason, to_json(record), ? FROM {read.rejects}",
+                    [spec.kind, src.rel, now],
+                ).fetchall()
+            n_read = con.execute(f"SELECT count(*) FROM {read.temp}").fetchall()[0][0] + read.n_rejected
+            n_bad = n_read - n_good
             con.execute(
                 "INSERT INTO raw.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?)",
-                [spec.kind, src.rel, src.sha256, src.mtime, n_read, n_read - n_bad, n_bad, now, run_id],
+                [spec.kind, src.rel, src.sha256, src.mtime, n_read, n_good, n_bad, now, run_id],
             )
             report.files_loaded.append(src.rel)
-            report.rows_loaded += n_read - n_bad
+            report.rows_loaded += n_good
             report.rows_quarantined += n_bad
         con.commit()
     except Exception:
         con.rollback()
         raise
     finally:
-        for _, temp, typed in staged:
-            con.execute(f"DROP TABLE IF EXISTS {temp}")
-            con.execute(f"DROP TABLE IF EXISTS {typed}")
-    report.table_rows = con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0]
+        for _, read, _ in staged:
+            for suffix in ("", "_bad", "_map", "_dups"):  # the read and its helper tables
+                con.execute(f"DROP TABLE IF EXISTS {read.temp}{suffix}")
+    report.table_rows = con.execute(f"SELECT count(*) FROM {spec.table}").fetchall()[0][0]
     return report
 
 
@@ -416,43 +499,65 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
 
 
 def _campaign_channel_map(con, temp: str) -> None:
-    """Map each distinct (platform, campaign_name) to the first matching catalogue line.
+    """Map each distinct raw (platform, campaign_name) to its platform and catalogue line.
 
-    Done in Python on distinct pairs: the catalogue's patterns are Python
-    regular expressions and there are far fewer campaigns than rows.
+    Done in Python on distinct pairs, because the catalogue's patterns are
+    Python regular expressions and there are far fewer campaigns than rows;
+    the big table then joins on the raw strings (no per-row regex work).
     """
     catalogue = con.execute(
         "SELECT platform, campaign_pattern, channel, unit, currency FROM raw.channels ORDER BY line_no"
     ).fetchall()
-    pairs = con.execute(
-        f"SELECT DISTINCT {_platform_sql('platform')} AS platform, campaign_name FROM {temp}"
-    ).fetchall()
+    pairs = con.execute(f"SELECT DISTINCT platform, campaign_name FROM {temp}").fetchall()
     rows = []
-    for platform, campaign in pairs:
-        for cat_platform, pattern, channel, unit, currency in catalogue:
-            if cat_platform == platform and (
-                not pattern or re.search(pattern, campaign or "", flags=re.IGNORECASE)
-            ):
-                rows.append((platform, campaign, channel, unit, currency))
-                break
-    mapping = pd.DataFrame(rows, columns=["platform", "campaign_name", "channel", "unit", "currency"])
+    for raw_platform, campaign in pairs:
+        platform = normalize_platform(raw_platform)
+        match = next(
+            ((channel, unit, currency) for cat_platform, pattern, channel, unit, currency in catalogue
+             if cat_platform == platform
+             and (not pattern or re.search(pattern, campaign or "", flags=re.IGNORECASE))),
+            (None, None, None),
+        )
+        rows.append((raw_platform, campaign, platform, *match))
+    mapping = pd.DataFrame(
+        rows, columns=["raw_platform", "campaign_name", "platform", "channel", "unit", "currency"]
+    ).astype(object)
     register(con, "_map_df", mapping)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _campaign_map AS SELECT * FROM _map_df"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {temp}_map AS SELECT * FROM _map_df")
     unregister(con, "_map_df")
+
+
+def _duplicate_keys(con, temp: str, key_exprs: list[str]) -> None:
+    """`<temp>_dups(h, k0.., n)`: natural keys that occur more than once in the file.
+
+    Grouping on a hash of the key is cheap; the exact (collision-free) count is
+    then taken on the few candidate rows only.
+    """
+    h = f"hash({', '.join(key_exprs)})"
+    keys = ", ".join(f"{e} AS k{i}" for i, e in enumerate(key_exprs))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {temp}_dups AS
+            WITH candidates AS (SELECT {h} AS h FROM {temp} s GROUP BY 1 HAVING count(*) > 1)
+            SELECT {h} AS h, {keys}, count(*) AS n
+            FROM {temp} s SEMI JOIN candidates c ON {h} = c.h
+            GROUP BY ALL HAVING count(*) > 1"""
+    )
 
 
 def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str) -> TableSpec:
     known_platforms = {p for (p,) in con.execute("SELECT DISTINCT platform FROM raw.channels").fetchall()}
     needs_fx = con.execute(
         "SELECT count(*) FROM raw.channels WHERE currency <> ?", [currency]
-    ).fetchone()[0] > 0
+    ).fetchall()[0][0] > 0
 
-    def typed_select(temp: str, src: SourceFile, cols: list[str]) -> str:
+    def typed_select(read: TypedRead, src: SourceFile) -> str:
+        temp, cols = read.temp, read.columns
         _campaign_channel_map(con, temp)
-        opt = {c: (f"coalesce(trim(s.{c}), '')" if c in cols else "''") for c in ("ad_group_id", "ad_id")}
-        geo = "nullif(trim(s.geo), '')" if "geo" in cols else "NULL"
+        opt = {c: (f"coalesce(s.{c}, '')" if c in cols else "''") for c in ("ad_group_id", "ad_id")}
+        geo = "nullif(s.geo, '')" if "geo" in cols else "NULL"
+        key_exprs = ["s.source_relation", "s.date_day", "s.platform", "s.account_id", "s.campaign_id",
+                     opt["ad_group_id"], opt["ad_id"], f"coalesce({geo}, '')"]
+        _duplicate_keys(con, temp, key_exprs)
         platforms = ", ".join(_q(p) for p in sorted(known_platforms)) or "''"
         unit_required = {
             "impressions": "m.unit = 'impressions'",
@@ -460,20 +565,20 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str) -> TableSpe
             "spend": "TRUE",
         }
         reasons = [
-            _null_key("source_relation"), _date_check("date_day"), _null_key("platform"),
+            _null_key("source_relation"), _date_check("date_day", read), _null_key("platform"),
             _null_key("account_id"), _null_key("campaign_id"),
-            f"CASE WHEN s.platform IS NOT NULL AND {_platform_sql('s.platform')} NOT IN ({platforms}) "
+            f"CASE WHEN m.platform IS NOT NULL AND m.platform NOT IN ({platforms}) "
             f"THEN 'unknown platform ' || s.platform || ' (not in channels.csv)' "
-            f"WHEN s.platform IS NOT NULL AND m.channel IS NULL "
-            f"THEN 'unmapped campaign: no channels.csv pattern for platform ' || {_platform_sql('s.platform')} END",
-            *(_metric_checks(c, unit_required.get(c)) for c in AD_METRICS),
+            f"WHEN m.platform IS NOT NULL AND m.channel IS NULL "
+            f"THEN 'unmapped campaign: no channels.csv pattern for platform ' || m.platform END",
+            *(_metric_checks(c, read, unit_required.get(c)) for c in AD_METRICS),
         ]
-        spend = _typed("s.spend", "DOUBLE")
+        has_dups = con.execute(f"SELECT count(*) FROM {temp}_dups").fetchall()[0][0] > 0
+        if has_dups:
+            reasons.append(
+                "CASE WHEN d.n IS NOT NULL THEN 'duplicate natural key (' || d.n || ' rows in this file)' END")
         if needs_fx:
-            fx_join = (
-                f"ASOF LEFT JOIN raw.fx_rates fx ON fx.currency = m.currency "
-                f"AND fx.date <= {_typed('s.date_day', 'DATE')}"
-            )
+            fx_join = "ASOF LEFT JOIN raw.fx_rates fx ON fx.currency = m.currency AND fx.date <= s.date_day"
             rate = f"CASE WHEN m.currency = {_q(currency)} THEN 1.0 ELSE fx.rate_to_reporting END"
             reasons.append(
                 f"CASE WHEN m.channel IS NOT NULL AND ({rate}) IS NULL "
@@ -481,69 +586,69 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str) -> TableSpe
             )
         else:
             fx_join, rate = "", "1.0"
-        key_cols = ", ".join(
-            ["s.source_relation", "s.date_day", "s.platform", "s.account_id", "s.campaign_id",
-             opt["ad_group_id"], opt["ad_id"], f"coalesce({geo}, '')"]
-        )
+        dup_match = " AND ".join(f"d.k{i} IS NOT DISTINCT FROM {e}" for i, e in enumerate(key_exprs))
+        dup_join = (f"LEFT JOIN {temp}_dups d ON d.h = hash({', '.join(key_exprs)}) AND {dup_match}"
+                    if has_dups else "")
         return f"""
         SELECT
             {_q(src.rel)} AS source_file,
-            s.rowid + 1 AS source_row,
+            {read.row_expr} AS source_row,
             TIMESTAMP '{src.mtime:%Y-%m-%d %H:%M:%S}' AS source_mtime,
-            trim(s.source_relation) AS source_relation,
-            {_typed('s.date_day', 'DATE')} AS date_day,
-            {_platform_sql('s.platform')} AS platform,
-            trim(s.account_id) AS account_id,
+            s.source_relation,
+            s.date_day,
+            m.platform,
+            s.account_id,
             s.account_name,
-            trim(s.campaign_id) AS campaign_id,
+            s.campaign_id,
             s.campaign_name,
             {opt['ad_group_id']} AS ad_group_id,
             {opt['ad_id']} AS ad_id,
             {geo} AS geo,
             m.channel, m.unit, m.currency,
-            coalesce({_typed('s.clicks', 'DOUBLE')}, 0) AS clicks,
-            coalesce({_typed('s.impressions', 'DOUBLE')}, 0) AS impressions,
-            {spend} * ({rate}) AS spend,
-            {spend} AS spend_original,
-            coalesce({_typed('s.conversions', 'DOUBLE')}, 0) AS conversions,
-            coalesce({_typed('s.conversions_value', 'DOUBLE')}, 0) AS conversions_value,
-            nullif(concat_ws('; ', {', '.join(reasons)},
-                CASE WHEN count(*) OVER (PARTITION BY {key_cols}) > 1
-                THEN 'duplicate natural key (' || count(*) OVER (PARTITION BY {key_cols}) || ' rows in this file)'
-                END), '') AS _reason
+            coalesce(s.clicks, 0) AS clicks,
+            coalesce(s.impressions, 0) AS impressions,
+            s.spend * ({rate}) AS spend,
+            s.spend AS spend_original,
+            coalesce(s.conversions, 0) AS conversions,
+            coalesce(s.conversions_value, 0) AS conversions_value,
+            {_reason_columns(reasons)}
         FROM {temp} s
-        LEFT JOIN _campaign_map m
-          ON m.platform = {_platform_sql('s.platform')}
+        LEFT JOIN {temp}_map m
+          ON m.raw_platform IS NOT DISTINCT FROM s.platform
          AND m.campaign_name IS NOT DISTINCT FROM s.campaign_name
+        {dup_join}
         {fx_join}
         """
 
-    return TableSpec("ad_reporting", "raw.ad_reporting", AD_REQUIRED, AD_OPTIONAL, typed_select)
+    types = {"date_day": "DATE", **{m: "DOUBLE" for m in AD_METRICS}}
+    return TableSpec("ad_reporting", "raw.ad_reporting", AD_REQUIRED, AD_OPTIONAL, types, typed_select)
 
 
 def refresh_superseded(con: duckdb.DuckDBPyConnection) -> int:
     """Log rows restated by a newer file and expose the winners as `raw.ad_reporting_current`."""
-    # One string per natural key (unit separator between parts).
-    key = "concat_ws(chr(31), " + ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in AD_NATURAL_KEY) + ")"
     con.begin()
     try:
         con.execute("DELETE FROM raw.ad_reporting_superseded")
-        con.execute(
-            f"""
-            INSERT INTO raw.ad_reporting_superseded
-            WITH conflicted AS (
-                SELECT {key} AS k FROM raw.ad_reporting GROUP BY ALL HAVING count(DISTINCT source_file) > 1
-            ), ranked AS (
-                SELECT a.*, first_value(a.source_file) OVER w AS winner, row_number() OVER w AS rn
-                FROM raw.ad_reporting a SEMI JOIN conflicted c ON {key} = c.k
-                WINDOW w AS (PARTITION BY {key} ORDER BY source_mtime DESC, source_file DESC)
+        files = con.execute("SELECT count(DISTINCT source_file) FROM raw.ad_reporting").fetchone()[0]
+        if files > 1:  # with one file nothing can be restated
+            key = ", ".join(AD_NATURAL_KEY)
+            h = f"hash({key})"
+            con.execute(
+                f"""
+                INSERT INTO raw.ad_reporting_superseded
+                WITH candidates AS (
+                    SELECT {h} AS h FROM raw.ad_reporting GROUP BY 1 HAVING count(DISTINCT source_file) > 1
+                ), ranked AS (
+                    SELECT a.*, first_value(a.source_file) OVER w AS winner, row_number() OVER w AS rn
+                    FROM raw.ad_reporting a SEMI JOIN candidates c ON {h} = c.h
+                    WINDOW w AS (PARTITION BY {key} ORDER BY source_mtime DESC, source_file DESC)
+                )
+                SELECT source_file, source_row, winner, source_relation, date_day, platform, account_id,
+                       campaign_id, ad_group_id, ad_id, geo, spend, ?
+                FROM ranked WHERE rn > 1 AND winner <> source_file
+                """,
+                [utcnow()],
             )
-            SELECT source_file, source_row, winner, source_relation, date_day, platform, account_id,
-                   campaign_id, ad_group_id, ad_id, geo, spend, ?
-            FROM ranked WHERE rn > 1
-            """,
-            [utcnow()],
-        )
         con.execute(
             """CREATE OR REPLACE VIEW raw.ad_reporting_current AS
                SELECT a.* FROM raw.ad_reporting a
@@ -571,22 +676,23 @@ def load_ad_reporting(con: duckdb.DuckDBPyConnection, input_dir: Path, currency:
 
 
 def kpi_spec(kpi_column: str) -> TableSpec:
-    def typed_select(temp: str, src: SourceFile, cols: list[str]) -> str:
-        geo = "nullif(trim(s.geo), '')" if "geo" in cols else "NULL"
-        reasons = [_date_check("date_day"), _metric_checks(kpi_column, "TRUE")]
+    def typed_select(read: TypedRead, src: SourceFile) -> str:
+        geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
+        reasons = [
+            _date_check("date_day", read), _metric_checks(kpi_column, read, "TRUE"),
+            f"CASE WHEN count(*) OVER (PARTITION BY s.date_day, {geo}) > 1 THEN 'duplicate date_day and geo (' "
+            f"|| count(*) OVER (PARTITION BY s.date_day, {geo}) || ' rows in this file)' END",
+        ]
         return f"""
-        SELECT {_q(src.rel)} AS source_file, s.rowid + 1 AS source_row,
+        SELECT {_q(src.rel)} AS source_file, {read.row_expr} AS source_row,
                TIMESTAMP '{src.mtime:%Y-%m-%d %H:%M:%S}' AS source_mtime,
-               {_typed('s.date_day', 'DATE')} AS date_day, {geo} AS geo,
-               {_q(kpi_column)} AS kpi_name, {_typed('s.' + kpi_column, 'DOUBLE')} AS kpi_value,
-               nullif(concat_ws('; ', {', '.join(reasons)},
-                   CASE WHEN count(*) OVER (PARTITION BY s.date_day, {geo}) > 1
-                   THEN 'duplicate date_day and geo (' || count(*) OVER (PARTITION BY s.date_day, {geo})
-                        || ' rows in this file)' END), '') AS _reason
-        FROM {temp} s
+               s.date_day, {geo} AS geo, {_q(kpi_column)} AS kpi_name, s.{kpi_column} AS kpi_value,
+               {_reason_columns(reasons)}
+        FROM {read.temp} s
         """
 
-    return TableSpec("kpi", "raw.kpi", ["date_day", kpi_column], ["geo"], typed_select)
+    return TableSpec("kpi", "raw.kpi", ["date_day", kpi_column], ["geo"],
+                     {"date_day": "DATE", kpi_column: "DOUBLE"}, typed_select)
 
 
 def resolve_kpi_column(con, files: list[SourceFile], configured: str | None) -> str:
@@ -638,31 +744,32 @@ def load_kpi(con: duckdb.DuckDBPyConnection, input_dir: Path, configured_kpi: st
 
 
 def lift_tests_spec() -> TableSpec:
-    def typed_select(temp: str, src: SourceFile, cols: list[str]) -> str:
+    def typed_select(read: TypedRead, src: SourceFile) -> str:
         reasons = [
-            _null_key("test_id"), _null_key("channel"), _date_check("start_date"), _date_check("end_date"),
-            "CASE WHEN TRY_CAST(s.end_date AS DATE) < TRY_CAST(s.start_date AS DATE) "
-            "THEN 'end_date before start_date' END",
+            _null_key("test_id"), _null_key("channel"), _date_check("start_date", read),
+            _date_check("end_date", read),
+            "CASE WHEN s.end_date < s.start_date THEN 'end_date before start_date' END",
             # A go-dark test removes spend: a negative delta_spend is valid.
-            _metric_checks("delta_spend", "TRUE", allow_negative=True),
-            _metric_checks("delta_y", "TRUE", allow_negative=True),
-            f"CASE WHEN s.sigma IS NULL THEN 'missing sigma' WHEN NOT ({_typed('s.sigma', 'DOUBLE')} > 0) "
-            "THEN 'sigma must be a positive number' END",
+            _metric_checks("delta_spend", read, "TRUE", allow_negative=True),
+            _metric_checks("delta_y", read, "TRUE", allow_negative=True),
+            f"CASE {_unparseable('sigma', read)} WHEN s.sigma IS NULL THEN 'missing sigma' "
+            "WHEN NOT (s.sigma > 0) THEN 'sigma must be a positive number' END",
             "CASE WHEN count(*) OVER (PARTITION BY s.test_id) > 1 THEN 'duplicate test_id' END",
         ]
+        geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
         return f"""
-        SELECT {_q(src.rel)} AS source_file, s.rowid + 1 AS source_row, trim(s.test_id) AS test_id,
-               trim(s.channel) AS channel, nullif(trim(s.geo), '') AS geo,
-               {_typed('s.start_date', 'DATE')} AS start_date, {_typed('s.end_date', 'DATE')} AS end_date,
-               {_typed('s.delta_spend', 'DOUBLE')} AS delta_spend, {_typed('s.delta_y', 'DOUBLE')} AS delta_y,
-               {_typed('s.sigma', 'DOUBLE')} AS sigma,
-               nullif(concat_ws('; ', {', '.join(reasons)}), '') AS _reason
-        FROM {temp} s
+        SELECT {_q(src.rel)} AS source_file, {read.row_expr} AS source_row, trim(s.test_id) AS test_id,
+               trim(s.channel) AS channel, {geo} AS geo, s.start_date, s.end_date,
+               s.delta_spend, s.delta_y, s.sigma,
+               {_reason_columns(reasons)}
+        FROM {read.temp} s
         """
 
+    numbers = ["delta_spend", "delta_y", "sigma"]
     return TableSpec(
         "lift_tests", "raw.lift_tests",
-        ["test_id", "channel", "start_date", "end_date", "delta_spend", "delta_y", "sigma"], ["geo"],
+        ["test_id", "channel", "start_date", "end_date", *numbers], ["geo"],
+        {"start_date": "DATE", "end_date": "DATE", **{c: "DOUBLE" for c in numbers}},
         typed_select,
     )
 

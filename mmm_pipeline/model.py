@@ -103,8 +103,12 @@ class PriorsConfig(_Strict):
     # log(lam) on max-scaled units: median e^1 = 2.7, 2 sd covers 0.6 .. 12.
     saturation_lam: HierarchicalPrior = HierarchicalPrior(mu_loc=1.0, mu_scale=0.75, geo_sigma=0.2)
     # log(beta) on the max-scaled KPI: median 0.15, 2 sd covers 0.02 .. 1.1 of the max week.
-    saturation_beta: HierarchicalPrior = HierarchicalPrior(mu_loc=-1.9, mu_scale=1.0, geo_sigma=0.3)
+    saturation_beta: HierarchicalPrior = HierarchicalPrior(mu_loc=-1.9, mu_scale=1.0, geo_sigma=0.25)
     geo_sigma_per_channel: bool = False
+    # How the geo spread sigma (link scale) is treated: "fixed" = sigma is `geo_sigma`
+    # (partial pooling of a set strength, nothing to sample); "halfnormal" = sigma ~
+    # HalfNormal(geo_sigma); "lognormal" = sigma ~ LogNormal(log(geo_sigma), 0.5).
+    geo_sigma_prior: Literal["fixed", "halfnormal", "lognormal"] = "fixed"
     intercept_mu: float = 0.5
     intercept_sigma: float = Field(0.5, gt=0)
     fourier_sigma: float = Field(0.1, gt=0)
@@ -121,7 +125,7 @@ class SamplerConfig(_Strict):
     max_treedepth: int = Field(10, ge=3, le=15)
     # nutpie mass-matrix adaptation: "low_rank" also learns the few strongly
     # correlated directions (beta x lam of a weakly saturated channel).
-    adaptation: Literal["diag", "low_rank", "draw_diag"] = "diag"
+    adaptation: Literal["diag", "low_rank", "draw_diag"] = "low_rank"
     cores: int | None = Field(None, ge=1, description="parallel chains; default min(chains, cpu count)")
 
 
@@ -167,7 +171,10 @@ class ModelConfig(_Strict):
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"sampler": {"chains": 4, "tune": 1000, "draws": 1000, "target_accept": 0.9}},
-    "fast": {"sampler": {"chains": 2, "tune": 200, "draws": 200, "target_accept": 0.9}},
+    # A smoke profile: 2 x 200 draws cannot reach a bulk ESS of 400, so its gate only
+    # catches a broken fit (R-hat > 1.1, ESS < 25, any divergence); use `full` to publish.
+    "fast": {"sampler": {"chains": 2, "tune": 200, "draws": 200, "target_accept": 0.9},
+             "gates": {"max_rhat": 1.1, "min_ess_bulk": 25, "max_divergences": 0}},
 }
 
 
@@ -198,7 +205,8 @@ def load_model_config(profile: str, overrides: dict | None = None) -> ModelConfi
     unknown = set(per_profile) - set(PROFILES)
     if unknown:
         raise ValueError(f"model.profiles has unknown profile(s) {sorted(unknown)}")
-    data = _deep_merge({"profile": profile, **PROFILES[profile]}, overrides)
+    defaults = ModelConfig.model_validate({"profile": profile, "sampler": {}}).model_dump()
+    data = _deep_merge(_deep_merge(defaults, PROFILES[profile]), overrides)
     data = _deep_merge(data, per_profile.get(profile) or {})
     data["profile"] = profile
     try:
@@ -378,7 +386,12 @@ def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
         if not dims:  # single geo: no geo level to pool over
             return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims,
                          transform=transform)
-        sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
+        if p.geo_sigma_prior == "halfnormal":
+            sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
+        elif p.geo_sigma_prior == "lognormal":
+            sigma = Prior("LogNormal", mu=math.log(spec.geo_sigma), sigma=0.5, dims=sigma_dims)
+        else:
+            sigma = spec.geo_sigma
         return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
 
     config: dict[str, Any] = {
@@ -516,23 +529,53 @@ class _Progress:
                   f"{tuning} chain(s) tuning, {div} divergences")
 
 
-@contextlib.contextmanager
-def _nutpie_progress_hook(progress: _Progress):
-    """Route nutpie's progress callback to `progress` as well as pymc's own bar."""
+_HOOK_LOCK = threading.Lock()
+_HOOK_LOCAL = threading.local()
+
+
+def _install_nutpie_progress_hook() -> None:
+    """Make pymc's nutpie progress manager also feed the calling fit's _Progress.
+
+    pymc passes its own `progress_callback` to nutpie, so ours cannot go through
+    `pm.sample`; instead pymc's manager class is subclassed once (idempotent). The
+    manager is created in the thread that calls `pm.sample` and picks up that
+    thread's _Progress, so concurrent fits in threads do not mix their lines.
+    """
     import pymc.sampling.mcmc as mcmc
 
-    base = mcmc.NutpieProgressBarManager
+    with _HOOK_LOCK:
+        base = mcmc.NutpieProgressBarManager
+        if getattr(base, "_mmm_pipeline_hook", False):
+            return
 
-    class _Manager(base):  # type: ignore[misc, valid-type]
-        def update(self, chain_progress):  # noqa: D401
-            progress.chains(chain_progress)
-            return super().update(chain_progress)
+        class _Manager(base):  # type: ignore[misc, valid-type]
+            _mmm_pipeline_hook = True
 
-    mcmc.NutpieProgressBarManager = _Manager
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._mmm_progress = getattr(_HOOK_LOCAL, "progress", None)
+
+            def update(self, chain_progress):
+                if self._mmm_progress is not None:
+                    self._mmm_progress.chains(chain_progress)
+                return super().update(chain_progress)
+
+        mcmc.NutpieProgressBarManager = _Manager
+
+
+@contextlib.contextmanager
+def _nutpie_progress_hook(progress: _Progress):
+    try:
+        _install_nutpie_progress_hook()
+    except Exception:  # pymc internals moved: fits still run, without draw-level progress
+        yield
+        return
+    previous = getattr(_HOOK_LOCAL, "progress", None)
+    _HOOK_LOCAL.progress = progress
     try:
         yield
     finally:
-        mcmc.NutpieProgressBarManager = base
+        _HOOK_LOCAL.progress = previous
 
 
 def _nuts_kwargs(s: SamplerConfig) -> dict:

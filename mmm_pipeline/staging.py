@@ -79,10 +79,6 @@ def build_calendar(con: duckdb.DuckDBPyConnection, geo_weights: dict[str, float]
     return Calendar("weekly" if weekly else "daily", first_day, last_day, mode, geos)
 
 
-def _geo_expr(cal: Calendar) -> str:
-    return "a.geo_split" if cal.geo_mode == "geo" else f"'{NATIONAL}'"
-
-
 def build_media_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar,
                        geo_weights: dict[str, float] | None) -> pd.DataFrame:
     weights = pd.DataFrame(
@@ -92,29 +88,29 @@ def build_media_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar,
     if len(weights):
         weights["w"] = weights["w"] / weights["w"].sum()
     register(con, "_geo_weights", weights)
-    # Rows with a geo keep it (weight 1); rows without one are split by geo_weights.
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _ad_geo AS
-           SELECT r.*, r.geo AS geo_split, 1.0 AS w FROM raw.ad_reporting_current r WHERE r.geo IS NOT NULL
-           UNION ALL
-           SELECT r.*, g.geo AS geo_split, g.w FROM raw.ad_reporting_current r, _geo_weights g
-           WHERE r.geo IS NULL"""
-        if cal.geo_mode == "geo"
-        else "CREATE OR REPLACE TEMP TABLE _ad_geo AS SELECT r.*, r.geo AS geo_split, 1.0 AS w "
-             "FROM raw.ad_reporting_current r"
-    )
+    # Rows with a geo keep it; rows without one are split by geo_weights (geo model)
+    # or everything is summed to `national`. Aggregate first, then split the small result.
+    metrics = "sum(clicks) AS clicks, sum(impressions) AS impressions, sum(spend) AS spend"
+    week = "CAST(date_trunc('week', date_day) AS DATE) AS week_start"
+    if cal.geo_mode == "geo":
+        agg_sql = f"""
+            SELECT {week}, geo, channel, {metrics} FROM raw.ad_reporting_current
+            WHERE geo IS NOT NULL GROUP BY ALL
+            UNION ALL
+            SELECT n.week_start, g.geo, n.channel, n.clicks * g.w, n.impressions * g.w, n.spend * g.w
+            FROM (SELECT {week}, channel, {metrics} FROM raw.ad_reporting_current
+                  WHERE geo IS NULL GROUP BY ALL) n, _geo_weights g"""
+        agg_sql = f"SELECT week_start, geo, channel, {metrics} FROM ({agg_sql}) GROUP BY ALL"
+    else:
+        agg_sql = f"SELECT {week}, '{NATIONAL}' AS geo, channel, {metrics} FROM raw.ad_reporting_current GROUP BY ALL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _media_agg AS {agg_sql}")
     unregister(con, "_geo_weights")
     register(con, "_weeks", pd.DataFrame({"week_start": pd.to_datetime(cal.weeks).date}))
     register(con, "_geos", pd.DataFrame({"geo": cal.geos}))
     df = con.execute(
         f"""
-        WITH agg AS (
-            SELECT CAST(date_trunc('week', a.date_day) AS DATE) AS week_start, {_geo_expr(cal)} AS geo,
-                   a.channel, sum(a.clicks * a.w) AS clicks, sum(a.impressions * a.w) AS impressions,
-                   sum(a.spend * a.w) AS spend
-            FROM _ad_geo a GROUP BY ALL
-        ), channels AS (
-            SELECT channel, any_value(unit) AS unit FROM _ad_geo GROUP BY channel
+        WITH agg AS (SELECT * FROM _media_agg), channels AS (
+            SELECT channel, any_value(unit) AS unit FROM raw.ad_reporting_current GROUP BY channel
         )
         SELECT w.week_start, g.geo, c.channel, c.unit,
                CASE c.unit WHEN 'impressions' THEN coalesce(agg.impressions, 0)
@@ -130,7 +126,7 @@ def build_media_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar,
     ).df()
     unregister(con, "_weeks")
     unregister(con, "_geos")
-    con.execute("DROP TABLE IF EXISTS _ad_geo")
+    con.execute("DROP TABLE IF EXISTS _media_agg")
     df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
     df["days_in_week"] = [_days_covered(w, cal) for w in df["week_start"]]
     df["incomplete_week"] = df["days_in_week"] < 7

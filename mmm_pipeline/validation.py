@@ -589,8 +589,11 @@ def raw_ad_reporting_sql_outcome(con, table: str, min_date: _dt.date, max_date: 
         add("expect_column_values_to_be_between", c,
             con.execute(f'SELECT count(*) FROM {table} WHERE "{c}" < 0').fetchone()[0])
     key = ", ".join(f'"{c}"' for c in RAW_AD_REPORTING_KEY)
+    # Group on a hash first (cheap), then count exactly on the candidate rows only.
     dup = con.execute(
-        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) n FROM {table} GROUP BY {key} HAVING n > 1)"
+        f"""WITH c AS (SELECT hash({key}) h FROM {table} GROUP BY 1 HAVING count(*) > 1)
+            SELECT coalesce(sum(n), 0) FROM (
+                SELECT count(*) n FROM {table} SEMI JOIN c ON hash({key}) = c.h GROUP BY {key} HAVING n > 1)"""
     ).fetchone()[0]
     add("expect_compound_columns_to_be_unique", ",".join(RAW_AD_REPORTING_KEY), int(dup))
     out_of_range = con.execute(

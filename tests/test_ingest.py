@@ -77,10 +77,10 @@ def test_clean_file_loads_and_maps_channels_by_first_matching_pattern(folder, tm
 @pytest.mark.parametrize("bad_row, reason", [
     (ad_row(spend=-3), "negative spend"),
     (ad_row(impressions=-1, name="YouTube - X"), "negative impressions"),
-    (ad_row(day="2024-13-45"), "unparseable date date_day"),
+    (ad_row(day="2024-13-45"), 'unparseable date_day: Error when converting column "date_day"'),
     (ad_row(campaign=""), "null key campaign_id"),
     (ad_row(platform="Snapchat Ads"), "unknown platform Snapchat Ads"),
-    (ad_row(spend="abc"), "unparseable spend abc"),
+    (ad_row(spend="abc"), 'Could not convert string "abc"'),
     (ad_row(spend="na"), "missing spend"),
 ])
 def test_bad_rows_go_to_quarantine_with_file_row_and_reason(folder, tmp_path, bad_row, reason):
@@ -93,9 +93,26 @@ def test_bad_rows_go_to_quarantine_with_file_row_and_reason(folder, tmp_path, ba
     assert len(q) == 1
     assert q.loc[0, "source_file"] == "ad_reporting/more.csv" and q.loc[0, "source_row"] == 2
     assert reason in q.loc[0, "reason"]
-    assert '"campaign_id"' in q.loc[0, "record"]  # the row as read is kept
+    assert "Acct" in q.loc[0, "record"]  # the row as read is kept
     # what was loaded before is still there
     assert rows(db, "SELECT count(*) n FROM raw.ad_reporting").n[0] == 5
+
+
+def test_rows_keep_their_file_row_numbers_around_unreadable_lines(folder, tmp_path):
+    lines = [HEADER, ad_row("2024-02-01"), ad_row("2024-02-02", spend="x1"), ad_row("2024-02-03", clicks="y"),
+             ad_row("2024-02-04"), ad_row("2024-02-05", spend=-1), ad_row("2024-02-06")]
+    write(folder / "ad_reporting" / "mixed.csv", "\n".join(lines) + "\n")
+    db = tmp_path / "w.duckdb"
+    rep = load(db, folder)
+    q = rows(db, "SELECT source_row, reason FROM raw.quarantine ORDER BY source_row")
+    assert q.source_row.tolist() == [2, 3, 5]
+    assert "spend" in q.reason[0] and "clicks" in q.reason[1] and q.reason[2] == "negative spend"
+    good = rows(db, "SELECT source_row, date_day FROM raw.ad_reporting WHERE source_file = 'ad_reporting/mixed.csv' ORDER BY 1")
+    assert good.source_row.tolist() == [1, 4, 6]
+    assert [str(d.date()) for d in good.date_day] == ["2024-02-01", "2024-02-04", "2024-02-06"]
+    log = rows(db, "SELECT rows_read, rows_loaded, rows_quarantined FROM raw.load_log WHERE source_file = 'ad_reporting/mixed.csv'")
+    assert log.values.tolist() == [[6, 3, 3]]
+    assert rep.rows_quarantined == 3
 
 
 def test_duplicate_natural_keys_in_one_file_are_quarantined(folder, tmp_path):

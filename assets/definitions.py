@@ -1,25 +1,30 @@
-"""The code location: one `Definitions` object (workspace.yaml points here)."""
-
-from __future__ import annotations
+"""The code location: one `Definitions` object (workspace.yaml points at it)."""
 
 import dagster as dg
 
-from assets import checks, costs, ingestion, staging
+from assets import checks, costs, ingestion, models, staging
 from resources import build_resources
 
-ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs])
+ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models])
 ALL_CHECKS = dg.load_asset_checks_from_modules([checks])
 
-# The whole graph, checks included: blocking checks stop what is downstream of them.
-mmm_job = dg.define_asset_job(
-    "mmm_job",
-    selection=dg.AssetSelection.all(),
+# Unpartitioned data preparation, with its checks: blocking checks stop what is downstream.
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("ingestion", "validation", "costs"),
     description="Ingest, validate, stage and price the input folder (MMM_INPUT_DIR).",
+)
+# One run per market partition: lift tests in model units, both fits, the calibration report.
+model_job = dg.define_asset_job(
+    "model_job",
+    selection=dg.AssetSelection.groups("models"),
+    partitions_def=models.MARKETS,
+    description="Fit the uncalibrated and calibrated MMM of one market and report on them.",
 )
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[mmm_job],
+    jobs=[ingest_job, model_job],
     resources=build_resources(),
 )

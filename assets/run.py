@@ -1,46 +1,60 @@
 """`python -m assets.run`: materialize the whole graph once and say where the results are.
 
-Runs in process against the Dagster instance at DAGSTER_HOME (so the run shows
-in `make ui`), with resources from the MMM_* environment variables. Exits
-non-zero when an asset fails or a blocking check fails.
+Runs in process against the Dagster instance at DAGSTER_HOME (so the runs show
+in `make ui`), with resources from the MMM_* environment variables: first
+`ingest_job`, then `model_job` once per market. Exits non-zero when an asset
+fails or a blocking check fails (the rest still runs where it can).
 """
 
-from __future__ import annotations
-
 import sys
+import time
 
 import dagster as dg
 
-from assets.definitions import defs
 from mmm_pipeline import warehouse
 from mmm_pipeline.settings import RunSettings
 
+LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def failed_checks(result, severity=dg.AssetCheckSeverity.ERROR) -> list[str]:
+    out = []
+    for e in result.all_events:
+        if e.event_type_value == "ASSET_CHECK_EVALUATION":
+            d = e.asset_check_evaluation_data
+            if not d.passed and d.severity == severity:
+                part = f"[{e.partition}]" if getattr(e, "partition", None) else ""
+                out.append(f"{d.asset_key.to_user_string()}{part}:{d.check_name}")
+    return out
+
+
+def run_all(defs, instance, run_config=None) -> tuple[bool, list]:
+    """ingest_job, then model_job per market; returns (ok, results)."""
+    results = [defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config)]
+    if results[0].success and not failed_checks(results[0]):
+        model_job = defs.resolve_job_def("model_job")
+        for market in model_job.partitions_def.get_partition_keys():
+            results.append(model_job.execute_in_process(
+                instance=instance, raise_on_error=False, partition_key=market, run_config=run_config))
+    ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)
+    return ok, results
+
 
 def main() -> int:
-    settings = RunSettings.from_env()
-    instance = dg.DagsterInstance.get()
-    job = defs.resolve_job_def("mmm_job")
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
+    from assets.definitions import defs
 
-    failed_steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    failed_checks = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and not e.asset_check_evaluation_data.passed
-        and e.asset_check_evaluation_data.severity == dg.AssetCheckSeverity.ERROR
-    ]
-    warned = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and not e.asset_check_evaluation_data.passed
-        and e.asset_check_evaluation_data.severity == dg.AssetCheckSeverity.WARN
-    ]
-    print(f"\nRun {result.run_id}: {'succeeded' if result.success and not failed_checks else 'FAILED'}")
+    settings = RunSettings.from_env()
+    started = time.perf_counter()
+    ok, results = run_all(defs, dg.DagsterInstance.get(), LOG_CONFIG)
+    failed_steps = [e.step_key for r in results for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
+    errors = [c for r in results for c in failed_checks(r)]
+    warned = [c for r in results for c in failed_checks(r, dg.AssetCheckSeverity.WARN)]
+    print(f"\n{len(results)} run(s) in {time.perf_counter() - started:.0f} s "
+          f"({settings.profile} profile): {'succeeded' if ok else 'FAILED'}")
+    for r in results:
+        print(f"  run {r.run_id}: {r.job_def.name}{' ' + r.dagster_run.tags.get('dagster/partition', '') if r.dagster_run.tags.get('dagster/partition') else ''}: "
+              f"{'ok' if r.success else 'failed'}")
     print(f"Input folder : {settings.input_dir}")
     print(f"Warehouse    : {settings.warehouse}")
     print(f"Artifacts    : {settings.artifact_dir}")
@@ -52,10 +66,10 @@ def main() -> int:
         print("Checks that warn: " + ", ".join(warned))
     if failed_steps:
         print("Failed steps: " + ", ".join(failed_steps))
-    if failed_checks:
-        print("Failed blocking checks: " + ", ".join(failed_checks))
+    if errors:
+        print("Failed blocking checks (gates): " + ", ".join(errors))
     print("Open the UI with `make ui` (http://127.0.0.1:3000), or query the warehouse with DuckDB.")
-    return 0 if result.success and not failed_steps and not failed_checks else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

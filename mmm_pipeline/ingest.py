@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,12 +88,21 @@ def _norm_col(name: str) -> str:
     return re.sub(r"\s+", "_", name.replace("\ufeff", "").strip().lower())
 
 
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+
+
 @dataclass
 class SourceFile:
     path: Path
     rel: str
-    sha256: str
     mtime: datetime
+    # Hashing runs in a background thread (hashlib releases the GIL), so a new
+    # file's sha256 is computed while DuckDB reads it.
+    _sha: Future = field(repr=False, default=None)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.result()
 
 
 def list_files(input_dir: Path, sub: str) -> list[SourceFile]:
@@ -107,8 +117,8 @@ def _source(input_dir: Path, p: Path) -> SourceFile:
     return SourceFile(
         path=p,
         rel=str(p.relative_to(input_dir)),
-        sha256=sha256_file(p),
         mtime=datetime.fromtimestamp(p.stat().st_mtime),
+        _sha=_HASHER.submit(sha256_file, p),
     )
 
 
@@ -432,8 +442,9 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
                run_id: str | None = None) -> LoadReport:
     report = LoadReport(spec.kind)
     loaded_now = current_files(con, spec.kind)
-    changed = [f for f in files if loaded_now.get(f.rel) != f.sha256]
-    report.files_unchanged = [f.rel for f in files if loaded_now.get(f.rel) == f.sha256]
+    # A file never loaded is read at once, without waiting for its hash.
+    changed = [f for f in files if f.rel not in loaded_now or loaded_now[f.rel] != f.sha256]
+    report.files_unchanged = [f.rel for f in files if f not in changed]
     removed = sorted(set(loaded_now) - {f.rel for f in files})
 
     # Read every changed file before writing anything: an unreadable one fails here.

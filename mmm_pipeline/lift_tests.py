@@ -21,6 +21,14 @@ per geo, in the model's weekly units:
   standard error; ``delta_y_window`` keeps the reported window total (of the
   geo's share for a national test).
 
+``baseline="window"`` instead takes ``x`` = the window's own weekly units
+less ``delta_x`` (the level that ran during the test without the added
+units). That is the operating point the test actually measured; the
+pre-period mean can be far from it when the budget moved at the test's start
+(in the sample, LT-2025-04's pre-period is a low-budget stretch: its
+pre-period x is 0.44 x the window's level, so the pre-period convention
+tells the model the lift happened much lower on the saturation curve).
+
 Since the model's adstock is normalised (weights sum to 1), a sustained weekly
 increment ``delta_x`` moves the adstocked input by ``delta_x`` at steady state,
 which is what the lift-test likelihood assumes. Carry-over after the window is
@@ -115,6 +123,7 @@ def convert_lift_tests(
     baseline_weeks: int = 8,
     market: str | None = None,
     national_sigma_split: Literal["proportional", "sqrt_share"] = "proportional",
+    baseline: Literal["pre_period", "window"] = "pre_period",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Convert `tests` (raw.lift_tests) for one market; returns (converted, rejected).
 
@@ -127,6 +136,8 @@ def convert_lift_tests(
         raise ValueError("baseline_weeks must be >= 1")
     if national_sigma_split not in ("proportional", "sqrt_share"):
         raise ValueError("national_sigma_split must be 'proportional' or 'sqrt_share'")
+    if baseline not in ("pre_period", "window"):
+        raise ValueError("baseline must be 'pre_period' or 'window'")
     daily = _daily_units(daily_media)
     market_geos = list(market_geos)
     data_geos = set(daily["geo"])
@@ -189,7 +200,7 @@ def convert_lift_tests(
         window = ch.loc[start:end]
         n_weeks = ((end - start).days + 1) / 7.0
         base_start = start - pd.Timedelta(days=7 * baseline_weeks)
-        baseline = ch.loc[base_start: start - pd.Timedelta(days=1)]
+        pre = ch.loc[base_start: start - pd.Timedelta(days=1)]
         base_days = (start - max(base_start, first_day)).days
 
         if geo is None:
@@ -226,16 +237,21 @@ def convert_lift_tests(
                 problem = ("no_delivery_in_window", f"geo {g}: units={units:g}, spend={spend:g} in the "
                                                     "window, so no cost per unit")
                 break
-            if base_days <= 0:
+            delta_x = (d_spend * share / n_weeks) / cpu
+            if baseline == "window":
+                # the window's own level without the test: its weekly units less the added ones
+                x = max(units / n_weeks - delta_x, 0.0)
+            elif base_days <= 0:
                 problem = ("no_baseline", f"no data before {start.date()} to measure the baseline level")
                 break
-            b = baseline[baseline["geo"] == g]
-            x = float(b["units"].sum()) / (base_days / 7.0)
+            else:
+                b = pre[pre["geo"] == g]
+                x = float(b["units"].sum()) / (base_days / 7.0)
             sigma_share = share if national_sigma_split == "proportional" else np.sqrt(share)
             rows.append({
                 "test_id": test_id, "market": market, "channel": channel, "geo": g,
                 "x": x,
-                "delta_x": (d_spend * share / n_weeks) / cpu,
+                "delta_x": delta_x,
                 "delta_y": d_y * share / n_weeks,
                 "sigma": sig * sigma_share / n_weeks,
                 "delta_y_window": d_y * share,

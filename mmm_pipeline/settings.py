@@ -132,3 +132,28 @@ def check_input_dir(input_dir: Path) -> None:
             f"MMM_INPUT_DIR={input_dir} does not exist or is not a folder "
             "(run `make sample` for the embedded sample, or point MMM_INPUT_DIR at your data)"
         )
+
+
+DEFAULT_MARKET = "all"
+
+
+def market_geos(config: PipelineConfig, geos: list[str]) -> dict[str, list[str]]:
+    """Market -> its geos present in the data (default: one market `all` of every geo).
+
+    National data (one geo, `national`) is one market whatever pipeline.yaml says.
+    """
+    if not config.markets or geos == ["national"]:
+        return {DEFAULT_MARKET: list(geos)}
+    unknown = sorted({g for gs in config.markets.values() for g in gs} - set(geos))
+    if unknown:
+        raise ConfigError(f"pipeline.yaml markets: geo(s) {unknown} are not in the data (geos: {geos})")
+    return {m: [g for g in gs if g in geos] for m, gs in config.markets.items()}
+
+
+def market_names(input_dir: Path) -> list[str]:
+    """Markets for the partition definition, read from pipeline.yaml (no data needed)."""
+    try:
+        config, _ = load_pipeline_config(Path(input_dir))
+    except (ConfigError, OSError):
+        return [DEFAULT_MARKET]
+    return list(config.markets) if config.markets else [DEFAULT_MARKET]

@@ -58,6 +58,18 @@ def test_geo_test_hand_computed():
     assert r.unit == "clicks" and not r.national and r.geo_share == 1.0
 
 
+def test_window_baseline_option():
+    tests = _tests(("T1", "search", "A", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),
+                   ("T0", "search", "A", "2024-01-01", "2024-01-14", 1000.0, 4000.0, 800.0))
+    conv, rej = convert_lift_tests(tests, _daily(), M1, baseline="window")
+    assert rej.empty  # no pre-period needed
+    # window: 120 clicks a day -> 840 a week, less the 200 a week the test added
+    assert conv.iloc[0].x == pytest.approx(640.0)
+    assert conv.iloc[0].delta_x == pytest.approx(200.0)
+    # first two weeks: 700 a week at cpu 2 -> delta_x 250, x 450
+    assert conv.iloc[1].x == pytest.approx(450.0) and conv.iloc[1].delta_x == pytest.approx(250.0)
+
+
 def test_fractional_weeks_and_partial_baseline():
     # starts 2024-01-15: the 8-week baseline would begin 2023-11-20; only the 14 days
     # 2024-01-01 .. 2024-01-14 exist -> x = 1400 clicks / 2 weeks = 700.
@@ -188,5 +200,7 @@ def test_empty_inputs_give_empty_frames_with_columns():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         convert_lift_tests(_tests(), _daily(), M1, baseline_weeks=0)
+    with pytest.raises(ValueError, match="baseline"):
+        convert_lift_tests(_tests(), _daily(), M1, baseline="median")
     with pytest.raises(ValueError, match="units"):
         convert_lift_tests(_tests(), _daily().drop(columns=["unit"]), M1)

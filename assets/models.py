@@ -1,0 +1,289 @@
+"""Bayesian MMM per market (group `models`): lift tests in model units, the two fits, their gates.
+
+Every asset here is partitioned by market (pipeline.yaml `markets`, default one
+market `all`), so each market's fits run, fail and retry on their own. The
+modelling itself lives in `mmm_pipeline.model` / `mmm_pipeline.lift_tests`.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
+from assets.costs import cost_per_unit
+from assets.ingestion import raw_lift_tests
+from assets.staging import staging_kpi_weekly, staging_media_weekly
+from mmm_pipeline import staging as staging_lib
+from mmm_pipeline.settings import RunSettings, market_geos, market_names
+from mmm_pipeline.warehouse import append_history, fingerprint
+from resources import ArtifactStore, PipelineSettings, WarehouseResource
+
+MODEL_CODE_VERSION = "1"
+MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
+VARIANTS = ("uncalibrated", "calibrated")
+COMMON = dict(group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)
+
+
+def _latest(con, table: str) -> pd.DataFrame:
+    df = con.execute(f"SELECT * FROM {table}_latest").df()
+    if "week_start" in df:
+        df["week_start"] = pd.to_datetime(df["week_start"])
+    return df
+
+
+def _market_inputs(con, settings: PipelineSettings, market: str):
+    config, pipeline_hash = settings.config()
+    cal = staging_lib.build_calendar(con, config.geo_weights)
+    geos = market_geos(config, cal.geos)
+    if market not in geos:
+        raise dg.Failure(f"market {market!r} is not in pipeline.yaml markets {sorted(geos)}; "
+                         "reload the code location after changing markets")
+    media = _latest(con, "staging.media_weekly")
+    kpi = _latest(con, "staging.kpi_weekly")
+    cpu = _latest(con, "marts.cost_per_unit")
+    data_version = fingerprint(media["data_version"].iloc[0], kpi["data_version"].iloc[0],
+                               cpu["data_version"].iloc[0], geos[market])
+    return config, pipeline_hash, geos[market], media, kpi, cpu, data_version
+
+
+@dg.asset(deps=[raw_lift_tests, staging_media_weekly], kinds={"duckdb", "pandas"}, pool="duckdb",
+          check_specs=[dg.AssetCheckSpec("lift_tests_usable", asset="lift_tests_model_units",
+                                         description="Warns listing tests that could not be converted "
+                                         "(unknown channel or geo, window outside the data...).")],
+          description="marts.lift_tests: each lift test in the model's weekly units (x, delta_x in the "
+          "channel's delivery unit, delta_y and sigma per week; cost per unit of the test's own window). "
+          "National tests are split by spend share; unusable tests are quarantined.", **COMMON)
+def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                           settings: PipelineSettings) -> dg.MaterializeResult:
+    from mmm_pipeline import lift_tests as lift_lib
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        config, _, geos, *_ = _market_inputs(con, settings, market)
+        tests = con.execute("SELECT * FROM raw.lift_tests").df()
+        daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
+                            "FROM raw.ad_reporting_current").df()
+        converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market)
+        version = fingerprint(MODEL_CODE_VERSION, converted.to_json(), rejected.to_json())
+        kind = f"lift_test_conversion:{market}"
+        con.execute("DELETE FROM raw.quarantine WHERE kind = ?", [kind])
+        if len(rejected):
+            rows = rejected.merge(tests[["test_id", "source_file", "source_row"]], on="test_id", how="left")
+            for r in rows.to_dict("records"):
+                con.execute("INSERT INTO raw.quarantine VALUES (?, ?, ?, ?, ?, now())",
+                            [kind, r.get("source_file") or "lift_tests.csv", r.get("source_row"),
+                             f"{r['reason']}: {r.get('detail', '')}", pd.Series(r).to_json()])
+        mart = converted.reindex(columns=[
+            "test_id", "market", "channel", "geo", "x", "delta_x", "delta_y", "sigma", "delta_y_window",
+            "weeks_in_window", "cost_per_unit_used", "unit", "start_date", "end_date", "delta_spend"])
+        mart["market"] = market
+        appended = append_history(con, "marts.lift_tests", mart, version=version, partition_columns=("market",))
+    meta = table_metadata(mart, "marts.lift_tests")
+    meta.update({"data_version": version, "history_appended": appended, "market": market,
+                 "tests_converted": int(converted["test_id"].nunique()) if len(converted) else 0,
+                 "tests_rejected": len(rejected),
+                 "rejected": dg.MetadataValue.md(rejected.to_markdown(index=False) if len(rejected)
+                                                 else "No test rejected.")})
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(version),
+        check_results=[dg.AssetCheckResult(
+            check_name="lift_tests_usable", passed=rejected.empty, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rejected": dg.MetadataValue.md(
+                rejected.to_markdown(index=False) if len(rejected) else "All tests usable.")})],
+    )
+
+
+def _gate_checks(variant: str) -> list[dg.AssetCheckSpec]:
+    key = dg.AssetKey(f"mmm_{variant}")
+    return [
+        dg.AssetCheckSpec("convergence", asset=key, blocking=True,
+                          description="max R-hat, min bulk ESS and divergences over the free parameters "
+                          "(full profile: <= 1.01, >= 400, 0). Blocks curves and allocations; in the fast "
+                          "profile it only warns."),
+        dg.AssetCheckSpec("in_sample_fit", asset=key,
+                          description="R-squared, MAPE and 94% interval coverage; warns outside the "
+                          "configured range."),
+    ]
+
+
+def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: PipelineSettings,
+                 artifacts: ArtifactStore, variant: str) -> dg.MaterializeResult:
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline import model_report
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        config, pipeline_hash, geos, media, kpi, cpu, data_version = _market_inputs(con, settings, market)
+        lift = None
+        if variant == "calibrated":
+            lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
+                if _exists(con, "marts.lift_tests_latest") else pd.DataFrame()
+            lift = lift.dropna(subset=["x"]) if "x" in lift else lift
+    cfg = model_lib.load_model_config(settings.profile, config.model)
+    cfg_hash = model_lib.config_hash(cfg)
+    lift_version = fingerprint(lift.drop(columns=["materialized_at", "data_version"], errors="ignore").to_json()) \
+        if lift is not None else ""
+    model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version)
+    checks_enforced = settings.profile == "full"
+    severity = dg.AssetCheckSeverity.ERROR if checks_enforced else dg.AssetCheckSeverity.WARN
+
+    if variant == "calibrated" and (lift is None or lift.empty):
+        context.log.warning(f"market {market}: no valid lift test, so the calibrated model is not fitted")
+        return dg.MaterializeResult(
+            metadata={"fitted": False, "market": market,
+                      "reason": "no valid lift test for this market (see marts.lift_tests and raw.quarantine)"},
+            data_version=dg.DataVersion(f"not-fitted-{model_version}"),
+            # WARN, not ERROR: the calibration report still runs and says the variant is missing.
+            check_results=[dg.AssetCheckResult(check_name=n, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                               metadata={"reason": "not fitted: no valid lift test"})
+                           for n in ("convergence", "in_sample_fit")],
+        )
+
+    artifact = artifacts.path(variant, market, f"{model_version}.nc")
+    reused = False
+    fit = None
+    if artifact.exists():
+        try:
+            mmm = model_lib.load_model(artifact)
+            reused = True
+            context.log.info(f"model version {model_version} already exists at {artifact}: loaded, not refitted")
+        except model_lib.ModelError as exc:
+            context.log.warning(f"{exc}; refitting")
+            artifact.unlink(missing_ok=True)
+    if not reused:
+        context.log.info(f"fitting {variant} model for market {market} ({settings.profile} profile, "
+                         f"geos {geos}), version {model_version}")
+        fit = model_lib.fit_model(media, kpi, cpu, cfg, lift_tests=lift if variant == "calibrated" else None,
+                                  geos=geos, progress_callback=context.log.info)
+        model_lib.save_model(fit.mmm, artifact)
+        mmm = fit.mmm
+        for stage, seconds in fit.stage_seconds.items():
+            context.log.info(f"stage {stage}: {seconds:.1f} s")
+    diag = fit.diagnostics if fit else model_lib.diagnostics(
+        mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
+    if fit:
+        passed, failures, warns = fit.gate_passed, fit.gate_failures, fit.gate_warnings
+    else:
+        passed, failures, warns = model_lib.gate_result(diag, cfg)
+
+    run_row = pd.DataFrame([{
+        "market": market, "variant": variant, "data_version": data_version, "config_hash": cfg_hash,
+        "profile": settings.profile, "sampler": cfg.sampler.nuts_sampler, "chains": diag["chains"],
+        "draws": diag["draws"], "fit_seconds": fit.fit_seconds if fit else None,
+        "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"], "divergences": diag["divergences"],
+        "r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
+        "passed_gates": bool(passed), "gated": bool(passed and checks_enforced),
+        "gate_failures": "; ".join(failures), "artifact_uri": str(artifact),
+    }])
+    contributions = model_lib.contributions_frame(mmm)
+    contributions.insert(0, "variant", variant)
+    contributions.insert(0, "market", market)
+    with warehouse.get_connection() as con:
+        appended = append_history(con, "marts.model_runs", run_row, version=model_version,
+                                  version_column="model_version", partition_columns=("market", "variant"))
+        append_history(con, "marts.contributions", contributions, version=model_version,
+                       version_column="model_version", partition_columns=("market", "variant"))
+
+    meta = {
+        "market": market, "variant": variant, "model_version": model_version, "artifact": dg.MetadataValue.path(
+            str(artifact)), "reused_existing_artifact": reused, "history_appended": appended,
+        "profile": settings.profile, "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"],
+        "divergences": diag["divergences"], "r2": diag["r2"], "coverage_94": diag["coverage_94"],
+        "fit_seconds": fit.fit_seconds if fit else 0.0,
+        "stage_seconds": dg.MetadataValue.json(fit.stage_seconds if fit else {}),
+        "contributions": dg.MetadataValue.md(contributions.groupby(["component", "component_type"])["mean"]
+                                             .sum().reset_index().to_markdown(index=False)),
+    }
+    for name, fig in model_report.model_figures(mmm, contributions, title=f"{market} {variant}").items():
+        png = figure_png(fig)
+        path = artifacts.write_bytes(f"{variant}/{market}/{name}.png", png)
+        meta[f"plot_{name}"] = png_markdown(png, name)
+        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
+    offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(model_version),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="convergence", passed=bool(passed), severity=severity,
+                metadata={"max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"],
+                          "divergences": diag["divergences"], "enforced": checks_enforced,
+                          "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures) or "none"),
+                          "offending_parameters": dg.MetadataValue.json(offenders)}),
+            dg.AssetCheckResult(
+                check_name="in_sample_fit", passed=not warns, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
+                          "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warns) or "none")}),
+        ],
+    )
+
+
+def _exists(con, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND "
+                            "table_name=?", [schema, name]).fetchall()[0][0])
+
+
+MODEL_DESCRIPTION = (
+    "pymc-marketing multidimensional MMM (dims geo) on weekly delivery units: geometric adstock, logistic "
+    "saturation, yearly Fourier seasonality, non-centered partially pooled geo parameters, fitted with "
+    "nutpie. Saved with MMM.save to MMM_ARTIFACT_DIR/<variant>/<market>/<model_version>.nc; an existing "
+    "valid artifact of the same version is loaded instead of refitted. Writes marts.model_runs and "
+    "marts.contributions."
+)
+
+
+@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, cost_per_unit], check_specs=_gate_checks("uncalibrated"),
+          kinds={"pymc", "duckdb"}, pool="model_fit", description="Uncalibrated " + MODEL_DESCRIPTION, **COMMON)
+def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    return _fit_variant(context, warehouse, settings, artifacts, "uncalibrated")
+
+
+@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, cost_per_unit, lift_tests_model_units],
+          check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool="model_fit",
+          description="Lift-test-calibrated (add_lift_test_measurements) " + MODEL_DESCRIPTION, **COMMON)
+def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                   settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    return _fit_variant(context, warehouse, settings, artifacts, "calibrated")
+
+
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"}, pool="duckdb",
+          description="marts.calibration_report (94% HDI width of each saturation parameter under both "
+          "models, precision improvement, recovery error against truth.json when the input has it) and "
+          "marts.lift_test_fit (predicted vs measured weekly lift per test and variant).", **COMMON)
+def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline import model_report
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        runs = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = ?", [market]).df()
+        lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
+            if _exists(con, "marts.lift_tests_latest") else pd.DataFrame()
+    models = {}
+    for r in runs.to_dict("records"):
+        models[r["variant"]] = (r["model_version"], model_lib.load_model(r["artifact_uri"]))
+    truth_path = Path(settings.input_dir) / "truth.json"
+    truth = truth_path if truth_path.exists() else None
+    report, fit_table = model_report.calibration_tables(models, lift, market, truth)
+    version = fingerprint(MODEL_CODE_VERSION, sorted(v for v, _ in models.values()))
+    with warehouse.get_connection() as con:
+        append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",))
+        if len(fit_table):
+            append_history(con, "marts.lift_test_fit", fit_table, version=version, partition_columns=("market",))
+    meta = table_metadata(report, "marts.calibration_report")
+    meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(models)),
+                 "calibrated_fitted": "calibrated" in models,
+                 "lift_test_fit": dg.MetadataValue.md(fit_table.to_markdown(index=False) if len(fit_table)
+                                                      else "No calibrated model: nothing to compare.")})
+    if "calibrated" not in models:
+        meta["note"] = "The calibrated variant was not fitted (no valid lift test); the report has one model."
+    for name, fig in model_report.calibration_figures(models, report, fit_table, truth).items():
+        png = figure_png(fig)
+        path = artifacts.write_bytes(f"calibration/{market}/{name}.png", png)
+        meta[f"plot_{name}"] = png_markdown(png, name)
+        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

@@ -28,13 +28,13 @@ def failed_checks(result, severity=dg.AssetCheckSeverity.ERROR) -> list[str]:
     return out
 
 
-def run_all(defs, instance, run_config=None) -> tuple[bool, list]:
-    """ingest_job, then model_job per market; returns (ok, results)."""
+def run_all(defs, instance, run_config=None, markets: list[str] | None = None) -> tuple[bool, list]:
+    """ingest_job, then model_job per market (all, or `markets`); returns (ok, results)."""
     results = [defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config)]
     if results[0].success and not failed_checks(results[0]):
         model_job = defs.resolve_job_def("model_job")
-        for market in model_job.partitions_def.get_partition_keys():
+        for market in markets or model_job.partitions_def.get_partition_keys():
             results.append(model_job.execute_in_process(
                 instance=instance, raise_on_error=False, partition_key=market, run_config=run_config))
     ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)

@@ -23,17 +23,38 @@ def fixture_path(name: str) -> Path:
     return path
 
 
-def materialize(input_dir: Path, warehouse: Path, artifacts: Path):
-    """Run the code location's job in process against the given folders (fast profile)."""
-    from assets.definitions import ALL_ASSETS, ALL_CHECKS, mmm_job
+class Runs:
+    """The results of one `assets.run.run_all`: ingest_job, then model_job per market."""
+
+    def __init__(self, ok: bool, results: list, instance):
+        self.success, self.results, self.instance = ok, results, instance
+        self.all_events = [e for r in results for e in r.all_events]
+
+    def log_messages(self) -> list[str]:
+        return [rec.user_message for r in self.results for rec in self.instance.all_logs(r.run_id)]
+
+
+def definitions(input_dir: Path, warehouse: Path, artifacts: Path, profile: str = "fast") -> dg.Definitions:
+    from assets.definitions import ALL_ASSETS, ALL_CHECKS, ingest_job, model_job
     from mmm_pipeline.settings import RunSettings
     from resources import build_resources
 
-    settings = RunSettings(Path(input_dir), Path(warehouse), Path(artifacts), "fast")
-    defs = dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[mmm_job],
+    settings = RunSettings(Path(input_dir), Path(warehouse), Path(artifacts), profile)
+    return dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[ingest_job, model_job],
                           resources=build_resources(settings))
-    job = defs.resolve_job_def("mmm_job")
-    return job.execute_in_process(raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
+
+
+def materialize(input_dir: Path, warehouse: Path, artifacts: Path, *, models: bool = True,
+                profile: str = "fast", markets: list[str] | None = None, instance=None) -> Runs:
+    """Run the code location in process against the given folders (fast profile by default)."""
+    from assets.run import run_all
+
+    defs = definitions(input_dir, warehouse, artifacts, profile)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    if models:
+        return Runs(*run_all(defs, instance, markets=markets), instance)
+    result = defs.resolve_job_def("ingest_job").execute_in_process(raise_on_error=False, instance=instance)
+    return Runs(result.success, [result], instance)
 
 
 def check_results(result) -> dict[str, tuple[bool, str]]:
@@ -51,6 +72,8 @@ def sample_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("sample") / "input"
     generate_sample(out)
+    # The market partitions are read from the input's pipeline.yaml when assets are imported.
+    os.environ["MMM_INPUT_DIR"] = str(out)
     return out
 
 

@@ -61,10 +61,8 @@ def test_sample_cost_per_unit_recovers_generated_cpm_shape(sample_run):
 
 def test_ui_metadata_has_row_counts_schema_preview_and_plots(sample_run):
     result = sample_run["result"]
-    mats = {e.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()} if hasattr(result, "get_asset_materialization_events") else \
-        {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
-         for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    mats = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     for key in ("raw_ad_reporting", "staging_media_weekly", "cost_per_unit", "cost_per_unit_forecast"):
         meta = mats[key]
         assert meta["dagster/row_count"].value > 0 and "dagster/column_schema" in meta and "preview" in meta
@@ -81,7 +79,7 @@ def test_rematerializing_unchanged_input_changes_nothing(sample_run, tmp_path):
     db = tmp_path / "w.duckdb"
     shutil.copy(sample_run["warehouse"], db)
     before = snapshot(db)
-    again = materialize(sample_run["input"], db, tmp_path / "art")
+    again = materialize(sample_run["input"], db, sample_run["artifacts"])
     assert again.success
     after = snapshot(db)
     assert before.keys() == after.keys()
@@ -101,7 +99,7 @@ def test_missing_kpi_week_fails_blocking_check_and_stops_downstream(sample_dir, 
     kpi = pd.read_csv(folder / "kpi" / "kpi.csv")
     gap = pd.to_datetime(kpi.date_day).between("2025-06-02", "2025-06-08") & (kpi.geo == "US-TX")
     kpi[~gap].to_csv(folder / "kpi" / "kpi.csv", index=False)
-    result = materialize(folder, tmp_path / "w.duckdb", tmp_path / "art")
+    result = materialize(folder, tmp_path / "w.duckdb", tmp_path / "art", models=False)
     checks = check_results(result)
     assert checks["staging_kpi_weekly_contract"] == (False, "ERROR")
     meta = next(e.asset_check_evaluation_data.metadata for e in result.all_events
@@ -122,7 +120,7 @@ def test_bad_file_fails_ingestion_with_clear_error_and_keeps_warehouse(sample_ru
     shutil.copy(sample_run["warehouse"], db)
     before = snapshot(db)["raw.ad_reporting"]
     (folder / "ad_reporting" / "broken.csv").write_text("date_day,platform\n2024-01-01,google_ads\n")
-    result = materialize(folder, db, tmp_path / "art")
+    result = materialize(folder, db, tmp_path / "art", models=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     text = str(failure.event_specific_data.error)

@@ -1,0 +1,128 @@
+"""The model layer in the code location: fits per market, gates, marts, calibration report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mmm_pipeline import model as model_lib
+from mmm_pipeline import warehouse
+from tests.conftest import check_results, materialize
+
+MART_COLUMNS = {
+    "marts.model_runs": ["model_version", "market", "variant", "data_version", "config_hash", "sampler", "chains",
+                         "draws", "fit_seconds", "max_rhat", "min_ess_bulk", "divergences", "passed_gates",
+                         "artifact_uri", "materialized_at"],
+    "marts.contributions": ["model_version", "market", "variant", "week_start", "geo", "component",
+                            "component_type", "mean", "hdi_low", "hdi_high"],
+    "marts.lift_tests": ["test_id", "market", "channel", "geo", "x", "delta_x", "delta_y", "sigma",
+                         "delta_y_window", "weeks_in_window", "cost_per_unit_used", "data_version"],
+    "marts.calibration_report": ["model_version_uncalibrated", "model_version_calibrated", "market", "geo",
+                                 "channel", "parameter", "hdi_width_uncalibrated", "hdi_width_calibrated",
+                                 "precision_improvement_pct", "error_uncalibrated", "error_calibrated"],
+    "marts.lift_test_fit": ["test_id", "market", "variant", "model_version", "predicted_mean",
+                            "predicted_hdi_low", "predicted_hdi_high", "observed", "sigma", "z_score"],
+}
+
+
+def events(result, kind):
+    return [e for e in result.all_events if e.event_type_value == kind]
+
+
+def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
+    assert sample_run["result"].success
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        runs = con.execute("SELECT * FROM marts.model_runs_latest ORDER BY market, variant").df()
+        tables = {t: [d[0] for d in con.execute(f"SELECT * FROM {t} LIMIT 0").description] for t in MART_COLUMNS}
+        contrib = con.execute("SELECT * FROM marts.contributions_latest").df()
+        lift = con.execute("SELECT * FROM marts.lift_tests_latest").df()
+    for table, cols in MART_COLUMNS.items():
+        assert set(cols) <= set(tables[table]), (table, set(cols) - set(tables[table]))
+    assert runs[["market", "variant"]].values.tolist() == [
+        ["east", "calibrated"], ["east", "uncalibrated"], ["west", "calibrated"], ["west", "uncalibrated"]]
+    assert (runs.divergences == 0).all() and (runs.sampler == "nutpie").all()
+    assert not runs.gated.any()  # fast profile: gates only warn, outputs are marked ungated
+    assert runs.model_version.nunique() == 4
+    for r in runs.itertuples():
+        assert r.artifact_uri.endswith(f"{r.variant}/{r.market}/{r.model_version}.nc")
+    # contributions: every channel, the baseline and seasonality, per geo and week, in KPI units
+    assert set(contrib.component_type) == {"media", "baseline", "seasonality"}
+    assert set(contrib[contrib.component_type == "media"].component) == {"youtube", "search", "social", "retail"}
+    assert (contrib.hdi_low <= contrib["mean"]).all() and (contrib["mean"] <= contrib.hdi_high).all()
+    assert contrib.groupby(["market", "variant"]).geo.nunique().tolist() == [3, 3, 3, 3]
+    # lift tests: the national test is split into each market's geos
+    national = lift[lift.test_id == "LT-2025-05"]
+    assert sorted(national.geo) == sorted(["US-CA", "US-TX", "US-WA", "US-NY", "US-FL", "US-IL"])
+
+
+def test_saved_artifact_round_trips_with_its_cost_per_unit(sample_run):
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        run = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = 'west' AND variant = 'calibrated'").df()
+    mmm = model_lib.load_model(run.artifact_uri[0])
+    assert "channel_spend" in mmm.idata.constant_data  # historical cost per unit travels with the model
+    again = model_lib.load_model(run.artifact_uri[0])
+    assert (model_lib.predict_mean(mmm) == model_lib.predict_mean(again)).all()
+
+
+def test_convergence_checks_report_and_only_warn_in_fast_profile(sample_run):
+    result = sample_run["result"]
+    gate = [e.asset_check_evaluation_data for e in events(result, "ASSET_CHECK_EVALUATION")
+            if e.asset_check_evaluation_data.check_name == "convergence"]
+    assert len(gate) == 4
+    assert {g.severity.value for g in gate} == {"WARN"}
+    assert all("max_rhat" in g.metadata and "offending_parameters" in g.metadata for g in gate)
+    logs = " ".join(result.log_messages())  # sampler progress and stage timings in the run log
+    assert "sampling with nutpie" in logs and "stage sample" in logs
+
+
+def test_calibration_report_compares_both_models_with_the_truth(sample_run):
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        report = con.execute("SELECT * FROM marts.calibration_report_latest").df()
+        fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
+    assert set(report.parameter) == {"saturation_lam", "saturation_beta", "adstock_alpha"}
+    assert len(report) == 2 * 3 * 4 * 3  # markets x geos x channels x parameters
+    assert report.truth.notna().all() and report.error_calibrated.notna().all()
+    assert report.model_version_calibrated.notna().all()
+    assert set(fit.variant) == {"uncalibrated", "calibrated"}
+    # the calibrated model is pulled towards the measured lifts
+    z = fit.groupby("variant").z_score.apply(lambda s: (s ** 2).mean())
+    assert z["calibrated"] < z["uncalibrated"]
+    mats = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in events(sample_run["result"], "ASSET_MATERIALIZATION")}
+    assert {"lift_tests_model_units", "mmm_uncalibrated", "mmm_calibrated", "calibration_report"} <= mats
+
+
+def test_starved_fit_fails_its_gate_and_blocks_downstream(sample_dir, copy_input, tmp_path):
+    folder = copy_input(sample_dir)
+    with open(folder / "pipeline.yaml", "a") as fh:
+        fh.write("model:\n  profiles:\n    full:\n      sampler: {chains: 1, tune: 5, draws: 5}\n")
+    result = materialize(folder, tmp_path / "w.duckdb", tmp_path / "art", profile="full", markets=["west"])
+    assert not result.success
+    gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
+             e.asset_check_evaluation_data for e in events(result, "ASSET_CHECK_EVALUATION")}
+    gate = gates[("mmm_uncalibrated", "convergence")]
+    assert not gate.passed and gate.severity.value == "ERROR"
+    assert gate.metadata["offending_parameters"].value  # names the parameters
+    mats = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in events(result, "ASSET_MATERIALIZATION")}
+    assert "mmm_uncalibrated" in mats and "calibration_report" not in mats
+
+
+def test_without_valid_lift_tests_the_calibrated_variant_is_not_fitted(sample_dir, copy_input, tmp_path):
+    folder = copy_input(sample_dir)
+    tests = pd.read_csv(folder / "lift_tests.csv")
+    tests["channel"] = "tv"  # no such channel: every test is quarantined
+    tests.to_csv(folder / "lift_tests.csv", index=False)
+    db = tmp_path / "w.duckdb"
+    result = materialize(folder, db, tmp_path / "art", markets=["east"])
+    with warehouse.connect(db) as con:
+        runs = con.execute("SELECT variant FROM marts.model_runs_latest").df()
+        q = con.execute("SELECT reason FROM raw.quarantine WHERE kind LIKE 'lift_test_conversion%'").df()
+        report = con.execute("SELECT * FROM marts.calibration_report_latest").df()
+    assert runs.variant.tolist() == ["uncalibrated"]
+    assert len(q) == 3 and q.reason.str.startswith("unknown_channel").all()  # east geos + the national test
+    assert report.hdi_width_calibrated.isna().all() and report.hdi_width_uncalibrated.notna().all()
+    meta = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in events(result, "ASSET_MATERIALIZATION")}
+    assert meta["mmm_calibrated"]["fitted"].value is False
+    assert "not fitted" in meta["calibration_report"]["note"].value

@@ -63,6 +63,7 @@ pymc / pymc-marketing are imported lazily (they take seconds to import).
 from __future__ import annotations
 
 import contextlib
+import io
 import hashlib
 import json
 import math
@@ -668,7 +669,9 @@ def fit_model(
     progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws, "
                   f"{cores} in parallel (compiling first)")
     hook = _nutpie_progress_hook(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
-    with hook, warnings.catch_warnings():
+    # pymc-marketing recomputes deterministics with pymc's default rich progress
+    # bar ("Computing ...") and no way to turn it off: keep it out of the run log.
+    with hook, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
         mmm.fit(

@@ -65,7 +65,8 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                             "FROM raw.ad_reporting_current").df()
-        converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market)
+        converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market,
+                                                          **config.lift_tests.model_dump())
         version = fingerprint(MODEL_CODE_VERSION, converted.to_json(), rejected.to_json())
         kind = f"lift_test_conversion:{market}"
         con.execute("DELETE FROM raw.quarantine WHERE kind = ?", [kind])

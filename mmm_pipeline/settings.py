@@ -67,6 +67,15 @@ class CostPerUnitSettings(BaseModel):
     forecast_trailing_weeks: int = Field(8, ge=1, le=52)
 
 
+class LiftTestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # x (the level a test adds to): mean weekly units over `baseline_weeks` before the
+    # start ("pre_period", the default), or the window's own units less delta_x ("window").
+    baseline: Literal["pre_period", "window"] = "pre_period"
+    baseline_weeks: int = Field(8, ge=1, le=52)
+    national_sigma_split: Literal["proportional", "sqrt_share"] = "proportional"
+
+
 class PipelineConfig(BaseModel):
     """Dataset settings read from `<input>/pipeline.yaml` (every key optional)."""
 
@@ -79,6 +88,7 @@ class PipelineConfig(BaseModel):
     geo_weights: dict[str, float] | None = None
     scenarios: list[dict] | None = None
     cost_per_unit: CostPerUnitSettings = CostPerUnitSettings()
+    lift_tests: LiftTestSettings = LiftTestSettings()
     model: dict | None = None
 
     @field_validator("geo_weights")

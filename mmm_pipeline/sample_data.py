@@ -146,6 +146,10 @@ PIPELINE_YAML = (
     "  west: [US-CA, US-TX, US-WA]\n"
     "  east: [US-NY, US-FL, US-IL]\n"
     "planning_horizon_weeks: 8\n"
+    "# The tests' extra spend is in the ad data, so the level each test ran on is the\n"
+    "# window's own delivery less the added units (LT-2025-04 started as its budget rose).\n"
+    "lift_tests:\n"
+    "  baseline: window\n"
 )
 
 BASE_COLUMNS = [

@@ -141,7 +141,8 @@ def test_columns_exact(sample, ads):
     ]
     cfg = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert cfg == {"kpi_column": "revenue", "planning_horizon_weeks": 8,
-                   "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]}}
+                   "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]},
+                   "lift_tests": {"baseline": "window"}}
     for df in ads.values():
         assert df["clicks"].dtype.kind == "i" and df["impressions"].dtype.kind == "i"
         assert np.allclose(df["spend"], df["spend"].round(2))

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets import checks, costs, ingestion, models, staging
+from assets.publishing import publish_marts_after_success
 from resources import build_resources
 
 ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models])
@@ -26,5 +27,6 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[ingest_job, model_job],
+    sensors=[publish_marts_after_success],
     resources=build_resources(),
 )

@@ -38,6 +38,9 @@ def run_all(defs, instance, run_config=None, markets: list[str] | None = None) -
             results.append(model_job.execute_in_process(
                 instance=instance, raise_on_error=False, partition_key=market, run_config=run_config))
     ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)
+    if ok:
+        # The sensor `publish_marts_after_success` does this for runs launched by the daemon.
+        defs.resources["warehouse"].publish()
     return ok, results
 
 
@@ -58,6 +61,9 @@ def main() -> int:
     print(f"Input folder : {settings.input_dir}")
     print(f"Warehouse    : {settings.warehouse}")
     print(f"Artifacts    : {settings.artifact_dir}")
+    published = defs.resources["warehouse"].published_path()
+    if ok:
+        print(f"BI copy      : {published} (read-only marts, safe to open while the pipeline runs)")
     if settings.warehouse.exists():
         with warehouse.connect(settings.warehouse) as con:
             for table, n in warehouse.table_row_counts(con).items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from mmm_pipeline import warehouse
+from mmm_pipeline import publish, warehouse
 from mmm_pipeline.settings import PipelineConfig, RunSettings, check_input_dir, load_pipeline_config
 
 
@@ -31,6 +31,14 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self):
         with warehouse.connect(self.database, timeout=self.lock_timeout_seconds) as con:
             yield con
+
+    def published_path(self) -> Path:
+        return publish.published_path(self.database)
+
+    def publish(self) -> dict[str, int]:
+        """Copy the marts to the read-only BI file (atomic rename); returns rows per table."""
+        with self.get_connection() as con:
+            return publish.publish_marts(con, self.published_path())
 
 
 class ArtifactStore(dg.ConfigurableResource):

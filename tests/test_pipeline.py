@@ -145,3 +145,75 @@ def test_domain_package_does_not_import_dagster():
             "bad = [m for m in ('dagster', 'great_expectations', 'pymc', 'pymc_marketing') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+READER = r'''
+import sys, time, duckdb
+path, ready, stop, out = sys.argv[1:5]
+ok = errors = 0
+first = None
+deadline = time.time() + 300
+while time.time() < deadline:
+    try:
+        con = duckdb.connect(path, read_only=True)
+        n = con.execute("SELECT count(*) FROM marts.cost_per_unit_latest").fetchall()[0][0]
+        con.close()
+        ok += 1
+        if first is None:
+            first = n
+            open(ready, "w").write(str(n))
+    except Exception as exc:
+        errors += 1
+        print(repr(exc), file=sys.stderr)
+    if __import__("os").path.exists(stop):
+        break
+    time.sleep(0.02)
+open(out, "w").write(f"{ok} {errors}")
+'''
+
+
+def test_bi_reader_in_another_process_queries_published_marts_while_a_run_writes(sample_run, copy_input, tmp_path):
+    import os
+    import shutil
+    import time
+
+    from mmm_pipeline import publish
+
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    db.parent.mkdir()
+    shutil.copy(sample_run["warehouse"], db)
+    published = publish.published_path(db)
+    with warehouse.connect(db) as con:
+        publish.publish_marts(con, published)
+    folder = copy_input(sample_run["input"])
+    # a restatement file: the run really rewrites raw rows and the marts' history
+    kpi = pd.read_csv(folder / "kpi" / "kpi.csv")
+    kpi["revenue"] = kpi["revenue"] * 1.01
+    kpi.to_csv(folder / "kpi" / "kpi.csv", index=False)
+    ready, stop, out = tmp_path / "ready", tmp_path / "stop", tmp_path / "out"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(published), str(ready), str(stop), str(out)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        assert ready.exists(), "the reader never managed to query the published file"
+        from mmm_pipeline import warehouse as wh
+
+        with wh.connect(db):  # the writer holds the warehouse: DuckDB 2 refuses any other process now
+            probe = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}, read_only=True)"],
+                                   capture_output=True, text=True)
+            assert probe.returncode != 0
+        result = materialize(folder, db, tmp_path / "art", models=False)
+        assert result.success
+        with wh.connect(db) as con:
+            publish.publish_marts(con, published)
+        time.sleep(0.3)
+    finally:
+        stop.write_text("stop")
+        reader.wait(timeout=60)
+    ok, errors = map(int, out.read_text().split())
+    assert errors == 0, reader.stderr.read()
+    assert ok > 10
+    assert os.path.exists(published)

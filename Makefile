@@ -37,8 +37,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+export MMM_FIT_CONCURRENCY ?= 1
+
 ui: $(VENV)/.installed
 	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(VENV)/bin/dagster instance concurrency set duckdb 1
+	$(VENV)/bin/dagster instance concurrency set model_fit $(MMM_FIT_CONCURRENCY)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 validate: $(VENV)/.installed

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets.automation import DOWNSTREAM
 from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
 from assets.staging import staging_media_weekly, staging_kpi_weekly
 from mmm_pipeline import cost_per_unit as cpu_lib
@@ -11,7 +12,7 @@ from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 COST_CODE_VERSION = "1"
-COMMON = dict(group_name="costs", owners=OWNERS, code_version=COST_CODE_VERSION,
+COMMON = dict(automation_condition=DOWNSTREAM, group_name="costs", owners=OWNERS, code_version=COST_CODE_VERSION,
               kinds={"duckdb", "pandas"}, pool="duckdb")
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets import checks, costs, ingestion, models, staging
+from assets.automation import input_folder_sensor, refresh_job, weekly_refresh
 from assets.publishing import publish_marts_after_success
 from resources import build_resources
 
@@ -26,7 +27,16 @@ model_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[ingest_job, model_job],
-    sensors=[publish_marts_after_success],
+    jobs=[ingest_job, model_job, refresh_job],
+    schedules=[weekly_refresh],
+    sensors=[
+        input_folder_sensor,
+        publish_marts_after_success,
+        dg.AutomationConditionSensorDefinition(
+            "downstream_automation", target=dg.AssetSelection.all(),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Materializes staging, costs and models after ingestion updates, once the "
+            "blocking checks they depend on passed."),
+    ],
     resources=build_resources(),
 )

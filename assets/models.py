@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.automation import DOWNSTREAM
 from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
@@ -23,7 +24,7 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 MODEL_CODE_VERSION = "1"
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
-COMMON = dict(group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)
+COMMON = dict(automation_condition=DOWNSTREAM, group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)
 
 
 def _latest(con, table: str) -> pd.DataFrame:

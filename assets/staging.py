@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets.automation import DOWNSTREAM
 from assets._meta import OWNERS, table_metadata
 from assets.ingestion import files_version, raw_ad_reporting, raw_kpi
 from mmm_pipeline import staging
@@ -10,7 +11,7 @@ from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import PipelineSettings, WarehouseResource
 
 STAGING_CODE_VERSION = "1"
-COMMON = dict(group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
+COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 
 

@@ -217,3 +217,16 @@ def test_bi_reader_in_another_process_queries_published_marts_while_a_run_writes
     assert errors == 0, reader.stderr.read()
     assert ok > 10
     assert os.path.exists(published)
+
+
+def test_instance_config_monitors_and_retries_runs(tmp_path):
+    import os
+    import shutil
+
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    code = ("import dagster as dg; i = dg.DagsterInstance.get(); "
+            "assert i.run_monitoring_enabled and i.run_monitoring_max_runtime_seconds == 7200; "
+            "assert i.run_retries_enabled and i.run_retries_max_retries == 1; "
+            "assert i.get_concurrency_config().pool_config.default_pool_limit == 1")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+                   timeout=120)

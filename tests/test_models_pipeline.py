@@ -154,3 +154,27 @@ def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(samp
     width = (fit.predicted_hdi_high - fit.predicted_hdi_low)
     widths = fit.assign(width=width).pivot_table(index=["test_id", "geo"], columns="variant", values="width")
     assert (widths.calibrated < widths.uncalibrated).all(), widths
+
+
+def test_rerun_reuses_the_artifact_and_a_truncated_artifact_is_refitted(sample_run, tmp_path):
+    import shutil
+
+    db, art = tmp_path / "w.duckdb", tmp_path / "art"
+    shutil.copy(sample_run["warehouse"], db)
+    shutil.copytree(sample_run["artifacts"], art)
+    with warehouse.connect(db) as con:
+        run = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = 'west' AND variant = 'uncalibrated'").df()
+    artifact = art / "uncalibrated" / "west" / f"{run.model_version[0]}.nc"
+    size = artifact.stat().st_size
+    with open(artifact, "r+b") as fh:  # a crash in the middle of a copy
+        fh.truncate(size // 3)
+    result = materialize(sample_run["input"], db, art, markets=["west"])
+    assert result.success
+    logs = " ".join(result.log_messages())
+    assert "truncated, corrupt" in logs and "refitting" in logs
+    assert "already exists" in logs  # the calibrated artifact was intact: loaded, not refitted
+    assert artifact.stat().st_size > size // 3
+    model_lib.load_model(artifact)
+    with warehouse.connect(db) as con:
+        again = con.execute("SELECT count(*) FROM marts.model_runs WHERE market = 'west'").fetchall()[0][0]
+    assert again == 2  # same versions: no history appended

@@ -191,6 +191,13 @@ def spend_summary(frame: pd.DataFrame, weeks: Sequence, *, recent_weeks: int = 1
         df["units"] = df["spend"]
     df["spend"] = df["spend"].astype(float)
     df["units"] = df["units"].astype(float)
+    # One row per week x geo x channel (a national model fed per-geo rows sums them).
+    agg = {"units": "sum", "spend": "sum"}
+    if "cost_per_unit" in df:
+        agg["cost_per_unit"] = "mean"
+    if "unit" in df:
+        agg["unit"] = "first"
+    df = df.groupby(["week_start", "geo", "channel"], as_index=False).agg(agg)
     rows = []
     cells = [(g, c) for g in (geos or sorted(df["geo"].unique())) for c in (channels or sorted(df["channel"].unique()))]
     for geo, channel in cells:

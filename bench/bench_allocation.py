@@ -1,0 +1,166 @@
+"""Benchmark: response curves, ROAS and the default-scenario allocation on full-profile models.
+
+    .venv/bin/python bench/bench_allocation.py [--warehouse W.duckdb] [--model market:variant:path ...]
+                                               [--horizon 8]
+
+Inputs: a warehouse holding ``marts.cost_per_unit_latest``,
+``marts.cost_per_unit_forecast_latest`` and ``staging.media_weekly_latest``
+(default ``/tmp/issue4_wh.duckdb``), and fitted full-profile models (4 chains x
+1000 draws; default the sample's west / east x uncalibrated / calibrated
+artifacts under ``/tmp/full/art``, or the warehouse's
+``marts.model_runs_latest.artifact_uri``). Skips with a message when they are
+absent.
+
+Per market, in a fresh spawned process (so the peak RSS is that market's own,
+including ~0.5 GB of imported pymc / pytensor): load both models, then time
+
+* curves: ``response_curves`` for each variant (all geos x channels, 41 points);
+* roas: ``channel_roas`` for each variant, with the contribution from
+  pymc-marketing's incrementality module (default) and from the posterior
+  ``channel_contribution`` (identical numbers, no evaluator compile);
+* allocation: ``default_scenario`` (budget = current spend of every cell over
+  the horizon, +/-50 % bounds) allocated with the calibrated model: build the
+  pymc-marketing optimizer (compile), SLSQP, and three response evaluations.
+
+Targets: allocation < 60 s per market, curves < 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_WAREHOUSE = "/tmp/issue4_wh.duckdb"
+DEFAULT_MODELS = {
+    ("west", "uncalibrated"): "/tmp/full/art/uncalibrated/west/eded18d62ce34f99.nc",
+    ("west", "calibrated"): "/tmp/full/art/calibrated/west/94eba459939bc20d.nc",
+    ("east", "uncalibrated"): "/tmp/full/art/uncalibrated/east/360af055041f7546.nc",
+    ("east", "calibrated"): "/tmp/full/art/calibrated/east/bed4f34d4d9a3625.nc",
+}
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int) -> dict:
+    warnings.simplefilter("ignore")
+    import duckdb
+
+    from mmm_pipeline import allocation as A
+    from mmm_pipeline import curves as C
+    from mmm_pipeline.model import load_model
+
+    out: dict = {"market": market}
+    con = duckdb.connect(warehouse, read_only=True)
+    try:
+        cpu = con.sql("SELECT * FROM marts.cost_per_unit_latest").df()
+        forecast = con.sql("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
+        media = con.sql("SELECT * FROM staging.media_weekly_latest").df()
+    finally:
+        con.close()
+
+    t = time.perf_counter()
+    models = {v: load_model(p) for v, p in paths.items()}
+    out["load_s"] = time.perf_counter() - t
+
+    curves = {}
+    t = time.perf_counter()
+    for v, mmm in models.items():
+        curves[v] = C.response_curves(mmm, cpu)
+    out["curves_s"] = time.perf_counter() - t
+    out["curve_rows"] = sum(len(c) for c in curves.values())
+
+    for source in ("incrementality", "posterior"):
+        t = time.perf_counter()
+        for v, mmm in models.items():
+            roas = C.channel_roas(mmm, media, cpu, contribution_source=source)
+        out[f"roas_{source}_s"] = time.perf_counter() - t
+    out["roas_rows"] = len(roas)
+
+    variant = "calibrated" if "calibrated" in models else next(iter(models))
+    sc = A.default_scenario(market, curves[variant], horizon_weeks=horizon, variant=variant)
+    t = time.perf_counter()
+    alloc = A.allocate(models[variant], sc, forecast, curves[variant], max_weekly_spend=curves[variant])
+    out["allocation_s"] = time.perf_counter() - t
+    out["allocation_variant"] = variant
+    out["budget"] = sc.total_budget
+    out["allocated"] = float(alloc["optimal_spend"].sum())
+    out["gain_pct"] = 100 * (alloc["expected_response_mean"].sum() / alloc["current_response_mean"].sum() - 1)
+    out["extrapolated_cells"] = int(alloc["extrapolated"].sum())
+    out["cells"] = len(alloc)
+    out["peak_rss_mb"] = _peak_mb()
+    return out
+
+
+def _worker(args, queue):
+    try:
+        queue.put(run_market(*args))
+    except Exception as exc:  # report, do not hang the parent
+        queue.put({"market": args[0], "error": f"{type(exc).__name__}: {exc}"})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
+    ap.add_argument("--model", action="append", default=[], metavar="MARKET:VARIANT:PATH")
+    ap.add_argument("--horizon", type=int, default=8)
+    args = ap.parse_args(argv)
+
+    models = dict(DEFAULT_MODELS)
+    if args.model:
+        models = {}
+        for spec in args.model:
+            market, variant, path = spec.split(":", 2)
+            models[(market, variant)] = path
+    if not Path(args.warehouse).is_file():
+        print(f"SKIP: warehouse {args.warehouse} not found (pass --warehouse)")
+        return 0
+    absent = [p for p in models.values() if not Path(p).is_file()]
+    if absent:
+        print(f"SKIP: model file(s) not found: {absent} (pass --model market:variant:path)")
+        return 0
+
+    by_market: dict[str, dict[str, str]] = {}
+    for (market, variant), path in models.items():
+        by_market.setdefault(market, {})[variant] = path
+
+    ctx = mp.get_context("spawn")
+    results = []
+    for market, paths in by_market.items():
+        q = ctx.Queue()
+        p = ctx.Process(target=_worker, args=((market, paths, args.warehouse, args.horizon), q))
+        p.start()
+        res = q.get()
+        p.join()
+        results.append(res)
+        if "error" in res:
+            print(f"{market}: FAILED {res['error']}")
+            continue
+        n = len(paths)
+        print(f"{market}: load {res['load_s']:.1f}s ({n} models) | curves {res['curves_s']:.2f}s "
+              f"({res['curve_rows']} rows, {n} models) | roas incrementality {res['roas_incrementality_s']:.1f}s, "
+              f"posterior {res['roas_posterior_s']:.2f}s ({n} models) | allocation ({res['allocation_variant']}, "
+              f"{res['cells']} cells, {args.horizon} weeks) {res['allocation_s']:.1f}s: budget "
+              f"{res['budget']:,.0f} -> allocated {res['allocated']:,.0f}, response {res['gain_pct']:+.1f}% vs "
+              f"current, {res['extrapolated_cells']} extrapolated | peak RSS {res['peak_rss_mb']:.0f} MB")
+    ok = [r for r in results if "error" not in r]
+    if ok:
+        worst_alloc = max(r["allocation_s"] for r in ok)
+        worst_curves = max(r["curves_s"] + r["roas_incrementality_s"] for r in ok)
+        print(f"targets: allocation < 60 s per market: {'met' if worst_alloc < 60 else 'MISSED'} "
+              f"(worst {worst_alloc:.1f}s); curves (+ROAS) < 30 s per market: "
+              f"{'met' if worst_curves < 30 else 'MISSED'} (worst {worst_curves:.1f}s)")
+    return 1 if len(ok) < len(results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

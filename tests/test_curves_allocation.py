@@ -1,0 +1,311 @@
+"""Response curves, ROAS and budget allocation (mmm_pipeline.curves / mmm_pipeline.allocation).
+
+One tiny model is fitted once for the module (2 geos x 2 channels x 60 weeks,
+nutpie 2 chains x 100 draws, ~10 s): `tv` is bought in impressions at a
+varying cost per impression, `retail` is a spend channel. Everything else is
+hand-checkable arithmetic on that posterior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmm_pipeline import allocation as A
+from mmm_pipeline import curves as C
+from mmm_pipeline import model as M
+
+GEOS = ["G1", "G2"]
+CHANNELS = ["retail", "tv"]
+N_WEEKS = 60
+HORIZON = 8
+
+
+def synthetic_tables(seed: int = 3) -> dict:
+    """Weekly staging-shaped frames with a known logistic response (no dependence on /tmp)."""
+    rng = np.random.default_rng(seed)
+    weeks = pd.date_range("2024-01-01", periods=N_WEEKS, freq="7D")
+    media, kpi, cpu = [], [], []
+    for gi, geo in enumerate(GEOS):
+        size = 1.0 + 0.5 * gi
+        tv_units = size * 2e6 * (1 + 0.6 * np.sin(np.arange(N_WEEKS) / 5.0)) * rng.uniform(0.7, 1.3, N_WEEKS)
+        tv_units[10:13] = 0.0  # an off flight
+        tv_cpu = 0.01 * (1 + 0.15 * np.cos(np.arange(N_WEEKS) / 7.0)) * (1 + 0.1 * gi)
+        retail = size * 1.5e4 * rng.uniform(0.5, 1.5, N_WEEKS)
+        y = size * 2e5 + 6e4 * size * (1 - np.exp(-tv_units / (size * 3e6))) \
+            + 4e4 * size * (1 - np.exp(-retail / (size * 2e4))) + rng.normal(0, 3e3, N_WEEKS)
+        for w, u, r, s, v in zip(weeks, tv_units, tv_cpu, retail, y):
+            media.append((w, geo, "tv", "impressions", u, u * r, False))
+            media.append((w, geo, "retail", "spend", s, s, False))
+            cpu.append((w, geo, "tv", "impressions", u, u * r, r))
+            cpu.append((w, geo, "retail", "spend", s, s, 1.0))
+            kpi.append((w, geo, v, "revenue", False))
+    media = pd.DataFrame(media, columns=["week_start", "geo", "channel", "unit", "units", "spend", "incomplete_week"])
+    cpu = pd.DataFrame(cpu, columns=["week_start", "geo", "channel", "unit", "units", "spend", "cost_per_unit"])
+    kpi = pd.DataFrame(kpi, columns=["week_start", "geo", "kpi_value", "kpi_name", "incomplete_week"])
+    future = pd.date_range(weeks[-1] + pd.Timedelta(days=7), periods=HORIZON, freq="7D")
+    forecast = pd.DataFrame([(w, g, c, "spend" if c == "retail" else "impressions",
+                              1.0 if c == "retail" else 0.011 * (1 + 0.1 * gi) * (1 + 0.02 * k))
+                             for k, w in enumerate(future) for gi, g in enumerate(GEOS) for c in CHANNELS],
+                            columns=["week_start", "geo", "channel", "unit", "cost_per_unit"])
+    return {"media": media, "kpi": kpi, "cpu": cpu, "forecast": forecast, "weeks": weeks}
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict:
+    return synthetic_tables()
+
+
+@pytest.fixture(scope="module")
+def mmm(tables):
+    cfg = M.load_model_config("fast", {"sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
+                                       "yearly_seasonality": 1})
+    res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg)
+    return res.mmm
+
+
+@pytest.fixture(scope="module")
+def curves(mmm, tables):
+    return C.response_curves(mmm, tables["cpu"], recent_weeks=13, n_points=21, max_multiple=2.0)
+
+
+@pytest.fixture(scope="module")
+def default_alloc(mmm, tables, curves):
+    sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON)
+    return sc, A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def test_curves_start_at_zero_and_are_non_decreasing(curves, tables):
+    assert list(curves.columns) == C.CURVE_COLUMNS
+    assert len(curves) == len(GEOS) * len(CHANNELS) * 21
+    media = tables["media"]
+    for (geo, channel), d in curves.groupby(["geo", "channel"]):
+        d = d.sort_values("spend")
+        assert d["spend"].iloc[0] == 0 and d["units"].iloc[0] == 0
+        assert d["response_mean"].iloc[0] == 0 and d["hdi_low"].iloc[0] == 0 and d["hdi_high"].iloc[0] == 0
+        for col in ("spend", "units", "response_mean", "hdi_low", "hdi_high"):
+            assert (np.diff(d[col].to_numpy()) >= 0).all(), (geo, channel, col)
+        assert (d["hdi_low"] <= d["response_mean"] + 1e-9).all()
+        assert (d["response_mean"] <= d["hdi_high"] + 1e-9).all()
+        assert d["response_mean"].iloc[-1] > 0
+        cell = media[(media.geo == geo) & (media.channel == channel)]
+        top = cell["spend"].max()
+        assert d["max_weekly_spend"].iloc[0] == pytest.approx(top)
+        assert d["spend"].max() == pytest.approx(2.0 * top)
+        recent = cell.sort_values("week_start").tail(13)
+        assert d["current_weekly_spend"].iloc[0] == pytest.approx(recent["spend"].sum() / 13)
+        cpu = 1.0 if channel == "retail" else recent["spend"].sum() / recent["units"].sum()
+        assert d["cost_per_unit_used"].iloc[0] == pytest.approx(cpu, rel=1e-12)
+
+
+def test_spend_and_unit_curves_agree_through_the_cost_per_unit(mmm, curves):
+    for (geo, channel), d in curves.groupby(["geo", "channel"]):
+        cpu = d["cost_per_unit_used"].iloc[0]
+        np.testing.assert_allclose(d["units"] * cpu, d["spend"], rtol=1e-12)
+        # the unit curve evaluated at spend / cpu gives the same response
+        unit_curve = C.response_draws(mmm, geo, channel, d["spend"].to_numpy() / cpu).mean(axis=0)
+        np.testing.assert_allclose(d["response_mean"], unit_curve, rtol=1e-10, atol=1e-9)
+    retail = curves[curves["channel"] == "retail"]
+    assert (retail["cost_per_unit_used"] == 1.0).all()
+    assert (retail["units"].to_numpy() == retail["spend"].to_numpy()).all()  # identical, not just close
+
+
+def test_curve_matches_pymc_marketing_sample_saturation_curve(mmm):
+    """The hand-evaluated saturation is pymc-marketing's own curve at the same scaled inputs."""
+    scale = mmm.idata.constant_data["channel_scale"]
+    ref = mmm.sample_saturation_curve(max_value=2.0, num_points=5, num_samples=None)
+    for geo in GEOS:
+        for channel in CHANNELS:
+            s = float(scale.sel(channel=channel))
+            x = ref.coords["x"].to_numpy()
+            mine = C.response_draws(mmm, geo, channel, x * s)
+            theirs = ref.sel(geo=geo, channel=channel).stack(sample=("chain", "draw")).transpose("sample", "x")
+            np.testing.assert_allclose(mine, theirs.to_numpy(), rtol=1e-8, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- ROAS
+
+
+def test_roas_summary_hand_checked():
+    out = C.roas_summary(np.array([100.0, 200.0, 300.0, 400.0]), spend=100.0)
+    assert out["contribution_mean"] == 250.0
+    assert out["roas_mean"] == 2.5
+    assert out["cost_per_incremental_kpi"] == pytest.approx(100 / 250)
+    assert 1.0 <= out["roas_hdi_low"] <= out["roas_hdi_high"] <= 4.0
+    zero = C.roas_summary(np.array([1.0, 2.0]), spend=0.0)
+    assert np.isnan(zero["roas_mean"]) and np.isnan(zero["cost_per_incremental_kpi"])
+
+
+def test_channel_roas_is_contribution_over_spend(mmm, tables):
+    roas = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="posterior")
+    assert list(roas.columns) == C.ROAS_COLUMNS and len(roas) == 4
+    post = mmm.idata.posterior
+    target = float(mmm.idata.constant_data["target_scale"])
+    media = tables["media"]
+    for r in roas.to_dict("records"):
+        spend = media[(media.geo == r["geo"]) & (media.channel == r["channel"])]["spend"].sum()
+        assert r["spend"] == pytest.approx(spend)
+        contrib = post["channel_contribution"].sel(geo=r["geo"], channel=r["channel"]).sum("date") * target
+        draws = contrib.to_numpy().ravel()
+        assert r["contribution_mean"] == pytest.approx(draws.mean(), rel=1e-10)
+        assert r["roas_mean"] == pytest.approx((draws / spend).mean(), rel=1e-10)
+        assert r["roas_mean"] == pytest.approx(r["contribution_mean"] / r["spend"], rel=1e-10)
+        assert r["roas_hdi_low"] <= r["roas_mean"] <= r["roas_hdi_high"]
+        assert r["cost_per_incremental_kpi"] == pytest.approx(spend / draws.mean(), rel=1e-10)
+        # mROAS: analytic slope of beta * T * logistic(lam * s / (cpu * scale)) at the current spend
+        lam = post["saturation_lam"].sel(geo=r["geo"], channel=r["channel"]).to_numpy().ravel()
+        beta = post["saturation_beta"].sel(geo=r["geo"], channel=r["channel"]).to_numpy().ravel()
+        k = lam / (r["cost_per_unit_used"] * float(mmm.idata.constant_data["channel_scale"].sel(channel=r["channel"])))
+        z = k * r["current_weekly_spend"]
+        slope = beta * target * k * 2 * np.exp(-z) / (1 + np.exp(-z)) ** 2
+        assert r["mroas_mean"] == pytest.approx(slope.mean(), rel=1e-6)
+        assert 0 < r["mroas_mean"]
+
+
+def test_channel_roas_incrementality_equals_posterior_contribution(mmm, tables):
+    a = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="incrementality")
+    b = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="posterior")
+    pd.testing.assert_frame_equal(a, b, rtol=1e-8)
+
+
+# ----------------------------------------------------------------------------- allocation
+
+
+def test_default_scenario(curves):
+    sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON)
+    cur = curves.drop_duplicates(["geo", "channel"])
+    assert sc.total_budget == pytest.approx(cur["current_weekly_spend"].sum() * HORIZON)
+    assert sc.bounds == {(g, c): (0.5, 1.5) for g, c in zip(cur["geo"], cur["channel"])}
+    assert sc.variant == "calibrated" and sc.fixed_allocation is None
+
+
+def test_allocation_sums_to_budget_within_bounds(default_alloc, tables, curves):
+    sc, out = default_alloc
+    assert list(out.columns) == A.ALLOCATION_COLUMNS and len(out) == 4
+    assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
+    assert (out["optimal_spend"] >= 0).all()
+    assert (out["optimal_spend"] >= 0.5 * out["current_spend"] * (1 - 1e-6)).all()
+    assert (out["optimal_spend"] <= 1.5 * out["current_spend"] * (1 + 1e-6)).all()
+    cur = curves.drop_duplicates(["geo", "channel"]).set_index(["geo", "channel"])
+    fc = tables["forecast"]
+    for r in out.to_dict("records"):
+        assert r["current_spend"] == pytest.approx(cur.loc[(r["geo"], r["channel"]), "current_weekly_spend"] * HORIZON)
+        rates = fc[(fc.geo == r["geo"]) & (fc.channel == r["channel"])].sort_values("week_start")["cost_per_unit"]
+        assert r["optimal_units"] == pytest.approx((r["optimal_spend"] / HORIZON / rates).sum(), rel=1e-9)
+        assert r["optimal_spend"] == pytest.approx(r["optimal_units"] * r["cost_per_unit"], rel=1e-9)
+        top = cur.loc[(r["geo"], r["channel"]), "max_weekly_spend"]
+        assert r["extrapolated"] == (r["optimal_spend"] / HORIZON > top)
+        assert r["expected_response_hdi_low"] <= r["expected_response_mean"] <= r["expected_response_hdi_high"]
+        assert r["expected_response_mean"] > 0 and r["current_response_mean"] > 0
+    assert (out["total_budget"] == sc.total_budget).all() and (out["horizon_weeks"] == HORIZON).all()
+    assert out["optimized"].all() and out["variant"].eq("calibrated").all()
+    assert str(out["start_week"].iloc[0]) == str((tables["weeks"][-1] + pd.Timedelta(days=7)).date())
+    # optimising the same budget cannot do worse than the current plan (same objective, within solver tolerance)
+    assert out["expected_response_mean"].sum() >= out["current_response_mean"].sum() * (1 - 1e-6)
+
+
+def test_fixed_allocation_is_evaluated_not_optimised(mmm, tables, curves, default_alloc, monkeypatch):
+    _, base = default_alloc
+    plan = {("G1", "tv"): 12345.0, ("G2", "retail"): 0.0}
+    sc = A.Scenario(allocation_id="what-if", market="m1", horizon_weeks=HORIZON, fixed_allocation=plan)
+
+    def no_solver(*args, **kwargs):
+        raise AssertionError("a fixed plan must not be optimised")
+
+    from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
+
+    monkeypatch.setattr(BudgetOptimizer, "allocate_budget", no_solver)
+    out = A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves).set_index(["geo", "channel"])
+    assert out.loc[("G1", "tv"), "optimal_spend"] == pytest.approx(12345.0)
+    assert out.loc[("G2", "retail"), "optimal_spend"] == 0.0
+    assert out.loc[("G2", "retail"), "expected_response_mean"] == pytest.approx(0.0, abs=1e-9)
+    for cell in [("G1", "retail"), ("G2", "tv")]:  # unnamed cells keep their current spend ...
+        assert out.loc[cell, "optimal_spend"] == pytest.approx(out.loc[cell, "current_spend"])
+        # ... and so their response is the current one
+        assert out.loc[cell, "expected_response_mean"] == pytest.approx(out.loc[cell, "current_response_mean"])
+    assert out["total_budget"].iloc[0] == pytest.approx(out["optimal_spend"].sum())
+    assert not out["optimized"].any()
+    # the current responses agree with the optimised run's
+    b = base.set_index(["geo", "channel"])
+    np.testing.assert_allclose(out["current_response_mean"], b.loc[out.index, "current_response_mean"], rtol=1e-9)
+
+
+def test_infeasible_bounds_fail_before_optimising(mmm, tables, curves, monkeypatch):
+    def no_optimizer(*args, **kwargs):
+        raise AssertionError("infeasible scenarios must fail before the optimizer is built")
+
+    monkeypatch.setattr(mmm, "budget_optimizer", no_optimizer)
+    cur = curves.drop_duplicates(["geo", "channel"])
+    current_total = cur["current_weekly_spend"].sum() * HORIZON
+    low = A.Scenario(allocation_id="x", market="m1", total_budget=current_total, horizon_weeks=HORIZON,
+                     bounds={("*", "*"): (1.2, 2.0)})
+    with pytest.raises(A.AllocationError, match=r"lower bounds sum to .* exceeding total_budget .* by .*20\.00 %"):
+        A.allocate(mmm, low, tables["forecast"], curves, max_weekly_spend=curves)
+    high = A.Scenario(allocation_id="x", market="m1", total_budget=current_total, horizon_weeks=HORIZON,
+                      bounds={("*", "*"): (0.0, 0.75)})
+    with pytest.raises(A.AllocationError,
+                       match=r"upper bounds sum to .* falling short of total_budget .* by .*25\.00 %"):
+        A.allocate(mmm, high, tables["forecast"], curves, max_weekly_spend=curves)
+
+
+def test_cell_without_cost_forecast_fails_before_optimising(mmm, tables, curves, monkeypatch):
+    monkeypatch.setattr(mmm, "budget_optimizer", lambda *a, **k: (_ for _ in ()).throw(AssertionError("built")))
+    sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON)
+    fc = tables["forecast"]
+    no_tv = fc[~((fc.geo == "G2") & (fc.channel == "tv"))]
+    with pytest.raises(A.AllocationError, match=r"no positive cost-per-unit forecast for 1 cell\(s\).*G2/tv: 8 of 8"):
+        A.allocate(mmm, sc, no_tv, curves, max_weekly_spend=curves)
+    short = A.default_scenario("m1", curves, horizon_weeks=HORIZON + 2)  # forecast covers 8 weeks only
+    with pytest.raises(A.AllocationError, match=r"no positive cost-per-unit forecast for 4 cell\(s\).*2 of 10"):
+        A.allocate(mmm, short, fc, curves, max_weekly_spend=curves)
+
+
+def test_scenario_validation():
+    sc = A.Scenario(allocation_id="a", market="m", total_budget=10.0,
+                    bounds={"G1/tv": (0.5, 1.0), ("*", "retail"): (0, 2)})
+    assert sc.bound_for("G1", "tv") == (0.5, 1.0) and sc.bound_for("G2", "retail") == (0, 2)
+    assert sc.bound_for("G2", "tv") is None
+    with pytest.raises(ValueError, match="low <= high"):
+        A.Scenario(allocation_id="a", market="m", total_budget=10.0, bounds={("G1", "tv"): (1.5, 0.5)})
+    with pytest.raises(ValueError, match="total_budget is required"):
+        A.Scenario(allocation_id="a", market="m")
+    with pytest.raises(ValueError, match=">= 0"):
+        A.Scenario(allocation_id="a", market="m", fixed_allocation={("G1", "tv"): -1.0})
+
+
+def test_plots(curves, default_alloc):
+    import matplotlib.pyplot as plt
+
+    fig = C.plot_response_curves({"uncalibrated": curves, "calibrated": curves}, "tv")
+    assert len(fig.axes) == len(GEOS)
+    plt.close(fig)
+    fig = A.plot_allocation(default_alloc[1])
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_national_model_curves_roas_allocation(tables):
+    """A model without geos (dims=()) goes through the same code: budgets over channel only (~30 s: a
+    second fit and optimizer compile)."""
+    media = tables["media"][tables["media"]["geo"] == "G1"].assign(geo="national")
+    kpi = tables["kpi"][tables["kpi"]["geo"] == "G1"].assign(geo="national")
+    cpu = tables["cpu"][tables["cpu"]["geo"] == "G1"].assign(geo="national")
+    fc = tables["forecast"][tables["forecast"]["geo"] == "G1"].assign(geo="national")
+    cfg = M.load_model_config("fast", {"sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
+                                       "yearly_seasonality": 1})
+    mmm = M.fit_model(media, kpi, cpu, cfg).mmm
+    curves = C.response_curves(mmm, cpu, n_points=11)
+    assert set(curves["geo"]) == {"national"} and len(curves) == 2 * 11
+    roas = C.channel_roas(mmm, media, cpu, contribution_source="posterior")
+    assert len(roas) == 2 and (roas["roas_mean"] > 0).all()
+    sc = A.default_scenario("all", curves, horizon_weeks=HORIZON)
+    out = A.allocate(mmm, sc, fc, curves, max_weekly_spend=curves)
+    assert len(out) == 2 and set(out["geo"]) == {"national"}
+    assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
+    assert (out["optimal_spend"] >= 0.5 * out["current_spend"] * (1 - 1e-6)).all()
+    assert (out["optimal_spend"] <= 1.5 * out["current_spend"] * (1 + 1e-6)).all()

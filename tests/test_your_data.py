@@ -1,0 +1,41 @@
+"""Your own data, no code change: the converted Meridian table through the whole pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmm_pipeline import warehouse
+from tests.conftest import REPO, fixture_path
+
+
+def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp_path):
+    src = fixture_path("meridian_geo_media.csv")
+    folder = tmp_path / "meridian"
+    console = Path(sys.executable).parent / "mmm-convert-wide"  # the installed console command
+    subprocess.run([str(console), str(src), str(folder), "--preset", "meridian"], check=True, cwd=REPO,
+                   timeout=120, capture_output=True)
+    db = tmp_path / "w.duckdb"
+    env = {**os.environ, "MMM_INPUT_DIR": str(folder), "MMM_WAREHOUSE": str(db), "MMM_PROFILE": "fast",
+           "MMM_ARTIFACT_DIR": str(tmp_path / "art"), "DAGSTER_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "assets.run"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "model_job all: ok" in run.stdout  # no markets configured: one market `all`
+    with warehouse.connect(db) as con:
+        cpu = con.execute("SELECT * FROM marts.cost_per_unit_latest WHERE units > 0").df()
+        runs = con.execute("SELECT market, variant FROM marts.model_runs_latest").df()
+    assert runs.values.tolist() == [["all", "uncalibrated"]]  # no lift tests: calibrated not fitted
+    wide = pd.read_csv(src)
+    for k in range(4):
+        got = cpu[cpu.channel == f"channel{k}"]
+        assert len(got) > 0.95 * 20 * 156  # weeks with impressions
+        assert (got.cpm / got.cpm.median() - 1).abs().max() <= 2e-7
+        want = (wide[f"Channel{k}_spend"] / wide[f"Channel{k}_impression"]).median() * 1000
+        np.testing.assert_allclose(got.cpm.median(), want, rtol=1e-7)
+    assert (tmp_path / "published" / "mmm.duckdb").exists()

@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets import checks, costs, ingestion, models, staging
+from assets import checks, costs, ingestion, models, outputs, staging
 from assets.automation import input_folder_sensor, refresh_job, weekly_refresh
 from assets.publishing import publish_marts_after_success
 from resources import build_resources
 
-ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models])
+ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models, outputs])
 ALL_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 # Unpartitioned data preparation, with its checks: blocking checks stop what is downstream.
@@ -16,12 +16,14 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingestion", "validation", "costs"),
     description="Ingest, validate, stage and price the input folder (MMM_INPUT_DIR).",
 )
-# One run per market partition: lift tests in model units, both fits, the calibration report.
+# One run per market partition: lift tests in model units, both fits, the calibration report,
+# response curves, ROAS and budget allocations.
 model_job = dg.define_asset_job(
     "model_job",
-    selection=dg.AssetSelection.groups("models"),
+    selection=dg.AssetSelection.groups("models", "outputs"),
     partitions_def=models.MARKETS,
-    description="Fit the uncalibrated and calibrated MMM of one market and report on them.",
+    description="Fit the uncalibrated and calibrated MMM of one market, report on them, and turn them "
+    "into response curves, ROAS and budget allocations in money.",
 )
 
 defs = dg.Definitions(

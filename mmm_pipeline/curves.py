@@ -384,6 +384,10 @@ def plot_response_curves(curves_by_variant: Mapping[str, pd.DataFrame], channel:
     """One panel per geo for `channel`: each variant's weekly response (mean line, 94% HDI band)
     against weekly spend, current weekly spend (dashed) and the largest weekly spend seen (dotted)."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    _thousands = FuncFormatter(lambda v, _: f"{v / 1e6:g}M" if abs(v) >= 1e6 else
+                               (f"{v / 1e3:g}k" if abs(v) >= 1e3 else f"{v:g}"))
     frames = {v: df[df["channel"] == channel] for v, df in curves_by_variant.items()}
     frames = {v: df for v, df in frames.items() if len(df)}
     if not frames:
@@ -407,6 +411,9 @@ def plot_response_curves(curves_by_variant: Mapping[str, pd.DataFrame], channel:
                 marked = True
         ax.set_title(f"{channel} - {geo}", fontsize=9)
         ax.set_xlabel("weekly spend (money)")
+        ax.xaxis.set_major_formatter(_thousands)
+        ax.yaxis.set_major_formatter(_thousands)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
     axes[0, 0].set_ylabel("weekly response (KPI)")
     axes[0, 0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Response curve of {channel} at steady state")

@@ -178,3 +178,75 @@ def test_rerun_reuses_the_artifact_and_a_truncated_artifact_is_refitted(sample_r
     with warehouse.connect(db) as con:
         again = con.execute("SELECT count(*) FROM marts.model_runs WHERE market = 'west'").fetchall()[0][0]
     assert again == 2  # same versions: no history appended
+
+
+def test_outputs_speak_money_and_are_marked_ungated_in_fast_profile(sample_run):
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        curves = con.execute("SELECT * FROM marts.response_curves_latest").df()
+        roas = con.execute("SELECT * FROM marts.channel_roas_latest").df()
+        alloc = con.execute("SELECT * FROM marts.budget_allocation_latest").df()
+        runs = con.execute("SELECT market, variant, model_version FROM marts.model_runs_latest").df()
+    for table, cols in {
+        "response_curves": ["model_version", "market", "variant", "gated", "geo", "channel", "spend", "units",
+                            "response_mean", "hdi_low", "hdi_high"],
+        "channel_roas": ["model_version", "market", "variant", "gated", "geo", "channel", "spend",
+                         "contribution_mean", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
+                         "cost_per_incremental_kpi"],
+        "budget_allocation": ["allocation_id", "market", "model_version", "variant", "gated", "geo", "channel",
+                              "current_spend", "optimal_spend", "optimal_units", "cost_per_unit",
+                              "expected_response_mean", "expected_response_hdi_low", "expected_response_hdi_high",
+                              "current_response_mean", "extrapolated", "total_budget", "horizon_weeks"],
+    }.items():
+        df = {"response_curves": curves, "channel_roas": roas, "budget_allocation": alloc}[table]
+        assert set(cols) <= set(df.columns), (table, set(cols) - set(df.columns))
+        assert not df.gated.any()
+    # curves: per model, geo and channel, from zero spend and non-decreasing, in money
+    for _, c in curves.groupby(["market", "variant", "geo", "channel"]):
+        c = c.sort_values("spend")
+        assert c.spend.iloc[0] == 0 and c.response_mean.iloc[0] == 0
+        assert (c.response_mean.diff().dropna() >= 0).all()
+        assert c.spend.max() >= 2 * c.max_weekly_spend.iloc[0] - 1e-6
+    spend_only = curves[curves.channel == "retail"]
+    assert (spend_only.spend == spend_only.units).all()
+    assert curves.merge(runs, on=["market", "variant", "model_version"]).shape[0] == len(curves)
+    # ROAS of every cell is its contribution over its spend
+    assert ((roas.roas_mean - roas.contribution_mean / roas.spend).abs() <= 1e-9 * roas.roas_mean.abs()).all()
+    # the default allocation: today's budget, each cell within +/-50%, money in = money out
+    for (market, aid), a in alloc.groupby(["market", "allocation_id"]):
+        assert aid == "default" and a.variant.eq("calibrated").all()
+        assert abs(a.optimal_spend.sum() - a.total_budget.iloc[0]) <= 1e-3 * a.total_budget.iloc[0]
+        assert a.total_budget.iloc[0] == pytest.approx(a.current_spend.sum())
+        assert (a.optimal_spend >= 0.5 * a.current_spend - 1e-6).all()
+        assert (a.optimal_spend <= 1.5 * a.current_spend + 1e-6).all()
+        assert (a.optimal_units * a.cost_per_unit - a.optimal_spend).abs().max() <= 1e-6 * a.optimal_spend.max()
+        assert a.expected_response_mean.sum() >= a.current_response_mean.sum()
+    mats = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in events(sample_run["result"], "ASSET_MATERIALIZATION")}
+    assert {"plot_curve_social", "plot_allocation_default"} <= set(mats["response_curves"]) | set(mats["budget_allocation"])
+    assert mats["budget_allocation"]["plot_allocation_default"].value.startswith("![")
+
+
+def test_a_scenario_config_error_names_the_setting(sample_run, copy_input, tmp_path):
+    import shutil
+
+    import dagster as dg
+
+    from tests.conftest import definitions
+
+    folder = copy_input(sample_run["input"])
+    with open(folder / "pipeline.yaml", "a") as fh:
+        fh.write("scenarios:\n  - {allocation_id: tv_push, market: west, total_budget: 1000000,\n"
+                 "     bounds: {'US-CA/tv': [0.5, 2.0]}}\n"
+                 "  - {allocation_id: too_small, market: west, total_budget: 1000,\n"
+                 "     bounds: {'*/*': [0.9, 1.1]}}\n")
+    db, art = tmp_path / "w.duckdb", tmp_path / "art"
+    shutil.copy(sample_run["warehouse"], db)
+    shutil.copytree(sample_run["artifacts"], art)
+    defs = definitions(folder, db, art)
+    job = defs.resolve_job_def("model_job")
+    result = job.execute_in_process(partition_key="west", raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+                                    asset_selection=[dg.AssetKey("budget_allocation")])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    text = str(failure.event_specific_data.error)
+    assert "pipeline.yaml scenarios[tv_push].bounds: channel 'tv' is not a channel of market west" in text

@@ -1,0 +1,188 @@
+"""What a marketer acts on (group `outputs`), per market: response curves and ROAS in money,
+budget allocations. Logic lives in `mmm_pipeline.curves` and `mmm_pipeline.allocation`.
+
+Each output reads the fitted models of its market. A model whose convergence
+gate failed blocks these assets (blocking checks); in the fast profile the
+gates only warn and every row says `gated = false`.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
+from assets.automation import DOWNSTREAM
+from assets.models import MARKETS, _market_inputs, mmm_calibrated, mmm_uncalibrated
+from mmm_pipeline.warehouse import append_history, fingerprint
+from resources import ArtifactStore, PipelineSettings, WarehouseResource
+
+OUTPUT_CODE_VERSION = "1"
+COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
+              code_version=OUTPUT_CODE_VERSION, deps=[mmm_uncalibrated, mmm_calibrated])
+
+
+def _fitted_models(con, market: str) -> dict[str, dict]:
+    """variant -> {model_version, gated, mmm} of the market's latest fits."""
+    from mmm_pipeline import model as model_lib
+
+    runs = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = ?", [market]).df()
+    return {r["variant"]: {"model_version": r["model_version"], "gated": bool(r["gated"]),
+                           "mmm": model_lib.load_model(r["artifact_uri"])}
+            for r in runs.to_dict("records")}
+
+
+def _plots(artifacts: ArtifactStore, figures: dict, folder: str) -> dict:
+    meta = {}
+    for name, fig in figures.items():
+        png = figure_png(fig)
+        path = artifacts.write_bytes(f"{folder}/{name}.png", png)
+        meta[f"plot_{name}"] = png_markdown(png, name)
+        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
+    return meta
+
+
+def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFrame:
+    df = df.copy()
+    df.insert(0, "gated", fit["gated"])
+    df.insert(0, "variant", variant)
+    df.insert(0, "market", market)
+    return df
+
+
+@dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
+          description="marts.response_curves: per geo and channel, weekly KPI response (mean, 94% HDI) "
+          "against weekly spend from 0 to 2x the historical maximum, money on the x axis through the "
+          "spend-weighted cost per unit of the last 13 weeks; one PNG per channel with both variants.",
+          **COMMON)
+def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                    settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from mmm_pipeline import curves
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        _, _, geos, _, _, cpu, _ = _market_inputs(con, settings, market)
+        fits = _fitted_models(con, market)
+    cpu = cpu[cpu["geo"].isin(geos)]
+    by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
+    rows = {v: _stamp(df, market, v, fits[v]) for v, df in by_variant.items()}
+    with warehouse.get_connection() as con:
+        for v, df in rows.items():
+            append_history(con, "marts.response_curves", df, version=fits[v]["model_version"],
+                           version_column="model_version", partition_columns=("market", "variant"))
+    all_rows = pd.concat(rows.values(), ignore_index=True)
+    meta = table_metadata(all_rows, "marts.response_curves")
+    meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
+                 "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
+    channels = sorted(all_rows["channel"].unique())
+    meta.update(_plots(artifacts, {f"curve_{ch}": curves.plot_response_curves(by_variant, ch) for ch in channels},
+                       f"curves/{market}"))
+    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
+
+
+@dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
+          description="marts.channel_roas: per geo and channel over the training period, spend, "
+          "carryover-aware contribution (pymc-marketing incrementality), ROAS mean and 94% HDI, marginal "
+          "ROAS at current spend and cost per incremental KPI, for both variants.", **COMMON)
+def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 settings: PipelineSettings) -> dg.MaterializeResult:
+    from mmm_pipeline import curves
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        _, _, geos, media, _, cpu, _ = _market_inputs(con, settings, market)
+        fits = _fitted_models(con, market)
+    media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
+    rows = {v: _stamp(curves.channel_roas(f["mmm"], media, cpu), market, v, f) for v, f in fits.items()}
+    with warehouse.get_connection() as con:
+        for v, df in rows.items():
+            append_history(con, "marts.channel_roas", df, version=fits[v]["model_version"],
+                           version_column="model_version", partition_columns=("market", "variant"))
+    all_rows = pd.concat(rows.values(), ignore_index=True)
+    meta = table_metadata(all_rows, "marts.channel_roas")
+    summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
+    summary["roas"] = summary["contribution_mean"] / summary["spend"]
+    meta.update({"market": market, "roas_by_channel": dg.MetadataValue.md(summary.reset_index().to_markdown(index=False))})
+    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
+
+
+def market_scenarios(config, market: str, current: pd.DataFrame):
+    """The market's scenarios from pipeline.yaml `scenarios`, or the default one."""
+    from mmm_pipeline import allocation
+
+    mine = [s for s in (config.scenarios or []) if s.get("market") == market]
+    if not mine:
+        return [allocation.default_scenario(market, current, horizon_weeks=config.planning_horizon_weeks)]
+    geos, channels = set(current["geo"]), set(current["channel"])
+    out = []
+    for i, spec in enumerate(mine):
+        spec = {"horizon_weeks": config.planning_horizon_weeks, "allocation_id": f"scenario_{i + 1}", **spec}
+        where = f"pipeline.yaml scenarios[{spec['allocation_id']}]"
+        try:
+            scenario = allocation.Scenario.model_validate(spec)
+        except Exception as exc:
+            raise allocation.AllocationError(f"{where}: invalid scenario: {exc}") from exc
+        for field in ("bounds", "fixed_allocation"):
+            for geo, channel in (getattr(scenario, field) or {}):
+                if channel != "*" and channel not in channels:
+                    raise allocation.AllocationError(
+                        f"{where}.{field}: channel {channel!r} is not a channel of market {market} "
+                        f"(channels: {sorted(channels)})")
+                if geo != "*" and geo not in geos:
+                    raise allocation.AllocationError(
+                        f"{where}.{field}: geo {geo!r} is not in market {market} (geos: {sorted(geos)})")
+        out.append(scenario)
+    return out
+
+
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, "cost_per_unit_forecast", response_curves],
+          kinds={"pymc", "duckdb"}, pool="duckdb",
+          description="marts.budget_allocation: for each scenario of the market (pipeline.yaml `scenarios`, "
+          "default: today's spend over the planning horizon, each cell within +/-50%), pymc-marketing's "
+          "budget optimizer in money with the forecast cost per unit: optimal spend, the units it buys and "
+          "the expected response (mean, 94% HDI) next to the current plan. Sums to the budget within 0.1%.",
+          **{k: v for k, v in COMMON.items() if k != "deps"})
+def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from mmm_pipeline import allocation
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        config, _, geos, _, _, _, _ = _market_inputs(con, settings, market)
+        fits = _fitted_models(con, market)
+        forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
+        curves_now = con.execute(
+            "SELECT geo, channel, variant, current_weekly_spend, max_weekly_spend FROM marts.response_curves_latest "
+            "WHERE market = ?", [market]).df().drop_duplicates(["geo", "channel", "variant"])
+    forecast = forecast[forecast["geo"].isin(geos)]
+    current = curves_now.drop_duplicates(["geo", "channel"])
+    results, figures = [], {}
+    for scenario in market_scenarios(config, market, current):
+        variant = scenario.variant if scenario.variant in fits else "uncalibrated"
+        if variant != scenario.variant:
+            context.log.warning(f"{scenario.allocation_id}: the {scenario.variant} model was not fitted; "
+                                f"allocating with the {variant} model")
+        fit = fits[variant]
+        context.log.info(f"allocating {scenario.allocation_id} ({variant} model, "
+                         f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
+        df = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current)
+        df["model_version"] = fit["model_version"]
+        df["gated"] = fit["gated"]
+        df["variant"] = variant
+        results.append(df)
+        figures[f"allocation_{scenario.allocation_id}"] = allocation.plot_allocation(df)
+    alloc = pd.concat(results, ignore_index=True)
+    version = fingerprint(OUTPUT_CODE_VERSION, alloc.drop(columns=[c for c in alloc if c.endswith("_weekly_spend")],
+                                                          errors="ignore").round(6).to_json())
+    with warehouse.get_connection() as con:
+        appended = append_history(con, "marts.budget_allocation", alloc, version=version,
+                                  partition_columns=("market", "allocation_id"))
+    meta = table_metadata(alloc, "marts.budget_allocation")
+    totals = alloc.groupby("allocation_id")[["current_spend", "optimal_spend", "current_response_mean",
+                                             "expected_response_mean"]].sum()
+    meta.update({"market": market, "history_appended": appended,
+                 "totals": dg.MetadataValue.md(totals.reset_index().to_markdown(index=False)),
+                 "gated": bool(alloc["gated"].all()),
+                 "extrapolated_cells": int(alloc["extrapolated"].sum())})
+    meta.update(_plots(artifacts, figures, f"allocation/{market}"))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

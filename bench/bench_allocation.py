@@ -5,11 +5,10 @@
 
 Inputs: a warehouse holding ``marts.cost_per_unit_latest``,
 ``marts.cost_per_unit_forecast_latest`` and ``staging.media_weekly_latest``
-(default ``/tmp/issue4_wh.duckdb``), and fitted full-profile models (4 chains x
-1000 draws; default the sample's west / east x uncalibrated / calibrated
-artifacts under ``/tmp/full/art``, or the warehouse's
-``marts.model_runs_latest.artifact_uri``). Skips with a message when they are
-absent.
+(default: MMM_WAREHOUSE, else data/warehouse.duckdb, i.e. what `make run`
+wrote), and the fitted full-profile models its ``marts.model_runs_latest``
+points at (or ``--model market:variant:path``). Skips with a message when
+they are absent.
 
 Per market, in a fresh spawned process (so the peak RSS is that market's own,
 including ~0.5 GB of imported pymc / pytensor): load both models, then time
@@ -28,6 +27,7 @@ Targets: allocation < 60 s per market, curves < 30 s.
 from __future__ import annotations
 
 import argparse
+import os
 import multiprocessing as mp
 import resource
 import sys
@@ -38,13 +38,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_WAREHOUSE = "/tmp/issue4_wh.duckdb"
-DEFAULT_MODELS = {
-    ("west", "uncalibrated"): "/tmp/full/art/uncalibrated/west/eded18d62ce34f99.nc",
-    ("west", "calibrated"): "/tmp/full/art/calibrated/west/94eba459939bc20d.nc",
-    ("east", "uncalibrated"): "/tmp/full/art/uncalibrated/east/360af055041f7546.nc",
-    ("east", "calibrated"): "/tmp/full/art/calibrated/east/bed4f34d4d9a3625.nc",
-}
+# The warehouse of `make run` (MMM_WAREHOUSE); the models are its latest fits.
+DEFAULT_WAREHOUSE = os.environ.get("MMM_WAREHOUSE", str(Path(__file__).resolve().parents[1] / "data" / "warehouse.duckdb"))
+
+
+def models_in_warehouse(warehouse: str) -> dict[tuple[str, str], str]:
+    import duckdb
+
+    con = duckdb.connect(warehouse, read_only=True)
+    try:
+        rows = con.execute("SELECT market, variant, artifact_uri FROM marts.model_runs_latest").fetchall()
+    finally:
+        con.close()
+    return {(m, v): uri for m, v, uri in rows}
 
 
 def _peak_mb() -> float:
@@ -115,15 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--horizon", type=int, default=8)
     args = ap.parse_args(argv)
 
-    models = dict(DEFAULT_MODELS)
+    if not Path(args.warehouse).is_file():
+        print(f"SKIP: warehouse {args.warehouse} not found (run `make run` first, or pass --warehouse)")
+        return 0
+    models = models_in_warehouse(args.warehouse)
     if args.model:
         models = {}
         for spec in args.model:
             market, variant, path = spec.split(":", 2)
             models[(market, variant)] = path
-    if not Path(args.warehouse).is_file():
-        print(f"SKIP: warehouse {args.warehouse} not found (pass --warehouse)")
-        return 0
     absent = [p for p in models.values() if not Path(p).is_file()]
     if absent:
         print(f"SKIP: model file(s) not found: {absent} (pass --model market:variant:path)")

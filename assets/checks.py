@@ -80,6 +80,31 @@ def raw_ad_reporting_quarantine(warehouse: WarehouseResource) -> dg.AssetCheckRe
     )
 
 
+def _freshness(warehouse: WarehouseResource, settings: PipelineSettings, table: str) -> dg.AssetCheckResult:
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        newest = con.execute(f"SELECT max(date_day) FROM {table}").fetchall()[0][0]
+    age = (date.today() - newest).days if newest else None
+    passed = age is not None and age <= config.freshness_days
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"newest_day": str(newest), "age_days": age if age is not None else -1,
+                  "max_age_days": config.freshness_days,
+                  "note": dg.MetadataValue.text("pipeline.yaml freshness_days sets the limit")})
+
+
+@dg.asset_check(asset=raw_ad_reporting, blocking=False,
+                description="Warns when the newest ad-reporting day is older than freshness_days (default 8).")
+def raw_ad_reporting_freshness(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _freshness(warehouse, settings, "raw.ad_reporting_current")
+
+
+@dg.asset_check(asset=raw_kpi, blocking=False,
+                description="Warns when the newest KPI day is older than freshness_days (default 8).")
+def raw_kpi_freshness(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _freshness(warehouse, settings, "raw.kpi_current")
+
+
 @dg.asset_check(asset=raw_kpi, blocking=True,
                 description="No quarantined KPI rows: a KPI row that could not be read would leave a "
                 "week short, and the KPI is never silently filled.")

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets import checks, costs, ingestion, models, outputs, staging
 from assets.automation import input_folder_sensor, refresh_job, weekly_refresh
-from assets.publishing import publish_marts_after_success
+from assets.run_sensors import alert_on_run_failure, publish_marts_after_success
 from resources import build_resources
 
 ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models, outputs])
@@ -34,6 +34,7 @@ defs = dg.Definitions(
     sensors=[
         input_folder_sensor,
         publish_marts_after_success,
+        alert_on_run_failure,
         dg.AutomationConditionSensorDefinition(
             "downstream_automation", target=dg.AssetSelection.all(),
             default_status=dg.DefaultSensorStatus.RUNNING,

@@ -17,6 +17,7 @@ from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline import staging as staging_lib
+from mmm_pipeline.alerts import record_alert
 from mmm_pipeline.settings import RunSettings, market_geos, market_names
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
@@ -204,6 +205,12 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         meta[f"plot_{name}"] = png_markdown(png, name)
         meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
     offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
+    if not passed:
+        problem = f"convergence gate failed for {variant} model {model_version}: {'; '.join(failures)}"
+        (context.log.error if checks_enforced else context.log.warning)(problem)
+        with warehouse.get_connection() as con:
+            record_alert(con, f"mmm_{variant}[{market}]", problem, context.run_id,
+                         "error" if checks_enforced else "warning")
     return dg.MaterializeResult(
         metadata=meta, data_version=dg.DataVersion(model_version),
         check_results=[

@@ -85,6 +85,8 @@ class PipelineConfig(BaseModel):
     reporting_currency: str | None = None
     markets: dict[str, list[str]] | None = None
     planning_horizon_weeks: int = Field(8, ge=1, le=104)
+    # Warn when the newest ad-reporting or KPI day is older than this many days.
+    freshness_days: int = Field(8, ge=1, le=3650)
     geo_weights: dict[str, float] | None = None
     scenarios: list[dict] | None = None
     cost_per_unit: CostPerUnitSettings = CostPerUnitSettings()

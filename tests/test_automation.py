@@ -47,3 +47,40 @@ def test_downstream_assets_wait_for_blocking_checks():
     assert eager == dg.AutomationCondition.eager()
     for key in ("raw_ad_reporting", "raw_kpi"):  # ingestion runs from the schedule and the sensor
         assert graph.get(dg.AssetKey(key)).automation_condition is None
+
+
+def test_stale_input_warns_and_fresh_input_passes(sample_run):
+    from tests.conftest import check_results
+
+    checks = check_results(sample_run["result"])
+    # the sample ends on 2025-12-31: older than 8 days, so both freshness checks warn (never block)
+    assert checks["raw_ad_reporting_freshness"] == (False, "WARN")
+    assert checks["raw_kpi_freshness"] == (False, "WARN")
+
+
+def test_run_failure_sensor_writes_an_alert_row(sample_run, tmp_path):
+    import shutil
+
+    from assets.run_sensors import alert_on_run_failure
+    from mmm_pipeline import warehouse as wh
+    from resources import WarehouseResource
+    from tests.conftest import materialize
+
+    folder = tmp_path / "input"
+    shutil.copytree(sample_run["input"], folder)
+    (folder / "ad_reporting" / "broken.csv").write_text("date_day\n2024-01-01\n")
+    db = tmp_path / "w.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(folder, db, tmp_path / "art", models=False, instance=instance)
+    assert not result.success
+    run = result.results[0].dagster_run
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure", dagster_instance=instance, dagster_run=run, dagster_event=failure,
+        resources={"warehouse": WarehouseResource(database=str(db))},
+    ).for_run_failure()
+    alert_on_run_failure(ctx)
+    with wh.connect(db) as con:
+        alerts = con.execute("SELECT * FROM marts.alerts").df()
+    assert len(alerts) == 1 and alerts.run_id[0] == run.run_id
+    assert "raw_ad_reporting" in alerts.asset[0] and "ingest_job" in alerts.problem[0]

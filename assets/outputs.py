@@ -166,6 +166,10 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         context.log.info(f"allocating {scenario.allocation_id} ({variant} model, "
                          f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
         df = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current)
+        if not df["optimizer_converged"].all():
+            context.log.warning(f"{scenario.allocation_id}: the optimizer stopped before converging "
+                                f"({df['optimizer_message'].iloc[0]}); its last point satisfies the budget and "
+                                "the bounds and is kept")
         df["model_version"] = fit["model_version"]
         df["gated"] = fit["gated"]
         df["variant"] = variant
@@ -183,6 +187,7 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     meta.update({"market": market, "history_appended": appended,
                  "totals": dg.MetadataValue.md(totals.reset_index().to_markdown(index=False)),
                  "gated": bool(alloc["gated"].all()),
+                 "optimizer_converged": bool(alloc["optimizer_converged"].all()),
                  "extrapolated_cells": int(alloc["extrapolated"].sum())})
     meta.update(_plots(artifacts, figures, f"allocation/{market}"))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

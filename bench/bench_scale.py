@@ -198,10 +198,10 @@ def parse_log(text: str) -> dict:
     return out
 
 
-def step_seconds(home: Path) -> list[tuple[str, str, float]]:
-    """(job, step, seconds) from the Dagster instance's SQLite event logs under `home`."""
+def step_seconds(home: Path) -> list[tuple[str, str, float, float]]:
+    """(job, step, start epoch seconds, seconds) from the Dagster instance's SQLite event logs under `home`."""
     import sqlite3
-    from datetime import datetime
+    from datetime import datetime, timezone
 
     rows: list[tuple[str, str, float, float]] = []
     jobs: dict[str, str] = {}
@@ -220,7 +220,7 @@ def step_seconds(home: Path) -> list[tuple[str, str, float]]:
             start: dict[str, float] = {}
             for etype, step, ts in con.execute(
                     "SELECT dagster_event_type, step_key, timestamp FROM event_logs ORDER BY id"):
-                t = datetime.fromisoformat(str(ts)).timestamp()
+                t = datetime.fromisoformat(str(ts)).replace(tzinfo=timezone.utc).timestamp()  # stored in UTC
                 if etype == "STEP_START":
                     start[step] = t
                 elif etype in ("STEP_SUCCESS", "STEP_FAILURE") and step in start:
@@ -230,7 +230,7 @@ def step_seconds(home: Path) -> list[tuple[str, str, float]]:
         finally:
             con.close()
     rows.sort(key=lambda r: r[2])
-    return [(job, step, secs) for job, step, _, secs in rows]
+    return rows
 
 
 def run_pipeline(profile: str, input_dir: Path, work: Path, timeout_s: int, poll_s: float) -> dict:
@@ -249,6 +249,7 @@ def run_pipeline(profile: str, input_dir: Path, work: Path, timeout_s: int, poll
     load_before = loadavg()
     loads: list[float] = []
     peak_tree = 0.0
+    timeline: list[tuple[float, float]] = []  # (epoch seconds, process-tree RSS MB)
     print(f"[{profile}] {' '.join(cmd)}  (log: {log_path})", flush=True)
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
@@ -256,7 +257,9 @@ def run_pipeline(profile: str, input_dir: Path, work: Path, timeout_s: int, poll
         next_report = t0 + 60
         timed_out = False
         while proc.poll() is None:
-            peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
+            rss = tree_rss_mb(proc.pid)
+            timeline.append((time.time(), rss))
+            peak_tree = max(peak_tree, rss)
             loads.append(loadavg()[0])
             now = time.perf_counter()
             if now - t0 > timeout_s:
@@ -282,7 +285,16 @@ def run_pipeline(profile: str, input_dir: Path, work: Path, timeout_s: int, poll
         "load_max": max(loads) if loads else None, "load_mean": sum(loads) / len(loads) if loads else None,
         "log": parse_log(text), "log_tail": text[-4000:],
     }
-    result["steps"] = step_seconds(home)
+    steps = step_seconds(home)
+    result["steps"] = [
+        {"job": job, "step": step, "seconds": secs,
+         "peak_tree_rss_mb": max((r for t, r in timeline if start <= t <= start + secs), default=None)}
+        for job, step, start, secs in steps]
+    if timeline:
+        t_peak = max(timeline, key=lambda x: x[1])[0]
+        result["peak_at_s"] = t_peak - timeline[0][0]
+        result["peak_step"] = next((f"{job}/{step}" for job, step, start, secs in steps
+                                    if start <= t_peak <= start + secs), "between steps")
     result.update(read_warehouse(home / "w.duckdb"))
     return result
 
@@ -349,10 +361,16 @@ def report(res: dict) -> None:
           f"mean {_f(res['load_mean'], '.2f')}, after {res['load_after'][0]:.2f}")
     if lg["stages"]:
         print("fit stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in lg["stages"].items()))
+    if res.get("peak_step"):
+        print(f"process-tree RSS peaked {res['peak_at_s']:.0f} s into the run, in {res['peak_step']}")
     if res.get("steps"):
-        ingest = sum(sec for job, _, sec in res["steps"] if job == "ingest_job")
-        big = [f"{step} {sec:.1f}" for job, step, sec in res["steps"] if job != "ingest_job" and sec >= 1.0]
-        print(f"Dagster steps (s): ingest_job steps total {ingest:.1f}; model_job: " + ", ".join(big))
+        ingest = [s for s in res["steps"] if s["job"] == "ingest_job"]
+        print(f"Dagster steps: ingest_job {len(ingest)} steps, {sum(s['seconds'] for s in ingest):.1f} s, "
+              f"peak tree RSS {max((s['peak_tree_rss_mb'] or 0) for s in ingest) if ingest else 0:,.0f} MB")
+        for s in res["steps"]:
+            if s["job"] != "ingest_job" and s["seconds"] >= 1.0:
+                print(f"  {s['job']}/{s['step']:<22} {s['seconds']:7.1f} s   peak tree RSS "
+                      f"{_f(s['peak_tree_rss_mb'], ',.0f')} MB")
     st = res.get("staging")
     if st:
         print(f"staging: {st['geos']} geos x {st['channels']} channels x {st['weeks']} weeks "

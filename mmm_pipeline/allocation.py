@@ -72,7 +72,7 @@ ALLOCATION_COLUMNS = [
     "allocation_id", "market", "variant", "geo", "channel", "current_spend", "optimal_spend",
     "optimal_units", "cost_per_unit", "expected_response_mean", "expected_response_hdi_low",
     "expected_response_hdi_high", "current_response_mean", "extrapolated", "total_budget",
-    "horizon_weeks", "optimized", "start_week", "optimal_weekly_spend", "current_weekly_spend",
+    "horizon_weeks", "optimized", "optimizer_converged", "optimizer_message", "start_week", "optimal_weekly_spend", "current_weekly_spend",
     "max_weekly_spend",
 ]
 SUM_TOLERANCE = 1e-3   # sum of optimal_spend vs total_budget (relative)
@@ -361,6 +361,7 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         if opt.num_periods != H:
             raise AllocationError(f"{label}: the optimizer window has {opt.num_periods} decision weeks, "
                                   f"expected {H} (start {horizon[0].date()})")
+        converged, optimizer_message = True, "fixed plan: not optimized"
         if fixed:
             opt_w = plan_w.copy()
         else:
@@ -371,10 +372,15 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
             from pymc_marketing.mmm.budget_optimizer import MinimizeException
 
             try:
+                # SLSQP can stop at its iteration limit next to the optimum; keep its last point
+                # and let the invariants below decide whether it is a valid allocation.
                 res = opt.allocate_budget(total_budget=budget_w, budget_bounds=bounds_da,
-                                          x0=cell_da(x0, "x0"), minimize_kwargs=minimize_kwargs)
+                                          x0=cell_da(x0, "x0"), minimize_kwargs=minimize_kwargs,
+                                          return_if_fail=True)
             except MinimizeException as exc:
                 raise AllocationError(f"{label}: the optimizer failed: {exc}") from exc
+            converged = bool(res.scipy_result.success)
+            optimizer_message = str(res.scipy_result.message)
             budgets = res.budgets
             if national:
                 opt_w = np.array([float(budgets.sel(channel=c)) for _, c in cells])
@@ -452,6 +458,8 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         "total_budget": budget,
         "horizon_weeks": H,
         "optimized": not fixed,
+        "optimizer_converged": converged,
+        "optimizer_message": optimizer_message,
         "start_week": horizon[0].date(),
         "optimal_weekly_spend": opt_w,
         "current_weekly_spend": cur_w,

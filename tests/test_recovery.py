@@ -1,0 +1,387 @@
+"""Failure recovery, nothing lost: `python -m assets.run` killed with SIGKILL (an OOM kill, a
+power cut) in the middle of ingestion or of a model fit, then run again.
+
+What must hold after each kill, before anything repairs it:
+- the warehouse opens (DuckDB replays or discards its WAL) and its file lock is free again
+  (filelock's lock dies with the process that held it);
+- raw tables hold whole loads only: every file's rows are exactly the `rows_loaded` of its
+  current `loaded` entry in `raw.load_log`, no natural key twice;
+- no model artifact is half-written: every `*.nc` loads (a `.*.tmp` may remain, never read).
+And the re-run completes (exit 0) with every input file loaded exactly once and one
+`marts.model_runs` row per (market, variant, model_version).
+
+The killed runs are subprocesses in a session of their own; the whole group is killed.
+The data-recovery tests give every run a fresh DAGSTER_HOME: a killed run keeps its Dagster
+pool slot in the instance it ran in, which blocks a re-run there (see the xfail test last).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import dagster as dg
+import duckdb
+import pytest
+from filelock import FileLock
+
+from mmm_pipeline import ingest, warehouse
+from tests.conftest import REPO
+
+POLL_S = 0.01
+BULK_ROWS = 1_500_000
+BULK_FILE = "ad_reporting/google_ads_bulk.csv"
+# `python -m assets.run` restricted to ingest_job, or to ingest_job + model_job for some markets.
+INGEST_ONLY = """
+import sys
+import dagster as dg
+from assets.definitions import defs
+from assets.run import LOG_CONFIG, failed_checks
+result = defs.resolve_job_def("ingest_job").execute_in_process(
+    instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=LOG_CONFIG)
+sys.exit(0 if result.success and not failed_checks(result) else 1)
+"""
+RUN_MARKETS = """
+import sys
+import dagster as dg
+from assets.definitions import defs
+from assets.run import LOG_CONFIG, run_all
+ok, results = run_all(defs, dg.DagsterInstance.get(), LOG_CONFIG, markets=sys.argv[1:])
+sys.exit(0 if ok else 1)
+"""
+FILE_KINDS = {"ad_reporting": "raw.ad_reporting", "kpi": "raw.kpi", "lift_tests": "raw.lift_tests"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_env(tmp_path: Path, input_dir: Path, home: str) -> dict[str, str]:
+    """The environment of one pipeline process, with the DAGSTER_HOME `tmp_path / home`."""
+    home_dir = tmp_path / home
+    home_dir.mkdir(exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home_dir / "dagster.yaml")
+    env = dict(os.environ)
+    env.update(MMM_INPUT_DIR=str(input_dir), MMM_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
+               MMM_ARTIFACT_DIR=str(tmp_path / "artifacts"), MMM_PROFILE="fast",
+               DAGSTER_HOME=str(home_dir), GX_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+class Run:
+    """A pipeline subprocess (its own session, so SIGKILL reaches everything it started)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def open_files(self) -> list[str]:
+        names = []
+        try:
+            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+        except OSError:
+            return names
+        for fd in fds:
+            try:
+                names.append(os.readlink(f"/proc/{self.proc.pid}/fd/{fd}"))
+            except OSError:
+                pass
+        return names
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def kill_when(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """SIGKILL as soon as `condition()` holds; fail if the run ends or times out first."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if condition():
+                    self.kill()
+                    return
+                if self.proc.poll() is not None:
+                    pytest.fail(f"the run exited ({self.proc.returncode}) before {what}:\n{self.output()[-4000:]}")
+                time.sleep(POLL_S)
+            pytest.fail(f"no {what} within {timeout:.0f} s:\n{self.output()[-4000:]}")
+        finally:
+            self.kill()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the re-run did not finish within {timeout:.0f} s:\n{self.output()[-4000:]}")
+
+
+@contextmanager
+def read_only(db: Path):
+    """The warehouse as a reader sees it, under its lock: a lock still held would time out here,
+    and the WAL is replayed in memory only (the re-run, not this check, recovers it on disk)."""
+    with FileLock(str(warehouse.lock_path(db)), timeout=10):
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    except FileNotFoundError:
+        return -1, 0
+
+
+def file_rows(path: Path) -> int:
+    reader = (f"read_parquet('{path}')" if path.suffix == ".parquet"
+              else f"read_csv('{path}', all_varchar=true, header=true)")
+    return duckdb.sql(f"SELECT count(*) FROM {reader}").fetchall()[0][0]
+
+
+def write_bulk_ad_report(input_dir: Path, rows: int = BULK_ROWS) -> Path:
+    """A big google_ads report (search campaigns, unique natural keys) so that its load takes seconds."""
+    path = input_dir / BULK_FILE
+    geos = "['US-CA', 'US-TX', 'US-WA', 'US-NY', 'US-FL', 'US-IL']"
+    # i = 4386 * campaign + 731 * geo + day: one row per campaign, geo and day.
+    duckdb.sql(f"""COPY (
+        SELECT 'google_ads.bulk' AS source_relation,
+               DATE '2024-01-01' + CAST(i % 731 AS INTEGER) AS date_day,
+               'google_ads' AS platform, '9990001' AS account_id, 'Acme Bulk' AS account_name,
+               CAST(900000 + i // 4386 AS VARCHAR) AS campaign_id,
+               'Search - Bulk ' || (i // 4386) AS campaign_name,
+               1 + i % 7 AS clicks, 10 + i % 97 AS impressions, round(0.5 + (i % 13) * 0.1, 2) AS spend,
+               0 AS conversions, 0.0 AS conversions_value,
+               {geos}[1 + (i // 731) % 6] AS geo
+        FROM range({rows}) t(i)) TO '{path}' (HEADER)""")
+    return path
+
+
+def assert_raw_consistent(con) -> dict[str, dict[str, tuple[int, int]]]:
+    """Whole loads only; returns kind -> {file: (rows_read, rows_loaded)} of the current load log."""
+    current = {}
+    for kind, table in FILE_KINDS.items():
+        log = con.execute(
+            """SELECT source_file, event, rows_read, rows_loaded, rows_quarantined FROM raw.load_log
+               WHERE kind = ?
+               QUALIFY row_number() OVER (PARTITION BY source_file ORDER BY logged_at DESC, event) = 1""",
+            [kind]).fetchall()
+        loaded = {f: (read, good, bad) for f, event, read, good, bad in log if event == "loaded"}
+        in_table = dict(con.execute(f"SELECT source_file, count(*) FROM {table} GROUP BY 1").fetchall())
+        assert in_table == {f: good for f, (_, good, _) in loaded.items() if good}, (kind, in_table, loaded)
+        quarantined = dict(con.execute("SELECT source_file, count(*) FROM raw.quarantine WHERE kind = ? "
+                                       "GROUP BY 1", [kind]).fetchall())
+        assert quarantined == {f: bad for f, (_, _, bad) in loaded.items() if bad}, (kind, quarantined, loaded)
+        assert all(read == good + bad for read, good, bad in loaded.values()), loaded
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == sum(g for _, g, _ in loaded.values())
+        current[kind] = {f: (read, good) for f, (read, good, _) in loaded.items()}
+    key = ", ".join(ingest.AD_NATURAL_KEY)
+    for table, cols in (("raw.ad_reporting", key), ("raw.ad_reporting", "source_file, source_row"),
+                        ("raw.kpi", "date_day, geo")):
+        dupes = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {table} "
+                            "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        assert dupes == 0, (table, cols, dupes)
+    return current
+
+
+def assert_artifacts_whole(artifacts: Path) -> list[Path]:
+    """Every `*.nc` under `artifacts` is a complete model; returns them."""
+    from mmm_pipeline.model import load_model
+
+    models = sorted(artifacts.rglob("*.nc"))
+    for path in models:
+        assert not path.name.startswith("."), path
+        load_model(path)  # raises ModelError on a truncated or damaged file
+    return models
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+def test_sigkill_during_ingestion_then_rerun_loses_and_duplicates_nothing(sample_dir, copy_input, tmp_path):
+    input_dir = copy_input(sample_dir)
+    bulk = write_bulk_ad_report(input_dir)
+    db = tmp_path / "warehouse.duckdb"
+    wal, lock = Path(f"{db}.wal"), str(warehouse.lock_path(db))
+
+    # Two kills of `python -m assets.run` inside raw_ad_reporting's load of the bulk file: while
+    # its transaction writes the rows into the database file, and at its commit (WAL written, not
+    # yet checkpointed). Detected from the process's open files and the database / WAL file
+    # stamps, polled every 10 ms: nothing writes the database while the files are read into
+    # temp tables, so the first write after the bulk file was opened is the load's transaction.
+    def writing(state: dict, run: Run) -> bool:
+        files = run.open_files()
+        state["lock_held"] = lock in files
+        if str(bulk) in files and state["lock_held"]:
+            state.setdefault("stamps_while_reading", (stamp(db), stamp(wal)))
+        return (state["lock_held"] and "stamps_while_reading" in state
+                and (stamp(db), stamp(wal)) != state["stamps_while_reading"])
+
+    def committing(state: dict, run: Run) -> bool:
+        if not writing(state, run):
+            return False
+        state.setdefault("writing_since", time.monotonic())
+        wal_written = stamp(wal) != state["stamps_while_reading"][1] and stamp(wal)[0] > 0
+        # Without catching the WAL within 3 s of the first write, kill anyway.
+        return wal_written or time.monotonic() - state["writing_since"] > 3
+
+    seen = []
+    for phase, condition in (("writing", writing), ("committing", committing)):
+        run = Run(["-m", "assets.run"], run_env(tmp_path, input_dir, f"home_{phase}"),
+                  tmp_path / f"killed_{phase}.log")
+        state: dict = {}
+        run.kill_when(lambda: condition(state, run), timeout=120, what=f"{phase} the bulk ad report")
+        assert state["lock_held"], phase  # killed while holding the warehouse lock
+        seen.append((phase, stamp(db), stamp(wal)))
+        assert "model_job" not in run.output(), "killed too late: ingestion had finished"
+        # The lock is free at once and the warehouse opens; only whole loads are in it.
+        with read_only(db) as con:
+            assert_raw_consistent(con)
+            assert con.execute("SELECT count(*) FROM raw.load_log WHERE source_file = ?",
+                               [BULK_FILE]).fetchone()[0] <= 1, seen
+
+    rerun = Run(["-c", INGEST_ONLY], run_env(tmp_path, input_dir, "home_rerun"), tmp_path / "rerun.log")
+    assert rerun.wait(timeout=240) == 0, rerun.output()[-6000:]
+
+    with read_only(db) as con:
+        current = assert_raw_consistent(con)
+        events = con.execute("SELECT kind, source_file, event, sha256 FROM raw.load_log ORDER BY 1, 2").fetchall()
+        superseded = con.execute("SELECT count(*) FROM raw.ad_reporting_superseded").fetchone()[0]
+        n_current = con.execute("SELECT count(*) FROM raw.ad_reporting_current").fetchone()[0]
+        media_weeks = con.execute("SELECT count(*) FROM staging.media_weekly_latest").fetchone()[0]
+    # Every input file is in the current load log exactly once, with all of its rows ...
+    for kind in FILE_KINDS:
+        files = (ingest.list_files(input_dir, kind) if kind != "lift_tests"
+                 else [ingest._source(input_dir, input_dir / "lift_tests.csv")])
+        assert set(current[kind]) == {f.rel for f in files}, (kind, current[kind])
+        for f in files:
+            assert current[kind][f.rel][0] == file_rows(f.path), (kind, f.rel)
+    assert current["ad_reporting"][BULK_FILE] == (BULK_ROWS, BULK_ROWS)
+    # ... logged `loaded` exactly once in all (a killed load left no entry), with its sha256.
+    loaded = [(k, f) for k, f, e, _ in events if e == "loaded"]
+    assert len(loaded) == len(set(loaded)), events
+    assert [e for e in events if e[2] != "loaded"] == [], events
+    shas = {(k, f): s for k, f, _, s in events}
+    for kind in ("ad_reporting", "kpi"):
+        for f in ingest.list_files(input_dir, kind):
+            assert shas[(kind, f.rel)] == ingest.sha256_file(f.path), (kind, f.rel)
+    assert superseded == 0 and n_current == sum(good for _, good in current["ad_reporting"].values())
+    assert media_weeks == 105 * 6 * 4  # staging rebuilt from the complete raw tables
+
+
+# --------------------------------------------------------------------------- model fit
+
+
+def test_sigkill_during_model_fit_leaves_no_half_written_artifact(sample_dir, copy_input, tmp_path):
+    input_dir = copy_input(sample_dir)
+    db, artifacts = tmp_path / "warehouse.duckdb", tmp_path / "artifacts"
+
+    killed = Run(["-m", "assets.run"], run_env(tmp_path, input_dir, "home_killed"), tmp_path / "killed.log")
+    killed.kill_when(lambda: "sampling with nutpie" in killed.output(), timeout=240,
+                     what="first model fit sampling")
+    out = killed.output()
+    assert "mmm_uncalibrated - sampling with nutpie" in out or "mmm_calibrated - sampling with nutpie" in out
+
+    with read_only(db) as con:  # the lock is free and the warehouse opens
+        assert_raw_consistent(con)
+        runs_before = con.execute("SELECT count(*) FROM marts.model_runs").fetchone()[0] \
+            if warehouse.table_exists(con, "marts.model_runs") else 0
+    assert runs_before == 0  # killed during the first fit: nothing recorded for it
+    assert_artifacts_whole(artifacts)
+    leftovers = sorted(artifacts.rglob(".*.tmp"))  # may remain; never read
+
+    # The re-run: ingest_job, then model_job for the market whose fit was killed (the same as
+    # `python -m assets.run`, without the other market's fits to keep the test short).
+    market = "west"
+    assert f"fitting uncalibrated model for market {market}" in out
+    rerun = Run(["-c", RUN_MARKETS, market], run_env(tmp_path, input_dir, "home_rerun"), tmp_path / "rerun.log")
+    assert rerun.wait(timeout=300) == 0, rerun.output()[-6000:]
+
+    with read_only(db) as con:
+        rows = con.execute("SELECT market, variant, model_version, artifact_uri FROM marts.model_runs "
+                           "ORDER BY 1, 2").fetchall()
+        dupes = con.execute("SELECT count(*) FROM (SELECT market, variant, model_version FROM marts.model_runs "
+                            "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        contributions = con.execute("SELECT market, variant, count(DISTINCT model_version) "
+                                    "FROM marts.contributions GROUP BY ALL ORDER BY 1, 2").fetchall()
+    assert dupes == 0, rows
+    assert [(m, v) for m, v, *_ in rows] == [(market, "calibrated"), (market, "uncalibrated")], rows
+    assert contributions == [(market, "calibrated", 1), (market, "uncalibrated", 1)]
+    models = assert_artifacts_whole(artifacts)
+    for _, variant, version, uri in rows:
+        assert Path(uri) == artifacts / variant / market / f"{version}.nc" and Path(uri) in models
+    assert sorted(artifacts.rglob(".*.tmp")) == leftovers  # the re-run wrote no new leftovers
+    assert all(p.suffix == ".tmp" for p in leftovers)
+
+
+# --------------------------------------------------------------------------- Dagster instance
+
+
+def _concurrency(home: Path) -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]]]:
+    """(run_id -> status, pool -> run ids holding a slot, pool -> run ids with a step waiting)."""
+    from dagster._core.instance.ref import InstanceRef
+
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    try:
+        statuses = {r.run_id: r.status.value for r in instance.get_runs()}
+        claimed, pending = {}, {}
+        for pool in instance.event_log_storage.get_concurrency_keys():
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            claimed[pool] = {s.run_id for s in info.claimed_slots}
+            pending[pool] = {s.run_id for s in info.pending_steps if s.assigned_timestamp is None}
+        return statuses, claimed, pending
+    finally:
+        instance.dispose()
+
+
+@pytest.mark.xfail(reason=(
+    "assets/run.py: a `python -m assets.run` killed inside a step keeps that step's slot of the `duckdb` "
+    "(or `model_fit`) pool, limit 1 by dagster.yaml, in the DAGSTER_HOME instance, and its run stays "
+    "STARTED; nothing frees it without the daemon (and the daemon frees slots only of finished runs), "
+    "so every later `make run` waits for the pool forever, silently at INFO level. Fix: before "
+    "run_all, report runs of this instance whose process is dead as failed and free their slots "
+    "(instance.report_run_failed + event_log_storage.free_concurrency_slots_for_run)."))
+def test_rerun_in_the_same_dagster_home_is_not_blocked_by_the_killed_runs_pool_slot(
+        sample_dir, copy_input, tmp_path):
+    input_dir = copy_input(sample_dir)
+    env = run_env(tmp_path, input_dir, "dagster_home")
+    home, lock = Path(env["DAGSTER_HOME"]), str(warehouse.lock_path(tmp_path / "warehouse.duckdb"))
+
+    killed = Run(["-m", "assets.run"], env, tmp_path / "killed.log")
+    # Inside the first ingestion step: it holds the warehouse lock, so its pool slot too.
+    killed.kill_when(lambda: lock in killed.open_files(), timeout=120, what="the first warehouse connection")
+    statuses, claimed, _ = _concurrency(home)
+    dead = {run_id for run_id, status in statuses.items() if status == "STARTED"}
+    assert dead, statuses
+
+    rerun = Run(["-c", INGEST_ONLY], env, tmp_path / "rerun.log")
+    blocked_since = None
+    deadline = time.monotonic() + 240
+    while rerun.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+        statuses, claimed, pending = _concurrency(home)
+        blocked = {pool for pool, holders in claimed.items()
+                   if holders & dead and pending.get(pool, set()) - dead}
+        if not blocked:
+            blocked_since = None
+            continue
+        blocked_since = blocked_since or time.monotonic()
+        if time.monotonic() - blocked_since > 15:
+            rerun.kill()
+            pytest.fail(f"the re-run waited 15 s for pool(s) {sorted(blocked)}, whose slot the killed run "
+                        f"{sorted(dead)} (status {[statuses[r] for r in sorted(dead)]}) still holds")
+    assert rerun.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, rerun.output()[-6000:]

@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/bench_scale.py                      # fast, then full profile (~5-15 min on 2 cores)
-    .venv/bin/python bench/bench_scale.py --profiles fast      # smoke run (~1-2 min)
+    .venv/bin/python bench/bench_scale.py                      # fast, then full profile (~12-17 min on 2 cores)
+    .venv/bin/python bench/bench_scale.py --profiles fast      # smoke run (~2-2.5 min)
     .venv/bin/python bench/bench_scale.py --profiles full --model-override '{"sampler": {"target_accept": 0.95}}'
     .venv/bin/python bench/bench_scale.py --keep --json /tmp/scale.json
 

@@ -313,3 +313,14 @@ def test_starved_fit_fails_gate_and_names_parameters(tables):
     assert "R-hat" in text and "ESS" in text
     assert "saturation_" in text or "adstock_alpha" in text
     assert res.diagnostics["rhat_offenders"] and res.diagnostics["ess_offenders"]
+
+
+def test_time_varying_media_switches_on_by_config(tables):
+    cfg = M.load_model_config("fast", {"time_varying_media": True})
+    data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
+    mmm = M.build_mmm(data, cfg)
+    names = set(mmm.model.named_vars)
+    # pymc-marketing's HSGP multiplier on the media contributions
+    assert any("media_temporal_latent_multiplier" in n for n in names), sorted(names)
+    plain = M.build_mmm(data, M.load_model_config("fast"))
+    assert not any("media_temporal_latent_multiplier" in n for n in plain.model.named_vars)

@@ -6,6 +6,7 @@ in `make ui`), with resources from the MMM_* environment variables: first
 fails or a blocking check fails (the rest still runs where it can).
 """
 
+import os
 import sys
 import time
 
@@ -28,8 +29,36 @@ def failed_checks(result, severity=dg.AssetCheckSeverity.ERROR) -> list[str]:
     return out
 
 
+def release_dead_runs(instance) -> list[str]:
+    """Fail runs on this machine whose process is gone and free their pool slots.
+
+    A killed in-process run keeps its `duckdb` / `model_fit` pool slot (limit 1),
+    and without a daemon nothing gives it back: the next run would wait forever.
+    """
+    released = []
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=active)):
+        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START).records
+        pid = records[0].event_log_entry.dagster_event.pid if records else None
+        if pid is None or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        instance.report_run_failed(run, f"process {pid} of this run is gone (killed?)")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
 def run_all(defs, instance, run_config=None, markets: list[str] | None = None) -> tuple[bool, list]:
     """ingest_job, then model_job per market (all, or `markets`); returns (ok, results)."""
+    for run_id in release_dead_runs(instance):
+        print(f"run {run_id} died without finishing: marked failed and its pool slots freed")
     results = [defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config)]
     if results[0].success and not failed_checks(results[0]):

@@ -34,3 +34,14 @@ def figure_png(fig) -> bytes:
 def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
     """The UI renders markdown images from data URIs, so the plot shows in place."""
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def plots_metadata(artifacts, figures: dict, folder: str, file_prefix: str = "") -> dict:
+    """Save each figure as `<folder>/<file_prefix><key>.png` and show it in the UI as `plot_<key>`."""
+    meta = {}
+    for key, fig in figures.items():
+        png = figure_png(fig)
+        path = artifacts.write_bytes(f"{folder}/{file_prefix}{key}.png", png)
+        meta[f"plot_{key}"] = png_markdown(png, f"{file_prefix}{key}")
+        meta[f"plot_{key}_path"] = dg.MetadataValue.path(str(path))
+    return meta

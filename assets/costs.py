@@ -4,7 +4,7 @@
 import dagster as dg
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
+from assets._meta import OWNERS, plots_metadata, table_metadata
 from assets.staging import staging_media_weekly, staging_kpi_weekly
 from mmm_pipeline import cost_per_unit as cpu_lib
 from mmm_pipeline import staging
@@ -23,13 +23,8 @@ def _latest(con, table: str):
 
 
 def _plots(artifacts: ArtifactStore, cpu, forecast, name: str) -> dict:
-    meta = {}
-    for channel in sorted(cpu["channel"].unique()):
-        png = figure_png(cpu_lib.plot_cost_per_unit(cpu, forecast, channel))
-        path = artifacts.write_bytes(f"costs/{name}_{channel}.png", png)
-        meta[f"plot_{channel}"] = png_markdown(png, f"{name}: {channel}")
-        meta[f"plot_{channel}_path"] = dg.MetadataValue.path(str(path))
-    return meta
+    figures = {ch: cpu_lib.plot_cost_per_unit(cpu, forecast, ch) for ch in sorted(cpu["channel"].unique())}
+    return plots_metadata(artifacts, figures, "costs", f"{name}_")
 
 
 @dg.asset(deps=[staging_media_weekly, staging_kpi_weekly],

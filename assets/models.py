@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
+from assets._meta import OWNERS, plots_metadata, table_metadata
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
@@ -199,11 +199,8 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         "contributions": dg.MetadataValue.md(contributions.groupby(["component", "component_type"])["mean"]
                                              .sum().reset_index().to_markdown(index=False)),
     }
-    for name, fig in model_report.model_figures(mmm, contributions, title=f"{market} {variant}").items():
-        png = figure_png(fig)
-        path = artifacts.write_bytes(f"{variant}/{market}/{name}.png", png)
-        meta[f"plot_{name}"] = png_markdown(png, name)
-        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
+    meta.update(plots_metadata(artifacts, model_report.model_figures(mmm, contributions, title=f"{market} {variant}"),
+                               f"{variant}/{market}"))
     offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
     if not passed:
         problem = f"convergence gate failed for {variant} model {model_version}: {'; '.join(failures)}"
@@ -290,9 +287,6 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
                                                       else "No calibrated model: nothing to compare.")})
     if "calibrated" not in models:
         meta["note"] = "The calibrated variant was not fitted (no valid lift test); the report has one model."
-    for name, fig in model_report.calibration_figures(models, report, fit_table, truth).items():
-        png = figure_png(fig)
-        path = artifacts.write_bytes(f"calibration/{market}/{name}.png", png)
-        meta[f"plot_{name}"] = png_markdown(png, name)
-        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
+    meta.update(plots_metadata(artifacts, model_report.calibration_figures(models, report, fit_table, truth),
+                               f"calibration/{market}"))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

@@ -9,7 +9,7 @@ gates only warn and every row says `gated = false`.
 import dagster as dg
 import pandas as pd
 
-from assets._meta import OWNERS, figure_png, png_markdown, table_metadata
+from assets._meta import OWNERS, plots_metadata, table_metadata
 from assets.automation import DOWNSTREAM
 from assets.models import MARKETS, _market_inputs, mmm_calibrated, mmm_uncalibrated
 from mmm_pipeline.warehouse import append_history, fingerprint
@@ -28,16 +28,6 @@ def _fitted_models(con, market: str) -> dict[str, dict]:
     return {r["variant"]: {"model_version": r["model_version"], "gated": bool(r["gated"]),
                            "mmm": model_lib.load_model(r["artifact_uri"])}
             for r in runs.to_dict("records")}
-
-
-def _plots(artifacts: ArtifactStore, figures: dict, folder: str) -> dict:
-    meta = {}
-    for name, fig in figures.items():
-        png = figure_png(fig)
-        path = artifacts.write_bytes(f"{folder}/{name}.png", png)
-        meta[f"plot_{name}"] = png_markdown(png, name)
-        meta[f"plot_{name}_path"] = dg.MetadataValue.path(str(path))
-    return meta
 
 
 def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFrame:
@@ -73,7 +63,7 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
     channels = sorted(all_rows["channel"].unique())
-    meta.update(_plots(artifacts, {f"curve_{ch}": curves.plot_response_curves(by_variant, ch) for ch in channels},
+    meta.update(plots_metadata(artifacts, {f"curve_{ch}": curves.plot_response_curves(by_variant, ch) for ch in channels},
                        f"curves/{market}"))
     version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
@@ -189,5 +179,5 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                  "gated": bool(alloc["gated"].all()),
                  "optimizer_converged": bool(alloc["optimizer_converged"].all()),
                  "extrapolated_cells": int(alloc["extrapolated"].sum())})
-    meta.update(_plots(artifacts, figures, f"allocation/{market}"))
+    meta.update(plots_metadata(artifacts, figures, f"allocation/{market}"))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

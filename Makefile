@@ -19,7 +19,12 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON312=/path/to/python3.12"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+# Tests also load the scale-out configs (deploy/) with their real packages and drive a browser.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,k8s,celery]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -34,7 +39,7 @@ run: $(VENV)/.installed
 	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
 	$(PY) -m assets.run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 export MMM_FIT_CONCURRENCY ?= 1

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets import checks, costs, ingestion, models, outputs, staging
+from assets.deployment import executor_from_env
 from assets.automation import input_folder_sensor, refresh_job, weekly_refresh
 from assets.run_sensors import alert_on_run_failure, publish_marts_after_success
 from resources import build_resources
@@ -42,4 +43,5 @@ defs = dg.Definitions(
             "blocking checks they depend on passed."),
     ],
     resources=build_resources(),
+    executor=executor_from_env(),
 )

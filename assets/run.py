@@ -93,6 +93,8 @@ def main() -> int:
     published = defs.resources["warehouse"].published_path()
     if ok:
         print(f"BI copy      : {published} (read-only marts, safe to open while the pipeline runs)")
+        if settings.parquet_export:
+            print(f"Parquet marts: {settings.parquet_export}/<table>.parquet")
     if settings.warehouse.exists():
         with warehouse.connect(settings.warehouse) as con:
             for table, n in warehouse.table_row_counts(con).items():

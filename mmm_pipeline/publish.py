@@ -11,6 +11,7 @@ the new one; a connection already open keeps reading the old one.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -55,4 +56,46 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path | str) -> dict[st
     finally:
         out.close()
     os.replace(tmp, target)
+    return counts
+
+
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "r2://", "az://", "abfss://", "https://")
+
+
+def _mart_relations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table and view of schema `marts` (history tables and their `_latest` views)."""
+    return [t for (t,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY 1"
+    ).fetchall()]
+
+
+def export_marts_parquet(con: duckdb.DuckDBPyConnection, uri: str) -> dict[str, int]:
+    """Write every mart as `<uri>/<table>.parquet`; returns rows per file.
+
+    `uri` is a local folder or an object-store prefix (s3://, gs://, r2://, az://...).
+    Object stores get DuckDB's httpfs and the environment's credential chain
+    for s3:// (AWS_ACCESS_KEY_ID, AWS_REGION, ... or an instance role); other stores
+    use the persistent DuckDB secrets of the user running the pipeline. A local file is written
+    under a temporary name and renamed, so a reader never sees half a file; an
+    object-store PUT is atomic per object.
+    """
+    remote = uri.startswith(REMOTE_SCHEMES)
+    if remote:
+        con.execute("INSTALL httpfs; LOAD httpfs")
+        if uri.startswith("s3://"):  # other stores use DuckDB secrets the user created
+            con.execute("INSTALL aws; LOAD aws")
+            con.execute("CREATE OR REPLACE SECRET mmm_parquet_export (TYPE s3, PROVIDER credential_chain)")
+    else:
+        Path(uri).mkdir(parents=True, exist_ok=True)
+    counts = {}
+    base = uri.rstrip("/")
+    for table in _mart_relations(con):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", table):
+            continue
+        final = f"{base}/{table}.parquet"
+        target = final if remote else str(Path(base) / f".{table}.parquet.{os.getpid()}.tmp")
+        con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+        if not remote:
+            os.replace(target, final)
+        counts[table] = con.execute(f"SELECT count(*) FROM marts.{table}").fetchall()[0][0]
     return counts

@@ -42,6 +42,8 @@ class RunSettings:
     warehouse: Path
     artifact_dir: Path
     profile: str
+    # Optional: also publish the marts as Parquet files under this folder or object-store prefix.
+    parquet_export: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "RunSettings":
@@ -56,6 +58,7 @@ class RunSettings:
             warehouse=_resolve(values["MMM_WAREHOUSE"]),
             artifact_dir=_resolve(values["MMM_ARTIFACT_DIR"]),
             profile=values["MMM_PROFILE"],
+            parquet_export=env.get("MMM_PARQUET_EXPORT") or None,
         )
 
 
@@ -144,6 +147,32 @@ def check_input_dir(input_dir: Path) -> None:
             f"MMM_INPUT_DIR={input_dir} does not exist or is not a folder "
             "(run `make sample` for the embedded sample, or point MMM_INPUT_DIR at your data)"
         )
+
+
+def check_writable(path: Path, setting: str, *, is_folder: bool) -> None:
+    """Fail with the setting's name when `path` (a file, or a folder) cannot be written.
+
+    Tries it for real (create the folder, write and remove a probe file), since
+    permission bits say nothing for root or for read-only mounts.
+    """
+    path = Path(path)
+    folder = path if is_folder else path.parent
+    try:
+        if path.exists() and (path.is_dir() != is_folder):
+            raise OSError(f"it is a {'folder' if path.is_dir() else 'file'}")
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".mmm-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if not is_folder and path.exists():
+            with open(path, "r+b"):
+                pass
+    except OSError as exc:
+        what = "folder" if is_folder else "file"
+        raise ConfigError(
+            f"{setting}={path} is not a writable {what}: {exc.strerror or exc} "
+            f"(point {setting} at a {what} this process can write)"
+        ) from exc
 
 
 DEFAULT_MARKET = "all"

@@ -15,7 +15,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from mmm_pipeline import publish, warehouse
-from mmm_pipeline.settings import PipelineConfig, RunSettings, check_input_dir, load_pipeline_config
+from mmm_pipeline.settings import (
+    PipelineConfig,
+    RunSettings,
+    check_input_dir,
+    check_writable,
+    load_pipeline_config,
+)
 
 
 class WarehouseResource(DuckDBResource):
@@ -26,6 +32,13 @@ class WarehouseResource(DuckDBResource):
     """
 
     lock_timeout_seconds: float = 1800.0
+    # MMM_PARQUET_EXPORT: a folder or s3://... prefix that also receives the marts as Parquet.
+    parquet_export: str | None = None
+
+    def setup_for_execution(self, context) -> None:
+        # Fail the first asset that needs the warehouse with the setting's name,
+        # not with a lock-file or DuckDB I/O error.
+        check_writable(Path(self.database), "MMM_WAREHOUSE", is_folder=False)
 
     @contextmanager
     def get_connection(self):
@@ -36,15 +49,24 @@ class WarehouseResource(DuckDBResource):
         return publish.published_path(self.database)
 
     def publish(self) -> dict[str, int]:
-        """Copy the marts to the read-only BI file (atomic rename); returns rows per table."""
+        """Copy the marts to the read-only BI file (atomic rename) and, when set, to Parquet.
+
+        Returns rows per table.
+        """
         with self.get_connection() as con:
-            return publish.publish_marts(con, self.published_path())
+            counts = publish.publish_marts(con, self.published_path())
+            if self.parquet_export:
+                publish.export_marts_parquet(con, self.parquet_export)
+            return counts
 
 
 class ArtifactStore(dg.ConfigurableResource):
     """Files a run writes (plots, model artifacts) under MMM_ARTIFACT_DIR."""
 
     root: str
+
+    def setup_for_execution(self, context) -> None:
+        check_writable(Path(self.root), "MMM_ARTIFACT_DIR", is_folder=True)
 
     def path(self, *parts: str) -> Path:
         return Path(self.root).joinpath(*parts)
@@ -78,7 +100,8 @@ class PipelineSettings(dg.ConfigurableResource):
 def build_resources(settings: RunSettings | None = None) -> dict:
     settings = settings or RunSettings.from_env()
     return {
-        "warehouse": WarehouseResource(database=str(settings.warehouse)),
+        "warehouse": WarehouseResource(database=str(settings.warehouse),
+                                       parquet_export=settings.parquet_export),
         "artifacts": ArtifactStore(root=str(settings.artifact_dir)),
         "settings": PipelineSettings(input_dir=str(settings.input_dir), profile=settings.profile),
     }

@@ -82,8 +82,14 @@ def sample_run(sample_dir, tmp_path_factory):
     """The one shared materialization of the whole graph on the sample."""
     root = tmp_path_factory.mktemp("run")
     wh, art = root / "warehouse.duckdb", root / "artifacts"
-    result = materialize(sample_dir, wh, art)
-    return {"result": result, "warehouse": wh, "artifacts": art, "input": sample_dir}
+    # A persistent instance (SQLite under its own DAGSTER_HOME), so a webserver started on
+    # that home shows these runs (tests/test_ui_browser.py).
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    instance = dg.DagsterInstance.from_config(str(home))
+    result = materialize(sample_dir, wh, art, instance=instance)
+    return {"result": result, "warehouse": wh, "artifacts": art, "input": sample_dir, "dagster_home": home}
 
 
 @pytest.fixture()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from mmm_pipeline.settings import ConfigError
 from mmm_pipeline.warehouse import utcnow
 
 
@@ -80,22 +81,27 @@ def export_marts_parquet(con: duckdb.DuckDBPyConnection, uri: str) -> dict[str, 
     object-store PUT is atomic per object.
     """
     remote = uri.startswith(REMOTE_SCHEMES)
-    if remote:
-        con.execute("INSTALL httpfs; LOAD httpfs")
-        if uri.startswith("s3://"):  # other stores use DuckDB secrets the user created
-            con.execute("INSTALL aws; LOAD aws")
-            con.execute("CREATE OR REPLACE SECRET mmm_parquet_export (TYPE s3, PROVIDER credential_chain)")
-    else:
-        Path(uri).mkdir(parents=True, exist_ok=True)
     counts = {}
-    base = uri.rstrip("/")
-    for table in _mart_relations(con):
-        if not re.fullmatch(r"[A-Za-z0-9_]+", table):
-            continue
-        final = f"{base}/{table}.parquet"
-        target = final if remote else str(Path(base) / f".{table}.parquet.{os.getpid()}.tmp")
-        con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-        if not remote:
-            os.replace(target, final)
-        counts[table] = con.execute(f"SELECT count(*) FROM marts.{table}").fetchall()[0][0]
+    table = None
+    try:
+        if remote:
+            con.execute("INSTALL httpfs; LOAD httpfs")
+            if uri.startswith("s3://"):  # other stores use DuckDB secrets the user created
+                con.execute("INSTALL aws; LOAD aws")
+                con.execute("CREATE OR REPLACE SECRET mmm_parquet_export (TYPE s3, PROVIDER credential_chain)")
+        else:
+            Path(uri).mkdir(parents=True, exist_ok=True)
+        base = uri.rstrip("/")
+        for table in _mart_relations(con):
+            if not re.fullmatch(r"[A-Za-z0-9_]+", table):
+                continue
+            final = f"{base}/{table}.parquet"
+            target = final if remote else str(Path(base) / f".{table}.parquet.{os.getpid()}.tmp")
+            con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+            if not remote:
+                os.replace(target, final)
+            counts[table] = con.execute(f"SELECT count(*) FROM marts.{table}").fetchall()[0][0]
+    except (OSError, duckdb.Error) as exc:
+        where = f" (writing marts.{table})" if table else ""
+        raise ConfigError(f"MMM_PARQUET_EXPORT={uri}: the marts could not be exported{where}: {exc}") from exc
     return counts

@@ -169,8 +169,10 @@ def check_writable(path: Path, setting: str, *, is_folder: bool) -> None:
                 pass
     except OSError as exc:
         what = "folder" if is_folder else "file"
+        blocking_file = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking_file} is a file, not a folder" if blocking_file else (exc.strerror or str(exc))
         raise ConfigError(
-            f"{setting}={path} is not a writable {what}: {exc.strerror or exc} "
+            f"{setting}={path} is not a writable {what}: {reason} "
             f"(point {setting} at a {what} this process can write)"
         ) from exc
 

@@ -121,3 +121,10 @@ def test_marts_publish_as_parquet_files_bi_can_read(sample_run, tmp_path):
     with warehouse.connect(db) as con:
         again = publish.export_marts_parquet(con, str(export))
     assert set(again) == set(files) and again["budget_allocation"] == counts["budget_allocation"]
+    # a target that cannot be written fails naming the setting; the DuckDB copy for BI is already out
+    from mmm_pipeline.settings import ConfigError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with warehouse.connect(db) as con, pytest.raises(ConfigError, match=r"MMM_PARQUET_EXPORT=.*a_file/lake"):
+        publish.export_marts_parquet(con, str(blocker / "lake"))

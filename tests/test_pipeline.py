@@ -240,14 +240,15 @@ def test_unwritable_warehouse_or_artifact_path_fails_the_first_asset_naming_the_
     # root ignores permission bits, so "not writable" is a path below a regular file
     result = materialize(sample_dir, blocker / "warehouse.duckdb", tmp_path / "art", models=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    text = str(failure.event_specific_data.error)
-    assert f"MMM_WAREHOUSE={blocker / 'warehouse.duckdb'} is not a writable file" in text
+    # resources are set up when the run starts, before any asset touches the warehouse
+    failures = [e for e in result.all_events if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE")]
+    text = " ".join(str(getattr(e.event_specific_data, "error", "")) for e in failures)
+    assert f"MMM_WAREHOUSE={blocker / 'warehouse.duckdb'} is not a writable file: {blocker} is a file" in text
     assert not (tmp_path / "art").exists() or not any((tmp_path / "art").iterdir())
 
     from mmm_pipeline.settings import ConfigError, check_writable
 
-    with pytest.raises(ConfigError, match=r"MMM_ARTIFACT_DIR=.*a_file is not a writable folder"):
+    with pytest.raises(ConfigError, match=r"MMM_ARTIFACT_DIR=.*a_file is not a writable folder: .*a_file is a file"):
         check_writable(blocker, "MMM_ARTIFACT_DIR", is_folder=True)
     check_writable(tmp_path / "new" / "art", "MMM_ARTIFACT_DIR", is_folder=True)  # created, fine
     assert (tmp_path / "new" / "art").is_dir() and not list((tmp_path / "new" / "art").iterdir())

@@ -21,6 +21,11 @@ including ~0.5 GB of imported pymc / pytensor): load both models, then time
   the horizon, +/-50 % bounds) allocated with the calibrated model: build the
   pymc-marketing optimizer (compile), SLSQP, and three response evaluations.
 
+With ``--baseline-all-draws`` the allocation is also run on every posterior
+draw (the baseline, ``OPTIMIZER_MAX_DRAWS`` lifted), and both optimal plans are
+then evaluated as fixed plans on every draw: it prints the time ratio and how
+much expected response the thinned optimizer's plan gives up.
+
 Targets: allocation < 60 s per market, curves < 30 s.
 """
 
@@ -57,7 +62,19 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int) -> dict:
+def _on_all_draws(A, mmm, scenario, plan_df, forecast, curves) -> float:
+    """Expected response (sum of cell means) of a plan, evaluated as a fixed plan on every draw."""
+    plan = {(g, c): s for g, c, s in zip(plan_df["geo"], plan_df["channel"], plan_df["optimal_spend"])}
+    fixed = scenario.model_copy(update={"fixed_allocation": plan})
+    limit, A.OPTIMIZER_MAX_DRAWS = A.OPTIMIZER_MAX_DRAWS, 10**12
+    try:
+        return float(A.allocate(mmm, fixed, forecast, curves, max_weekly_spend=curves)["expected_response_mean"].sum())
+    finally:
+        A.OPTIMIZER_MAX_DRAWS = limit
+
+
+def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int,
+               baseline_all_draws: bool = False) -> dict:
     warnings.simplefilter("ignore")
     import duckdb
 
@@ -103,6 +120,19 @@ def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int)
     out["gain_pct"] = 100 * (alloc["expected_response_mean"].sum() / alloc["current_response_mean"].sum() - 1)
     out["extrapolated_cells"] = int(alloc["extrapolated"].sum())
     out["cells"] = len(alloc)
+    if baseline_all_draws:
+        limit, A.OPTIMIZER_MAX_DRAWS = A.OPTIMIZER_MAX_DRAWS, 10**12
+        try:
+            t = time.perf_counter()
+            base = A.allocate(models[variant], sc, forecast, curves[variant], max_weekly_spend=curves[variant])
+            out["baseline_allocation_s"] = time.perf_counter() - t
+        finally:
+            A.OPTIMIZER_MAX_DRAWS = limit
+        post = models[variant].idata.posterior
+        out["draws"] = int(post.sizes["chain"] * post.sizes["draw"])
+        out["baseline_response"] = _on_all_draws(A, models[variant], sc, base, forecast, curves[variant])
+        out["thinned_response"] = _on_all_draws(A, models[variant], sc, alloc, forecast, curves[variant])
+        out["plan_shift"] = float((alloc["optimal_spend"] - base["optimal_spend"]).abs().sum() / sc.total_budget)
     out["peak_rss_mb"] = _peak_mb()
     return out
 
@@ -119,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
     ap.add_argument("--model", action="append", default=[], metavar="MARKET:VARIANT:PATH")
     ap.add_argument("--horizon", type=int, default=8)
+    ap.add_argument("--baseline-all-draws", action="store_true",
+                    help="also optimize on every posterior draw and compare (time ratio, response given up)")
     args = ap.parse_args(argv)
 
     if not Path(args.warehouse).is_file():
@@ -143,7 +175,8 @@ def main(argv=None) -> int:
     results = []
     for market, paths in by_market.items():
         q = ctx.Queue()
-        p = ctx.Process(target=_worker, args=((market, paths, args.warehouse, args.horizon), q))
+        p = ctx.Process(target=_worker, args=((market, paths, args.warehouse, args.horizon,
+                                                        args.baseline_all_draws), q))
         p.start()
         res = q.get()
         p.join()
@@ -158,6 +191,13 @@ def main(argv=None) -> int:
               f"{res['cells']} cells, {args.horizon} weeks) {res['allocation_s']:.1f}s: budget "
               f"{res['budget']:,.0f} -> allocated {res['allocated']:,.0f}, response {res['gain_pct']:+.1f}% vs "
               f"current, {res['extrapolated_cells']} extrapolated | peak RSS {res['peak_rss_mb']:.0f} MB")
+        if "baseline_allocation_s" in res:
+            loss = 100 * (1 - res["thinned_response"] / res["baseline_response"])
+            print(f"{market}: baseline on all {res['draws']:,} draws {res['baseline_allocation_s']:.1f}s; thinned "
+                  f"(<= {1000:,} draws) {res['allocation_s']:.1f}s: ratio {res['allocation_s'] / res['baseline_allocation_s']:.2f}; "
+                  f"both plans on all draws: expected response {res['baseline_response']:,.0f} (baseline) vs "
+                  f"{res['thinned_response']:,.0f} (thinned), {loss:+.3f}% given up; plans differ by "
+                  f"{100 * res['plan_shift']:.1f}% of the budget (sum of |difference|)")
     ok = [r for r in results if "error" not in r]
     if ok:
         worst_alloc = max(r["allocation_s"] for r in ok)

@@ -234,6 +234,27 @@ def test_fixed_allocation_is_evaluated_not_optimised(mmm, tables, curves, defaul
     np.testing.assert_allclose(out["current_response_mean"], b.loc[out.index, "current_response_mean"], rtol=1e-9)
 
 
+def test_optimizer_uses_every_kth_draw_above_the_cap(mmm, tables, curves, default_alloc, monkeypatch):
+    from pymc_marketing.mmm.budget_optimizer import BudgetOptimizer
+
+    seen = []
+    real = BudgetOptimizer.set_posterior
+
+    def spy(self, idata):
+        seen.append((idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]))
+        return real(self, idata)
+
+    monkeypatch.setattr(BudgetOptimizer, "set_posterior", spy)
+    sc, base = default_alloc
+    assert mmm.idata.posterior.sizes["chain"] * mmm.idata.posterior.sizes["draw"] == 200  # under the cap: untouched
+    monkeypatch.setattr(A, "OPTIMIZER_MAX_DRAWS", 50)
+    out = A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves)
+    assert seen == [(2, 25)]  # every 4th draw of each chain
+    assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
+    # 50 of 200 draws: the expected responses move by Monte Carlo error only
+    np.testing.assert_allclose(out["current_response_mean"], base["current_response_mean"], rtol=0.15)
+
+
 def test_infeasible_bounds_fail_before_optimising(mmm, tables, curves, monkeypatch):
     def no_optimizer(*args, **kwargs):
         raise AssertionError("infeasible scenarios must fail before the optimizer is built")

@@ -199,6 +199,7 @@ def test_allocation_asset_shows_its_plot_in_the_metadata(browser, webserver, sam
 
     images = _wait_for(browser, plot_loaded, "the allocation plot (a PNG) to render in the metadata dialog")
     assert images[0][0].startswith("allocation_")
+    time.sleep(1.5)  # let the dialog finish fading in, so the screenshot shows the plot, not a blend
     _screenshot(browser, "budget_allocation_plot")
     # the same picture is a file under the artifact directory
     assert list((sample_run["artifacts"] / "allocation").rglob("allocation_*.png"))

@@ -152,6 +152,10 @@ class SamplerConfig(_Strict):
     # correlated directions (beta x lam of a weakly saturated channel).
     adaptation: Literal["diag", "low_rank", "draw_diag"] = "low_rank"
     cores: int | None = Field(None, ge=1, description="parallel chains; default min(chains, cpu count)")
+    # Keep every thin-th draw after sampling: longer chains settle R-hat on the beta x lam
+    # ridge (max R-hat over 8 seeds: 1.0036-1.0088 at 1,000 draws, 1.0017-1.0028 at 2,000)
+    # while the stored posterior, and every step that reads it, stays the same size.
+    thin: int = Field(1, ge=1, le=100)
 
 
 class GateConfig(_Strict):
@@ -195,7 +199,7 @@ class ModelConfig(_Strict):
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {"sampler": {"chains": 4, "tune": 1000, "draws": 1000, "target_accept": 0.9}},
+    "full": {"sampler": {"chains": 4, "tune": 1000, "draws": 2000, "thin": 2, "target_accept": 0.9}},
     # A smoke profile: 2 x 200 draws cannot reach a bulk ESS of 400, so its gate only
     # catches a broken fit (R-hat > 1.1, ESS < 20, any divergence); use `full` to publish.
     "fast": {"sampler": {"chains": 2, "tune": 200, "draws": 200, "target_accept": 0.9},
@@ -666,8 +670,8 @@ def fit_model(
 
     s = cfg.sampler
     cores = s.cores or max(1, min(s.chains, os.cpu_count() or 1))
-    progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws, "
-                  f"{cores} in parallel (compiling first)")
+    progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws"
+                  f"{f' (every {s.thin}th kept)' if s.thin > 1 else ''}, {cores} in parallel (compiling first)")
     hook = _nutpie_progress_hook(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
     # pymc-marketing recomputes deterministics with pymc's default rich progress
     # bar ("Computing ...") and no way to turn it off: keep it out of the run log.
@@ -687,6 +691,9 @@ def fit_model(
         )
     t = stage("sample", t)
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
+    if s.thin > 1:
+        # The gate then judges exactly the posterior that is saved and used downstream.
+        mmm.idata = mmm.idata.isel(draw=slice(None, None, s.thin))
 
     diag = diagnostics(mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
     passed, failures, warns = gate_result(diag, cfg)

@@ -671,7 +671,7 @@ def fit_model(
     s = cfg.sampler
     cores = s.cores or max(1, min(s.chains, os.cpu_count() or 1))
     progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws"
-                  f"{f' (every {s.thin}th kept)' if s.thin > 1 else ''}, {cores} in parallel (compiling first)")
+                  f"{f' (1 in {s.thin} kept)' if s.thin > 1 else ''}, {cores} in parallel (compiling first)")
     hook = _nutpie_progress_hook(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
     # pymc-marketing recomputes deterministics with pymc's default rich progress
     # bar ("Computing ...") and no way to turn it off: keep it out of the run log.

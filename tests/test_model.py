@@ -87,10 +87,10 @@ def tables(tmp_path_factory) -> dict:
 def test_profiles_and_overrides():
     full = M.load_model_config("full")
     fast = M.load_model_config("fast")
-    assert (full.sampler.nuts_sampler, full.sampler.chains, full.sampler.tune, full.sampler.draws) == \
-        ("nutpie", 4, 1000, 1000)
+    assert (full.sampler.nuts_sampler, full.sampler.chains, full.sampler.tune, full.sampler.draws,
+            full.sampler.thin) == ("nutpie", 4, 1000, 2000, 2)  # 4 x 1000 kept
     assert full.sampler.target_accept == pytest.approx(0.9)
-    assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws) == (2, 200, 200)
+    assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws, fast.sampler.thin) == (2, 200, 200, 1)
     assert fast.gates.max_rhat == 1.1 and fast.gates.min_ess_bulk == 20  # smoke-test gate
     assert full.l_max == 8 and full.yearly_seasonality == 2 and full.control_columns == ()
     assert full.time_varying_media is False
@@ -226,7 +226,8 @@ def test_learned_geo_sigma_option_and_national_build(tables):
 
 @pytest.fixture(scope="module")
 def fitted(tables):
-    cfg = M.load_model_config("fast", {"sampler": {"tune": 150, "draws": 100}})
+    # 200 draws, 1 in 2 kept: the stored posterior (and the gate) has 100 per chain
+    cfg = M.load_model_config("fast", {"sampler": {"tune": 150, "draws": 200, "thin": 2}})
     lines: list[str] = []
     res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg, geos=WEST,
                       lift_tests=tables["lift_west"], progress_callback=lines.append)
@@ -237,6 +238,8 @@ def fitted(tables):
 def test_tiny_fast_fit_end_to_end(fitted):
     res, lines = fitted
     assert res.variant == "calibrated" and len(res.lift_tests_used) == 5
+    assert dict(res.mmm.idata.posterior.sizes)["draw"] == 100 and res.mmm.idata.sample_stats.sizes["draw"] == 100
+    assert any("200 draws (1 in 2 kept)" in line for line in lines)
     assert set(res.lift_tests_used["test_id"]) == {"LT-2025-01", "LT-2025-02", "LT-2025-05"}
     assert res.fit_seconds > 0 and {"prepare_data", "build", "sample", "diagnostics"} <= set(res.stage_seconds)
     assert any(line.startswith("sampling") for line in lines) and "fit done" in lines[-1]

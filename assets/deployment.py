@@ -6,6 +6,7 @@ laptop install stays small and a missing extra fails at load naming the setting.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import dagster as dg
@@ -17,7 +18,7 @@ EXECUTORS = ("multiprocess", "in_process", "k8s", "celery")
 
 def _extra(module: str, extra: str, value: str):
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(
             f"MMM_EXECUTOR={value} needs the {module} package: pip install '.[{extra}]'"
@@ -37,10 +38,9 @@ def executor_from_env(env: dict[str, str] | None = None) -> dg.ExecutorDefinitio
         # (deploy/k8s/dagster.yaml). The default (multiprocess) already gives one pod per market run.
         return _extra("dagster_k8s", "k8s", name).k8s_job_executor
     if name == "celery":
-        for setting in ("MMM_CELERY_BROKER",):
-            if not env.get(setting):
-                raise ConfigError(f"MMM_EXECUTOR=celery needs {setting} (the Celery broker URL, e.g. "
-                                  "pyamqp://guest@rabbitmq//)")
+        if not env.get("MMM_CELERY_BROKER"):
+            raise ConfigError("MMM_EXECUTOR=celery needs MMM_CELERY_BROKER (the Celery broker URL, e.g. "
+                              "pyamqp://guest@rabbitmq//)")
         celery = _extra("dagster_celery", "celery", name)
         return celery.celery_executor.configured(
             {"broker": {"env": "MMM_CELERY_BROKER"},

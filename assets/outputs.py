@@ -38,6 +38,18 @@ def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFra
     return df
 
 
+def _append_per_variant(warehouse: WarehouseResource, table: str, rows: dict[str, pd.DataFrame],
+                        fits: dict) -> tuple[pd.DataFrame, str]:
+    """Append each variant's rows as a version of `table` (keyed by its model); returns all rows and
+    the asset's data version, which changes exactly when a model does."""
+    with warehouse.get_connection() as con:
+        for v, df in rows.items():
+            append_history(con, table, df, version=fits[v]["model_version"],
+                           version_column="model_version", partition_columns=("market", "variant"))
+    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
+    return pd.concat(rows.values(), ignore_index=True), version
+
+
 @dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
           description="marts.response_curves: per geo and channel, weekly KPI response (mean, 94% HDI) "
           "against weekly spend from 0 to 2x the historical maximum, money on the x axis through the "
@@ -54,18 +66,13 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
     rows = {v: _stamp(df, market, v, fits[v]) for v, df in by_variant.items()}
-    with warehouse.get_connection() as con:
-        for v, df in rows.items():
-            append_history(con, "marts.response_curves", df, version=fits[v]["model_version"],
-                           version_column="model_version", partition_columns=("market", "variant"))
-    all_rows = pd.concat(rows.values(), ignore_index=True)
+    all_rows, version = _append_per_variant(warehouse, "marts.response_curves", rows, fits)
     meta = table_metadata(all_rows, "marts.response_curves")
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
     channels = sorted(all_rows["channel"].unique())
     meta.update(plots_metadata(artifacts, {f"curve_{ch}": curves.plot_response_curves(by_variant, ch) for ch in channels},
                        f"curves/{market}"))
-    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
@@ -83,16 +90,11 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     rows = {v: _stamp(curves.channel_roas(f["mmm"], media, cpu), market, v, f) for v, f in fits.items()}
-    with warehouse.get_connection() as con:
-        for v, df in rows.items():
-            append_history(con, "marts.channel_roas", df, version=fits[v]["model_version"],
-                           version_column="model_version", partition_columns=("market", "variant"))
-    all_rows = pd.concat(rows.values(), ignore_index=True)
+    all_rows, version = _append_per_variant(warehouse, "marts.channel_roas", rows, fits)
     meta = table_metadata(all_rows, "marts.channel_roas")
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
     summary["roas"] = summary["contribution_mean"] / summary["spend"]
     meta.update({"market": market, "roas_by_channel": dg.MetadataValue.md(summary.reset_index().to_markdown(index=False))})
-    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 

@@ -224,7 +224,7 @@ def _cells_text(cells: list, n: int = 6) -> str:
 
 def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, current: pd.DataFrame, *,
              max_weekly_spend: pd.DataFrame, start_date: str | pd.Timestamp | None = None,
-             minimize_kwargs: dict | None = None) -> pd.DataFrame:
+             minimize_kwargs: dict | None = None, max_draws: int | None = OPTIMIZER_MAX_DRAWS) -> pd.DataFrame:
     """Optimise (or evaluate a fixed plan for) one market's budget over the horizon; money in, money out.
 
     Parameters
@@ -241,6 +241,8 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
     start_date : first horizon week (default: the Monday after the model's last
         week, i.e. the first week after the last complete week).
     minimize_kwargs : passed to ``BudgetOptimizer.allocate_budget``.
+    max_draws : posterior draws the optimizer and the responses use, every k-th of each
+        chain above it (None: all).
 
     Returns one row per geo x channel with ALLOCATION_COLUMNS (money, units and
     responses are horizon totals; ``*_weekly_*`` columns per week). Raises
@@ -361,11 +363,11 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         warnings.simplefilter("ignore")
         opt = mmm.budget_optimizer(horizon[0], horizon[-1], budgets_to_optimize=mask, cost_per_unit=cpu_da)
         # SLSQP evaluates every posterior draw at every iteration: on 20 geos x 4 channels,
-        # 4,000 draws took 196 s. Every k-th draw of each chain (<= OPTIMIZER_MAX_DRAWS in all)
+        # 4,000 draws took 196 s. Every k-th draw of each chain (<= max_draws in all)
         # keeps the expected response's Monte Carlo error small at a fraction of the time.
         n_draws = post.sizes["chain"] * post.sizes["draw"]
-        if n_draws > OPTIMIZER_MAX_DRAWS:
-            every = -(-n_draws // OPTIMIZER_MAX_DRAWS)
+        if max_draws is not None and n_draws > max_draws:
+            every = -(-n_draws // max_draws)
             opt.set_posterior(mmm.idata.isel(draw=slice(None, None, every)))
         if opt.num_periods != H:
             raise AllocationError(f"{label}: the optimizer window has {opt.num_periods} decision weeks, "

@@ -97,10 +97,11 @@ def export_marts_parquet(con: duckdb.DuckDBPyConnection, uri: str) -> dict[str, 
                 continue
             final = f"{base}/{table}.parquet"
             target = final if remote else str(Path(base) / f".{table}.parquet.{os.getpid()}.tmp")
-            con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+            # COPY answers with the number of rows it wrote
+            counts[table] = con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' "
+                                        "(FORMAT parquet, COMPRESSION zstd)").fetchall()[0][0]
             if not remote:
                 os.replace(target, final)
-            counts[table] = con.execute(f"SELECT count(*) FROM marts.{table}").fetchall()[0][0]
     except (OSError, duckdb.Error) as exc:
         where = f" (writing marts.{table})" if table else ""
         raise ConfigError(f"MMM_PARQUET_EXPORT={uri}: the marts could not be exported{where}: {exc}") from exc

@@ -247,8 +247,7 @@ def test_optimizer_uses_every_kth_draw_above_the_cap(mmm, tables, curves, defaul
     monkeypatch.setattr(BudgetOptimizer, "set_posterior", spy)
     sc, base = default_alloc
     assert mmm.idata.posterior.sizes["chain"] * mmm.idata.posterior.sizes["draw"] == 200  # under the cap: untouched
-    monkeypatch.setattr(A, "OPTIMIZER_MAX_DRAWS", 50)
-    out = A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves)
+    out = A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves, max_draws=50)
     assert seen == [(2, 25)]  # every 4th draw of each chain
     assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
     # 50 of 200 draws: the expected responses move by Monte Carlo error only

@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from mmm_pipeline import ingest
+from mmm_pipeline import readers
 from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings
 
@@ -30,10 +30,12 @@ weekly_refresh = dg.ScheduleDefinition(
 
 def input_state(input_dir) -> dict[str, str]:
     """File -> sha256 of every input file the pipeline reads."""
-    files = [f for sub in ("ad_reporting", "kpi") for f in ingest.list_files(input_dir, sub)]
+    # A vanished folder counts as a change: the refresh it triggers then fails naming the folder.
+    files = [f for sub in ("ad_reporting", "kpi") if (input_dir / sub).is_dir()
+             for f in readers.list_files(input_dir, sub)]
     for name in ("channels.csv", "lift_tests.csv", "fx_rates.csv", "pipeline.yaml"):
         if (input_dir / name).exists():
-            files.append(ingest._source(input_dir, input_dir / name))
+            files.append(readers.source_file(input_dir, input_dir / name))
     return {f.rel: f.sha256 for f in files}
 
 

@@ -14,7 +14,9 @@ COMMON = dict(group_name="ingestion", owners=OWNERS, code_version=INGEST_CODE_VE
 
 
 def files_version(con, *kinds: str) -> str:
-    return fingerprint(INGEST_CODE_VERSION, [sorted(ingest.current_files(con, k).items()) for k in kinds])
+    """Changes with the loaded files and with what their rows were derived with (catalogue, FX, KPI column)."""
+    return fingerprint(INGEST_CODE_VERSION, [sorted(ingest.current_files(con, k).items()) for k in kinds],
+                       [ingest.load_context(con, k) for k in kinds])
 
 
 def _result(con, report: ingest.LoadReport | None, table: str, version: str) -> dg.MaterializeResult:
@@ -34,8 +36,9 @@ def _result(con, report: ingest.LoadReport | None, table: str, version: str) -> 
           "and campaign pattern make which channel, in which unit and currency.", **COMMON)
 def raw_channels(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  settings: PipelineSettings) -> dg.MaterializeResult:
+    config, _ = settings.config()
     with warehouse.get_connection() as con:
-        ingest.load_channels(con, settings.input_path(), context.run_id)
+        ingest.load_channels(con, settings.input_path(), context.run_id, config.reporting_currency)
         return _result(con, None, "raw.channels", files_version(con, "channels") +
                        fingerprint(con.execute("SELECT * FROM raw.fx_rates").fetchall()))
 
@@ -48,7 +51,7 @@ def raw_ad_reporting(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     config, _ = settings.config()
     with warehouse.get_connection() as con:
         currency = ingest.reporting_currency(con, config.reporting_currency)
-        report = ingest.load_ad_reporting(con, settings.input_path(), currency, context.run_id)
+        report = ingest.load_ad_reporting(con, settings.input_path(), currency, context.run_id, config.ingest)
         context.log.info(f"ad reporting: {report.as_metadata()}")
         return _result(con, report, "raw.ad_reporting", files_version(con, "ad_reporting", "channels"))
 
@@ -59,7 +62,7 @@ def raw_kpi(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             settings: PipelineSettings) -> dg.MaterializeResult:
     config, _ = settings.config()
     with warehouse.get_connection() as con:
-        report = ingest.load_kpi(con, settings.input_path(), config.kpi_column, context.run_id)
+        report = ingest.load_kpi(con, settings.input_path(), config.kpi_column, context.run_id, config.ingest)
         return _result(con, report, "raw.kpi", files_version(con, "kpi"))
 
 
@@ -67,6 +70,7 @@ def raw_kpi(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
           "window, KPI lift over the window and its sigma.", **COMMON)
 def raw_lift_tests(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    settings: PipelineSettings) -> dg.MaterializeResult:
+    config, _ = settings.config()
     with warehouse.get_connection() as con:
-        report = ingest.load_lift_tests(con, settings.input_path(), context.run_id)
+        report = ingest.load_lift_tests(con, settings.input_path(), context.run_id, config.ingest)
         return _result(con, report, "raw.lift_tests", files_version(con, "lift_tests"))

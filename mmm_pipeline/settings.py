@@ -7,6 +7,7 @@ fails with a message that names the setting.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -79,10 +80,22 @@ class LiftTestSettings(BaseModel):
     national_sigma_split: Literal["proportional", "sqrt_share"] = "proportional"
 
 
-class PipelineConfig(BaseModel):
-    """Dataset settings read from `<input>/pipeline.yaml` (every key optional)."""
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A metric cell above this (absolute) is quarantined as absurd: no campaign-day buys 1e12
+    # impressions, and a 1e308 would overflow every sum downstream.
+    max_metric_value: float = Field(1e12, gt=0)
+    # One load may retire at most this share of a folder's loaded files; more looks like an
+    # unmounted or half-copied share, and needs this raised on purpose (1.0 allows everything).
+    max_retired_share: float = Field(0.5, ge=0, le=1)
+    # Seconds one campaign_pattern may spend on one campaign name (catastrophic backtracking).
+    pattern_timeout_seconds: float = Field(1.0, gt=0, le=60)
 
-    model_config = ConfigDict(extra="allow")
+
+class PipelineConfig(BaseModel):
+    """Dataset settings read from `<input>/pipeline.yaml` (every key optional, unknown keys fail)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     kpi_column: str | None = None
     reporting_currency: str | None = None
@@ -94,6 +107,7 @@ class PipelineConfig(BaseModel):
     scenarios: list[dict] | None = None
     cost_per_unit: CostPerUnitSettings = CostPerUnitSettings()
     lift_tests: LiftTestSettings = LiftTestSettings()
+    ingest: IngestSettings = IngestSettings()
     model: dict | None = None
 
     @field_validator("geo_weights")
@@ -135,10 +149,24 @@ def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
     try:
         return PipelineConfig.model_validate(data), hashlib.sha256(raw).hexdigest()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_describe(err) for err in exc.errors())
         raise ConfigError(f"{path}: invalid setting(s): {problems}") from exc
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] != "extra_forbidden":
+        return f"{where}: {err['msg']}"
+    model = PipelineConfig
+    for part in err["loc"][:-1]:  # walk to the settings block that holds the unknown key
+        field = model.model_fields.get(str(part))
+        model = getattr(field, "annotation", None) if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return f"{where}: unknown key"
+    valid = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    return f"{where}: unknown key ({hint})"
 
 
 def check_input_dir(input_dir: Path) -> None:

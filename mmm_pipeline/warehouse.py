@@ -105,7 +105,24 @@ CREATE TABLE IF NOT EXISTS raw.fx_rates (
     currency VARCHAR NOT NULL,
     rate_to_reporting DOUBLE NOT NULL
 );
+-- What a kind's rows were derived with besides their files (catalogue, FX rates, KPI column,
+-- limits): when it changes, every file of the kind is read again.
+CREATE TABLE IF NOT EXISTS raw.load_context (
+    kind VARCHAR NOT NULL,
+    context VARCHAR NOT NULL,
+    logged_at TIMESTAMP NOT NULL
+);
 """
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier for any name (a column header, a KPI column): quoted, inner quotes doubled."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal, for the few statements DuckDB cannot bind a parameter in (ATTACH, COPY TO)."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def utcnow() -> datetime:
@@ -180,12 +197,13 @@ def append_history(
     try:
         if not table_exists(con, table):
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM _history_rows LIMIT 0")
+        _add_new_columns(con, table)
         if partition_values and all(
             _latest_version(con, table, version_column, part) == version for part in partition_values
         ):
             create_latest_view(con, table, partition_columns)
             return False
-        cols = ", ".join(f'"{c}"' for c in df.columns)
+        cols = ", ".join(quote_ident(c) for c in df.columns)
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _history_rows")
     finally:
         unregister(con, "_history_rows")
@@ -193,10 +211,19 @@ def append_history(
     return True
 
 
+def _add_new_columns(con, table: str) -> None:
+    """A column a newer code version writes is added to a history table made by an older one
+    (older rows read NULL there)."""
+    have = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    for name, sql_type, *_ in con.execute("DESCRIBE _history_rows").fetchall():
+        if name not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {sql_type}")
+
+
 def _latest_version(con, table: str, version_column: str, partition: dict) -> str | None:
-    where = " AND ".join(f'"{k}" = ?' for k in partition) or "TRUE"
+    where = " AND ".join(f"{quote_ident(k)} = ?" for k in partition) or "TRUE"
     row = con.execute(
-        f'SELECT "{version_column}" FROM {table} WHERE {where} '
+        f'SELECT {quote_ident(version_column)} FROM {table} WHERE {where} '
         "ORDER BY materialized_at DESC LIMIT 1",
         list(partition.values()),
     ).fetchone()
@@ -205,7 +232,7 @@ def _latest_version(con, table: str, version_column: str, partition: dict) -> st
 
 def create_latest_view(con, table: str, partition_columns: tuple[str, ...] = ()) -> None:
     if partition_columns:
-        keys = ", ".join(f'"{c}"' for c in partition_columns)
+        keys = ", ".join(quote_ident(c) for c in partition_columns)
         cond = (
             f"({keys}, materialized_at) IN "
             f"(SELECT {keys}, max(materialized_at) FROM {table} GROUP BY {keys})"

@@ -47,7 +47,7 @@ def folder(tmp_path) -> Path:
 
 def load(db: Path, folder: Path, currency: str | None = None):
     with warehouse.connect(db) as con:
-        ingest.load_channels(con, folder)
+        ingest.load_channels(con, folder, configured_currency=currency)
         return ingest.load_ad_reporting(con, folder, ingest.reporting_currency(con, currency))
 
 
@@ -115,12 +115,12 @@ def test_rows_keep_their_file_row_numbers_around_unreadable_lines(folder, tmp_pa
     assert rep.rows_quarantined == 3
 
 
-def test_duplicate_natural_keys_in_one_file_are_quarantined(folder, tmp_path):
+def test_conflicting_rows_of_one_natural_key_are_all_quarantined(folder, tmp_path):
     write(folder / "ad_reporting" / "dup.csv", "\n".join([HEADER, ad_row("2024-03-01"), ad_row("2024-03-01", spend=99)]) + "\n")
     db = tmp_path / "w.duckdb"
     rep = load(db, folder)
     assert rep.rows_quarantined == 2
-    assert rows(db, "SELECT reason FROM raw.quarantine").reason.str.contains("duplicate natural key").all()
+    assert rows(db, "SELECT reason FROM raw.quarantine").reason.str.contains("conflicting values for natural key").all()
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -208,7 +208,7 @@ def test_mixed_currencies_need_fx_rates_and_are_converted(folder, tmp_path):
         load(db, folder, "USD")
     write(folder / "fx_rates.csv", "date,currency,rate_to_reporting\n2023-12-01,EUR,1.10\n2024-01-01,EUR,1.20\n")
     with warehouse.connect(db) as con:
-        ingest.load_channels(con, folder)
+        ingest.load_channels(con, folder, configured_currency="USD")
         ingest.load_ad_reporting(con, folder, ingest.reporting_currency(con, "USD"))
         spend, orig = con.execute("SELECT spend, spend_original FROM raw.ad_reporting WHERE channel = 'social'").fetchone()
     assert orig == 8 and spend == pytest.approx(8 * 1.20)

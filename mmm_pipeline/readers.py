@@ -189,13 +189,13 @@ def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, requi
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {temp}_bad AS
             SELECT line - 1 AS source_row,
-                   string_agg(CASE WHEN error_type = 'CAST'
-                                   THEN 'unparseable ' || column_name || ': ' || error_message
-                                   WHEN error_type IN ('TOO MANY COLUMNS', 'MISSING COLUMNS')
-                                   THEN 'malformed row: '
-                                        || regexp_extract(error_message, 'Found: (\\d+)', 1) || ' fields, expected '
-                                        || regexp_extract(error_message, 'Columns: (\\d+)', 1)
-                                   ELSE 'malformed row: ' || error_message END, '; ') AS reason,
+                   -- a short line is reported once per missing column: its field count is the least found
+                   coalesce('malformed row: ' || min(TRY_CAST(regexp_extract(error_message, 'Found: (\\d+)', 1) AS INT))
+                                FILTER (WHERE error_type IN ('TOO MANY COLUMNS', 'MISSING COLUMNS'))
+                            || ' fields, expected ' || {len(normalized)},
+                            string_agg(CASE WHEN error_type = 'CAST'
+                                            THEN 'unparseable ' || column_name || ': ' || error_message
+                                            ELSE 'malformed row: ' || error_message END, '; ')) AS reason,
                    any_value(csv_line) AS record
             FROM {rej} GROUP BY line"""
     )

@@ -3,7 +3,9 @@
 Row-level rules already ran as SQL during the load (that is what fills
 raw.quarantine); these checks assert the loaded tables hold the contract and
 stop downstream assets in the run when they do not. The metadata carries a
-markdown table of the failed expectations with counts.
+markdown table of the failed expectations with counts and a link to the
+result's page in the GX Data Docs site (MMM_ARTIFACT_DIR/gx, see
+`mmm_pipeline.data_docs`): each suite runs through its own Checkpoint.
 """
 
 
@@ -16,7 +18,7 @@ from assets.costs import cost_per_unit
 from assets.ingestion import raw_ad_reporting, raw_kpi, raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline import staging
-from resources import PipelineSettings, WarehouseResource
+from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Above this many raw rows the raw suite is counted in DuckDB instead of a GX
 # pandas batch (same rules, same outcome shape; ~2 s per million rows saved).
@@ -24,9 +26,15 @@ GX_MAX_RAW_ROWS = 1_000_000
 MIN_VALID_DATE = date(2000, 1, 1)
 
 
+def _gx_root(artifacts: ArtifactStore):
+    return artifacts.path("gx")
+
+
 def _result(outcome, extra: dict | None = None, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
     meta = {"suite": outcome.suite, "summary": dg.MetadataValue.json(outcome.summary()),
             "failed_expectations": dg.MetadataValue.md(outcome.to_markdown())}
+    if outcome.data_docs_url:
+        meta["data_docs"] = dg.MetadataValue.url(outcome.data_docs_url)
     meta.update(extra or {})
     return dg.AssetCheckResult(passed=outcome.success, metadata=meta, severity=severity)
 
@@ -38,8 +46,8 @@ def _dates(series: pd.Series) -> list[date]:
 @dg.asset_check(asset=raw_ad_reporting, blocking=True,
                 description="Keys not null, metrics non-negative, natural key unique, dates in range, "
                 "platforms in the catalogue (GX suite; SQL counts above 1M rows).")
-def raw_ad_reporting_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from mmm_pipeline import validation
+def raw_ad_reporting_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import data_docs, validation
 
     with warehouse.get_connection() as con:
         con.execute("CREATE OR REPLACE TEMP VIEW _raw_ad_check AS SELECT * REPLACE "
@@ -47,8 +55,11 @@ def raw_ad_reporting_contract(warehouse: WarehouseResource) -> dg.AssetCheckResu
         platforms = [p for (p,) in con.execute("SELECT DISTINCT platform FROM raw.channels").fetchall()]
         n = con.execute("SELECT count(*) FROM _raw_ad_check").fetchone()[0]
         args = (MIN_VALID_DATE, date.today(), platforms)
+        spec = validation.raw_ad_reporting_suite(*args)
         if n > GX_MAX_RAW_ROWS:
-            outcome = validation.raw_ad_reporting_sql_outcome(con, "_raw_ad_check", *args)
+            # counted in SQL, then recorded in the same Data Docs site as a result of the same suite
+            outcome = data_docs.record_outcome(
+                spec, validation.raw_ad_reporting_sql_outcome(con, "_raw_ad_check", *args), _gx_root(artifacts))
             df = None
         else:
             df = con.execute("SELECT * FROM _raw_ad_check").df()
@@ -56,7 +67,7 @@ def raw_ad_reporting_contract(warehouse: WarehouseResource) -> dg.AssetCheckResu
             "SELECT reason, count(*) AS n FROM raw.quarantine WHERE kind = 'ad_reporting' "
             "GROUP BY 1 ORDER BY 2 DESC LIMIT 20").df()
     if df is not None:
-        outcome = validation.run_suite("raw_ad_reporting", df, validation.raw_ad_reporting_expectations(*args))
+        outcome = data_docs.validate(spec, df, _gx_root(artifacts))
     return _result(outcome, {
         "rows": n,
         "quarantined_by_reason": dg.MetadataValue.md(
@@ -121,15 +132,15 @@ def raw_kpi_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset=raw_lift_tests, blocking=False,
                 description="Lift tests: unique ids, positive sigma, known channels (GX); warns only, "
                 "valid tests still calibrate.")
-def raw_lift_tests_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from mmm_pipeline import validation
+def raw_lift_tests_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import data_docs, validation
 
     with warehouse.get_connection() as con:
         df = con.execute("SELECT test_id, channel, geo, start_date, end_date, delta_spend, delta_y, sigma "
                          "FROM raw.lift_tests").df()
         channels = [c for (c,) in con.execute("SELECT DISTINCT channel FROM raw.channels").fetchall()]
         n_bad = con.execute("SELECT count(*) FROM raw.quarantine WHERE kind = 'lift_tests'").fetchone()[0]
-    outcome = validation.run_suite("raw_lift_tests", df, validation.lift_tests_expectations(channels))
+    outcome = data_docs.validate(validation.lift_tests_suite(channels), df, _gx_root(artifacts))
     res = _result(outcome, {"quarantined_rows": n_bad}, severity=dg.AssetCheckSeverity.WARN)
     return dg.AssetCheckResult(passed=res.passed and n_bad == 0, metadata=res.metadata,
                                severity=dg.AssetCheckSeverity.WARN)
@@ -138,15 +149,16 @@ def raw_lift_tests_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult
 @dg.asset_check(asset=staging_media_weekly, blocking=True,
                 description="Every week present per geo and channel, keys unique, units and spend "
                 "non-negative, spend with zero units counted (GX).")
-def staging_media_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
-    from mmm_pipeline import validation
+def staging_media_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings,
+                                  artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import data_docs, validation
 
     config, _ = settings.config()
     with warehouse.get_connection() as con:
         cal = staging.build_calendar(con, config.geo_weights)
         df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM staging.media_weekly_latest").df()
-    expectations = validation.media_weekly_expectations(cal.weeks, cal.geos, sorted(df["channel"].unique()))
-    outcome = validation.run_suite("staging_media_weekly", df, expectations)
+    spec = validation.media_weekly_suite(cal.weeks, cal.geos, sorted(df["channel"].unique()))
+    outcome = data_docs.validate(spec, df, _gx_root(artifacts))
     return _result(outcome, {"spend_without_units_rows": int(df["spend_without_units"].sum()),
                              "no_media_rows": int(df["no_media"].sum())})
 
@@ -154,8 +166,9 @@ def staging_media_weekly_contract(warehouse: WarehouseResource, settings: Pipeli
 @dg.asset_check(asset=staging_kpi_weekly, blocking=True,
                 description="Every geo reports every week of the KPI's range with all its days; the "
                 "metadata lists missing weeks. Plus the GX suite (not null, non-negative, unique).")
-def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
-    from mmm_pipeline import validation
+def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings,
+                                artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import data_docs, validation
 
     config, _ = settings.config()
     with warehouse.get_connection() as con:
@@ -164,8 +177,7 @@ def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: Pipeline
     df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
     missing = staging.missing_kpi_weeks(df, cal)
     kpi_weeks = [w for w in cal.weeks if df["week_start"].min() <= w <= df["week_start"].max()]
-    outcome = validation.run_suite("staging_kpi_weekly", df,
-                                   validation.kpi_weekly_expectations(kpi_weeks, cal.geos))
+    outcome = data_docs.validate(validation.kpi_weekly_suite(kpi_weeks, cal.geos), df, _gx_root(artifacts))
     res = _result(outcome, {
         "missing_weeks": len(missing),
         "missing_week_list": dg.MetadataValue.md(
@@ -177,9 +189,9 @@ def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: Pipeline
 @dg.asset_check(asset=cost_per_unit, blocking=True,
                 description="Cost per unit positive and present on every row (pymc-marketing rejects "
                 "zero or missing rates), units known, key unique (GX).")
-def cost_per_unit_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    from mmm_pipeline import validation
+def cost_per_unit_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import data_docs, validation
 
     with warehouse.get_connection() as con:
         df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM marts.cost_per_unit_latest").df()
-    return _result(validation.run_suite("cost_per_unit", df, validation.cost_per_unit_expectations()))
+    return _result(data_docs.validate(validation.cost_per_unit_suite(), df, _gx_root(artifacts)))

@@ -188,6 +188,14 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                                   version_column="model_version", partition_columns=("market", "variant"))
         append_history(con, "marts.contributions", contributions, version=model_version,
                        version_column="model_version", partition_columns=("market", "variant"))
+        # What the report shows for fit and convergence, so it never reloads the posterior.
+        fit_rows = diag["fit_table"].assign(market=market, variant=variant)
+        append_history(con, "marts.model_fit", fit_rows, version=model_version,
+                       version_column="model_version", partition_columns=("market", "variant"))
+        diag_rows = pd.DataFrame([{"market": market, "variant": variant, "parameter": n, **v}
+                                  for n, v in diag["per_parameter"].items()])
+        append_history(con, "marts.model_diagnostics", diag_rows, version=model_version,
+                       version_column="model_version", partition_columns=("market", "variant"))
 
     meta = {
         "market": market, "variant": variant, "model_version": model_version, "artifact": dg.MetadataValue.path(

@@ -64,13 +64,39 @@ def run_all(defs, instance, run_config=None, markets: list[str] | None = None) -
     if results[0].success and not failed_checks(results[0]):
         model_job = defs.resolve_job_def("model_job")
         for market in markets or model_job.partitions_def.get_partition_keys():
-            results.append(model_job.execute_in_process(
-                instance=instance, raise_on_error=False, partition_key=market, run_config=run_config))
+            result = model_job.execute_in_process(
+                instance=instance, raise_on_error=False, partition_key=market, run_config=run_config)
+            results.append(result)
+            if failed_checks(result) and not _materialized(result, "market_report"):
+                # A failed gate blocked the outputs and so the report; the report still says so
+                # (banner, and which earlier model the outputs come from), so render it on its own.
+                results.append(model_job.execute_in_process(
+                    instance=instance, raise_on_error=False, partition_key=market, run_config=run_config,
+                    asset_selection=[dg.AssetKey("market_report")]))
     ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)
     if ok:
-        # The sensor `publish_marts_after_success` does this for runs launched by the daemon.
-        defs.resources["warehouse"].publish()
+        # bi_publication, the end of the graph; the sensor `publish_marts_after_success` runs the same
+        # job for runs launched by the daemon.
+        publish = _publish_job(defs).execute_in_process(instance=instance, raise_on_error=False,
+                                                        run_config=run_config)
+        results.append(publish)
+        ok = publish.success
     return ok, results
+
+
+def _materialized(result, asset: str) -> bool:
+    return any(e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey(asset)
+               for e in result.all_events)
+
+
+def _publish_job(defs):
+    """publish_job of `defs`, or built from its assets when a caller's Definitions lists no such job."""
+    from assets.report import PUBLISH_JOB
+
+    try:
+        return defs.resolve_job_def(PUBLISH_JOB.name)
+    except Exception:
+        return dg.Definitions.merge(defs, dg.Definitions(jobs=[PUBLISH_JOB])).resolve_job_def(PUBLISH_JOB.name)
 
 
 def main() -> int:
@@ -106,6 +132,9 @@ def main() -> int:
     if errors:
         print("Failed blocking checks (gates): " + ", ".join(errors))
     print("Open the UI with `make ui` (http://127.0.0.1:3000), or query the warehouse with DuckDB.")
+    index = settings.artifact_dir / "reports" / "index.html"
+    print("Reports (open in a browser; the last line is the index):")
+    print(index if index.exists() else f"(no report written: {index} is missing)")
     return 0 if ok else 1
 
 

@@ -1,21 +1,25 @@
-"""Sensors on runs: publish the marts after a success, record an alert after a failure."""
+"""Sensors on runs: publish after a success (as the `bi_publication` asset), record an alert after a failure."""
 
 import dagster as dg
 
+from assets.report import PUBLISH_JOB
 from mmm_pipeline.alerts import record_alert
 from resources import WarehouseResource
 
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
+    request_job=PUBLISH_JOB,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a successful run, copy the marts to the read-only BI file (published/mmm.duckdb "
-    "beside the warehouse) under a temporary name and rename it into place.",
+    description="After a successful run, materialize bi_publication (publish_job): the marts are copied to "
+    "the read-only BI file (published/mmm.duckdb beside the warehouse) and the reports to published/reports/, "
+    "so the lineage shows each publication and the runs it came from.",
 )
-def publish_marts_after_success(context: dg.RunStatusSensorContext, warehouse: WarehouseResource):
-    counts = warehouse.publish()
-    context.log.info(f"published {sum(counts.values())} rows in {len(counts)} mart tables to "
-                     f"{warehouse.published_path()} after run {context.dagster_run.run_id}")
+def publish_marts_after_success(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    if run.job_name == PUBLISH_JOB.name:
+        return dg.SkipReason("a publication run: nothing new to publish")
+    return dg.RunRequest(run_key=f"publish-after-{run.run_id}", tags={"mmm/published_after_run": run.run_id})
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING,

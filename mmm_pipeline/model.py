@@ -791,6 +791,8 @@ def diagnostics(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> di
     beyond `max_rhat` / `min_ess_bulk`, e.g. "saturation_lam[US-CA, social]"),
     worst_rhat, worst_ess_bulk, and the fit: r2, mape, coverage_94 (share of
     observed weeks inside the 94% posterior predictive interval), n_obs.
+    fit_table: per week (and geo) the actual KPI and the posterior predictive mean and
+    94% interval (read by the report: marts.model_fit).
     """
     import arviz as az
 
@@ -842,6 +844,18 @@ def diagnostics(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> di
     nz = np.abs(y_obs) > 0
     mape = float(np.mean(np.abs(resid[nz] / y_obs[nz]))) if nz.any() else float("nan")
     coverage = float(np.mean((y_obs >= lo) & (y_obs <= hi)))
+    # Actual vs predicted per week (and geo), kept so reports read it instead of resampling.
+    fit_table = pd.DataFrame({
+        **{d: np.broadcast_to(np.asarray(target.coords[d].values).reshape(
+            [-1 if j == i else 1 for j in range(len(target.dims))]), y_obs.shape).ravel()
+           for i, d in enumerate(target.dims)},
+        "actual": y_obs.ravel(), "predicted_mean": y_mean.ravel(),
+        "predicted_low": lo.ravel(), "predicted_high": hi.ravel()})
+    fit_table = fit_table.rename(columns={"date": "week_start"})
+    if "geo" not in fit_table:
+        fit_table["geo"] = NATIONAL
+    fit_table["week_start"] = pd.to_datetime(fit_table["week_start"]).dt.date
+    fit_table["geo"] = fit_table["geo"].astype(str)
 
     return {
         "max_rhat": float(max_rhat),
@@ -861,6 +875,8 @@ def diagnostics(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> di
         "mape": mape,
         "coverage_94": coverage,
         "n_obs": int(y_obs.size),
+        "fit_table": fit_table[["week_start", "geo", "actual", "predicted_mean", "predicted_low",
+                                "predicted_high"]],
     }
 
 

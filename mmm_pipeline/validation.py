@@ -121,6 +121,8 @@ class SuiteOutcome:
     suite: str
     success: bool
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    # file:// URL of this result's Data Docs page (runs through mmm_pipeline.data_docs only)
+    data_docs_url: str | None = None
 
     def failed(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
@@ -475,64 +477,110 @@ def _non_negative(gxe, columns: Sequence[str]) -> list:
     return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
 
 
-def raw_ad_reporting_expectations(
-    min_date: _dt.date, max_date: _dt.date, platforms: list[str]
-) -> list:
-    """Raw ad reporting table (one row per day x ad x geo, unioned across platforms).
+def _param(name: str) -> dict:
+    """A GX suite parameter reference: the stored suite keeps it, each run passes the value."""
+    return {"$PARAMETER": name}
 
-    Expects ``ad_group_id`` / ``ad_id`` coalesced to ``''`` (not null) so the
-    natural key :data:`RAW_AD_REPORTING_KEY` is well defined.
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A suite whose runtime values (week lists, date ranges, catalogues) are suite parameters.
+
+    ``build(p)`` returns the expectations with ``p(name)`` in place of each
+    runtime value: :meth:`template` is what the Data Docs context stores (so a
+    new week does not rebuild the suite), :meth:`expectations` the same list
+    with the values filled in (for :func:`run_suite`).
     """
+
+    name: str
+    build: Any
+    parameters: dict = field(default_factory=dict)
+
+    def template(self) -> list:
+        return self.build(_param)
+
+    def expectations(self) -> list:
+        return self.build(self.parameters.__getitem__)
+
+
+def _raw_ad_reporting(p) -> list:
     gxe = _gxe()
     return [
         *_not_null(gxe, _RAW_NOT_NULL),
         *_non_negative(gxe, ("clicks", "impressions", "spend")),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=list(RAW_AD_REPORTING_KEY)),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="date_day", min_value=_ts(min_date), max_value=_ts(max_date)
-        ),
-        gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=_unique_list(platforms)),
+        gxe.ExpectColumnValuesToBeBetween(column="date_day", min_value=p("min_date"), max_value=p("max_date")),
+        gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=p("platforms")),
     ]
 
 
-def media_weekly_expectations(
-    weeks: list[_dt.date], geos: Iterable[str], channels: Iterable[str]
-) -> list:
-    """``staging.media_weekly``: a dense week x geo x channel panel."""
+def raw_ad_reporting_suite(min_date: _dt.date, max_date: _dt.date, platforms: list[str]) -> SuiteSpec:
+    """Raw ad reporting table (one row per day x ad x geo, unioned across platforms).
+
+    Expects ``ad_group_id`` / ``ad_id`` coalesced to ``''`` (not null) so the
+    natural key :data:`RAW_AD_REPORTING_KEY` is well defined.
+    """
+    return SuiteSpec("raw_ad_reporting", _raw_ad_reporting, {
+        "min_date": _ts(min_date), "max_date": _ts(max_date), "platforms": _unique_list(platforms)})
+
+
+def raw_ad_reporting_expectations(min_date: _dt.date, max_date: _dt.date, platforms: list[str]) -> list:
+    return raw_ad_reporting_suite(min_date, max_date, platforms).expectations()
+
+
+def _media_weekly(p) -> list:
     gxe = _gxe()
-    weeks_ts = _unique_list(_ts(w) for w in weeks)
-    geos_l = _unique_list(geos)
-    channels_l = _unique_list(channels)
     return [
         *_not_null(gxe, MEDIA_WEEKLY_KEY),
         *_non_negative(gxe, ("units", "spend")),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=list(MEDIA_WEEKLY_KEY)),
-        gxe.ExpectTableRowCountToEqual(value=len(weeks_ts) * len(geos_l) * len(channels_l)),
-        gxe.ExpectColumnValuesToBeInSet(column="week_start", value_set=weeks_ts),
-        gxe.ExpectColumnValuesToBeInSet(column="geo", value_set=geos_l),
-        gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=channels_l),
+        gxe.ExpectTableRowCountToEqual(value=p("row_count")),
+        gxe.ExpectColumnValuesToBeInSet(column="week_start", value_set=p("weeks")),
+        gxe.ExpectColumnValuesToBeInSet(column="geo", value_set=p("geos")),
+        gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=p("channels")),
         # spend booked in a week without delivered units: tolerated up to 1 % of rows
         gxe.ExpectColumnValuesToBeInSet(column="spend_without_units", value_set=[False], mostly=0.99),
     ]
 
 
-def kpi_weekly_expectations(weeks: list[_dt.date], geos: Iterable[str]) -> list:
-    """``staging.kpi_weekly``: a dense week x geo panel of the KPI."""
-    gxe = _gxe()
+def media_weekly_suite(weeks: list[_dt.date], geos: Iterable[str], channels: Iterable[str]) -> SuiteSpec:
+    """``staging.media_weekly``: a dense week x geo x channel panel."""
     weeks_ts = _unique_list(_ts(w) for w in weeks)
-    geos_l = _unique_list(geos)
+    geos_l, channels_l = _unique_list(geos), _unique_list(channels)
+    return SuiteSpec("staging_media_weekly", _media_weekly, {
+        "row_count": len(weeks_ts) * len(geos_l) * len(channels_l), "weeks": weeks_ts, "geos": geos_l,
+        "channels": channels_l})
+
+
+def media_weekly_expectations(weeks: list[_dt.date], geos: Iterable[str], channels: Iterable[str]) -> list:
+    return media_weekly_suite(weeks, geos, channels).expectations()
+
+
+def _kpi_weekly(p) -> list:
+    gxe = _gxe()
     return [
         *_not_null(gxe, (*KPI_WEEKLY_KEY, "kpi_value")),
         *_non_negative(gxe, ("kpi_value",)),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KPI_WEEKLY_KEY)),
-        gxe.ExpectTableRowCountToEqual(value=len(weeks_ts) * len(geos_l)),
-        gxe.ExpectColumnValuesToBeInSet(column="week_start", value_set=weeks_ts),
-        gxe.ExpectColumnValuesToBeInSet(column="geo", value_set=geos_l),
+        gxe.ExpectTableRowCountToEqual(value=p("row_count")),
+        gxe.ExpectColumnValuesToBeInSet(column="week_start", value_set=p("weeks")),
+        gxe.ExpectColumnValuesToBeInSet(column="geo", value_set=p("geos")),
     ]
 
 
-def cost_per_unit_expectations() -> list:
-    """``marts.cost_per_unit``."""
+def kpi_weekly_suite(weeks: list[_dt.date], geos: Iterable[str]) -> SuiteSpec:
+    """``staging.kpi_weekly``: a dense week x geo panel of the KPI."""
+    weeks_ts = _unique_list(_ts(w) for w in weeks)
+    geos_l = _unique_list(geos)
+    return SuiteSpec("staging_kpi_weekly", _kpi_weekly,
+                     {"row_count": len(weeks_ts) * len(geos_l), "weeks": weeks_ts, "geos": geos_l})
+
+
+def kpi_weekly_expectations(weeks: list[_dt.date], geos: Iterable[str]) -> list:
+    return kpi_weekly_suite(weeks, geos).expectations()
+
+
+def _cost_per_unit(p) -> list:
     gxe = _gxe()
     return [
         *_not_null(gxe, (*COST_PER_UNIT_KEY, "cost_per_unit")),
@@ -542,15 +590,23 @@ def cost_per_unit_expectations() -> list:
     ]
 
 
-def lift_tests_expectations(channels: Iterable[str]) -> list:
-    """Raw lift tests (calibration experiments)."""
+def cost_per_unit_suite() -> SuiteSpec:
+    """``marts.cost_per_unit``."""
+    return SuiteSpec("cost_per_unit", _cost_per_unit)
+
+
+def cost_per_unit_expectations() -> list:
+    return cost_per_unit_suite().expectations()
+
+
+def _lift_tests(p) -> list:
     gxe = _gxe()
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="test_id"),
         gxe.ExpectColumnValuesToBeUnique(column="test_id"),
         gxe.ExpectColumnValuesToNotBeNull(column="sigma"),
         gxe.ExpectColumnValuesToBeBetween(column="sigma", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=_unique_list(channels)),
+        gxe.ExpectColumnValuesToBeInSet(column="channel", value_set=p("channels")),
         *_not_null(gxe, ("start_date", "end_date")),
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="end_date",
@@ -559,6 +615,15 @@ def lift_tests_expectations(channels: Iterable[str]) -> list:
             ignore_row_if="either_value_is_missing",
         ),
     ]
+
+
+def lift_tests_suite(channels: Iterable[str]) -> SuiteSpec:
+    """Raw lift tests (calibration experiments)."""
+    return SuiteSpec("raw_lift_tests", _lift_tests, {"channels": _unique_list(channels)})
+
+
+def lift_tests_expectations(channels: Iterable[str]) -> list:
+    return lift_tests_suite(channels).expectations()
 
 
 # --------------------------------------------------------------------------

@@ -202,3 +202,89 @@ def test_allocation_asset_shows_its_plot_in_the_metadata(browser, webserver, sam
     _screenshot(browser, "budget_allocation_plot")
     # the same picture is a file under the artifact directory
     assert list((sample_run["artifacts"] / "allocation").rglob("allocation_*.png"))
+
+
+# --------------------------------------------------------------------------- the reports, from file://
+
+
+@pytest.fixture(scope="module")
+def file_browser():
+    """Chromium without the webserver: the reports and Data Docs are files, opened as a reader would."""
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--disable-background-networking", "--window-size=1400,1000", "--allow-file-access-from-files"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _full_page_screenshot(driver, name: str) -> Path:
+    """Resize the window to the page, so the PNG holds all of it."""
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    driver.set_window_size(1400, min(int(height) + 40, 16000))
+    time.sleep(0.3)
+    path = _screenshot(driver, name)
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def _broken_images(driver) -> list:
+    return driver.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+
+
+def test_report_index_and_a_market_report_render_from_file(file_browser, sample_run):
+    from selenium.webdriver.common.by import By
+
+    from mmm_pipeline.report import SECTIONS
+
+    index = sample_run["artifacts"] / "reports" / "index.html"
+    file_browser.get(index.as_uri())
+    links = {e.text: e.get_attribute("href") for e in file_browser.find_elements(By.CSS_SELECTOR, "a.report-link")}
+    markets = [e.get_attribute("data-market") for e in file_browser.find_elements(By.CSS_SELECTOR, "section.market")]
+    assert sorted(markets) == ["east", "west"] and len(links) >= 2
+    assert file_browser.find_element(By.ID, "ungated-banner").is_displayed()  # fast profile
+    _full_page_screenshot(file_browser, "report_index")
+
+    west = file_browser.find_element(By.CSS_SELECTOR, "section.market[data-market='west'] a.report-link")
+    west.click()
+    _wait_for(file_browser, lambda: "Marketing mix report: west" in _text(file_browser), "the west report")
+    assert file_browser.current_url.startswith("file://") and file_browser.current_url.endswith(".html")
+    for sid, title in SECTIONS:
+        section = file_browser.find_element(By.CSS_SELECTOR, f"section[data-section='{sid}']")
+        assert section.is_displayed() and title in section.text
+        assert len(section.find_element(By.CSS_SELECTOR, "p.lead").text) > 40, sid
+    images = file_browser.execute_script("return document.images.length")
+    assert images >= 7
+    assert _broken_images(file_browser) == []
+    banner = file_browser.find_element(By.ID, "ungated-banner")
+    assert banner.is_displayed() and "UNGATED MODEL" in banner.text
+    # the banner stays on screen while reading further down (sticky)
+    file_browser.execute_script("document.getElementById('plan').scrollIntoView()")
+    assert file_browser.execute_script(
+        "const r = document.getElementById('ungated-banner').getBoundingClientRect(); return r.top >= 0 && r.top < 5")
+    path = _full_page_screenshot(file_browser, "report_west")
+    assert path.stat().st_size > 100_000
+
+
+def test_a_data_docs_page_renders_from_file(file_browser, sample_run):
+    urls = [e.asset_check_evaluation_data.metadata["data_docs"].value for e in sample_run["result"].all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and e.asset_check_evaluation_data.check_name == "staging_kpi_weekly_contract"]
+    assert urls
+    file_browser.get(urls[-1])
+    _wait_for(file_browser, lambda: "staging_kpi_weekly" in _text(file_browser), "the Data Docs validation page")
+    text = _text(file_browser)
+    assert "expect" in text.lower() or "Expectation" in text
+    _full_page_screenshot(file_browser, "data_docs_kpi_weekly")
+    index = sample_run["artifacts"] / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    file_browser.get(index.as_uri())
+    _wait_for(file_browser, lambda: "staging_media_weekly" in _text(file_browser), "the Data Docs index")
+    _full_page_screenshot(file_browser, "data_docs_index")

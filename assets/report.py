@@ -1,0 +1,152 @@
+"""What people read (group `reporting`): one HTML report per market, then the publication.
+
+`market_report` renders `mmm_pipeline.report` from the marts (no refit) into
+MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html and index.html.
+`bi_publication` is the end of the graph: it copies the marts to the read-only
+BI file and the reports beside it, so the UI shows when they were last
+published and from which runs. Both carry a FreshnessPolicy: they warn when
+older than the weekly refresh cadence.
+"""
+
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from assets._meta import OWNERS, source_version
+from assets.automation import DOWNSTREAM
+from assets.costs import cost_per_unit, cost_per_unit_forecast
+from assets.models import MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
+from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
+from mmm_pipeline.warehouse import fingerprint
+from resources import ArtifactStore, PipelineSettings, WarehouseResource
+
+REPORT_CODE_VERSION = source_version("mmm_pipeline.report", "mmm_pipeline.publish")  # follows the code (issue 9)
+# The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
+REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
+DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
+
+
+def _currency(con, settings: PipelineSettings) -> str:
+    config, _ = settings.config()
+    if config.reporting_currency:
+        return config.reporting_currency.upper()
+    cur = [c for (c,) in con.execute("SELECT DISTINCT currency FROM raw.channels ORDER BY 1").fetchall()]
+    return cur[0].upper() if len(cur) == 1 else "?"
+
+
+def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
+    """allocation_id -> bound_for(geo, channel), to mark cells the optimizer left at a bound."""
+    if alloc.empty:
+        return {}
+    current = alloc.drop_duplicates(["geo", "channel"])[["geo", "channel", "current_weekly_spend"]]
+    try:
+        return {s.allocation_id: s.bound_for for s in market_scenarios(config, market, current)}
+    except Exception:  # the scenarios changed since the allocation ran: mark nothing
+        return {}
+
+
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, response_curves, channel_roas,
+                budget_allocation],
+          kinds={"html", "duckdb"}, pool="duckdb", group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
+          code_version=REPORT_CODE_VERSION, automation_condition=DOWNSTREAM, freshness_policy=REFRESH_FRESHNESS,
+          description="One self-contained HTML report per market (headline, fit, contributions, channel "
+          "economics, response curves, calibration, budget plan, data) read from the marts only, at "
+          "MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html, plus reports/index.html.")
+def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: PipelineSettings,
+                  artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from mmm_pipeline import report
+
+    market = context.partition_key
+    started = time.perf_counter()
+    config, _ = settings.config()
+    docs = artifacts.path(*DATA_DOCS_INDEX)
+    with warehouse.get_connection() as con:
+        alloc = con.execute("SELECT * FROM marts.budget_allocation_latest WHERE market = ?", [market]).df() \
+            if warehouse_table(con, "marts.budget_allocation_latest") else pd.DataFrame()
+        inputs = report.load_inputs(con, market, currency=_currency(con, settings),
+                                    freshness_days=config.freshness_days,
+                                    bounds=_scenario_bounds(config, market, alloc),
+                                    data_docs_index=docs if docs.exists() else None)
+    rendered = report.build_report(inputs)
+    path = report.write_report(rendered, artifacts.path("reports"), run_id=context.run_id)
+    seconds = time.perf_counter() - started
+    context.log.info(f"report for {market} written to {path} in {seconds:.1f} s")
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)),
+                  "index": dg.MetadataValue.path(str(artifacts.path("reports", "index.html"))),
+                  "summary": dg.MetadataValue.md(rendered.summary_markdown),
+                  "model_version": rendered.model_version, "variant": rendered.variant, "gated": rendered.gated,
+                  "sections": len(rendered.sections), "bytes": path.stat().st_size,
+                  "render_seconds": round(seconds, 2)},
+        data_version=dg.DataVersion(fingerprint(REPORT_CODE_VERSION, rendered.model_version, rendered.html)))
+
+
+def warehouse_table(con, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
+                            "table_name = ?", [schema, name]).fetchone()[0])
+
+
+PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units, mmm_uncalibrated, mmm_calibrated,
+                  calibration_report, response_curves, channel_roas, budget_allocation, market_report]
+
+
+def copy_reports(src: Path, dst: Path) -> int:
+    """Copy the report folder beside the BI file; each file lands under a temporary name, then is renamed."""
+    n = 0
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and not f.name.startswith("."):
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(f, tmp)
+            tmp.replace(target)
+            n += 1
+    return n
+
+
+@dg.asset(deps=PUBLISHED_FROM, kinds={"duckdb", "html"}, pool="duckdb", group_name="reporting", owners=OWNERS,
+          code_version=REPORT_CODE_VERSION, freshness_policy=REFRESH_FRESHNESS,
+          description="Publishes the marts (every history table and _latest view) to the read-only BI file "
+          "published/mmm.duckdb beside the warehouse (atomic rename), the Parquet export when "
+          "MMM_PARQUET_EXPORT is set, and the HTML reports to published/reports/. Run by `make run` and by the "
+          "publish_marts_after_success sensor after every successful run.")
+def bi_publication(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                   artifacts: ArtifactStore) -> dg.MaterializeResult:
+    counts = warehouse.publish()
+    published = warehouse.published_path()
+    reports_src = artifacts.path("reports")
+    reports_dst = published.parent / "reports"
+    n_reports = copy_reports(reports_src, reports_dst) if reports_src.exists() else 0
+    # Which runs produced what was published: the latest materialization of every upstream asset (per market).
+    sources = []
+    for a in PUBLISHED_FROM:
+        key = a.key
+        partitions = MARKETS.get_partition_keys() if a.partitions_def else [None]
+        for p in partitions:
+            records = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[p] if p else None), limit=1).records
+            if records:
+                r = records[0]
+                sources.append({"asset": key.to_user_string(), "partition": p or "", "run_id": r.run_id,
+                                "materialized_at": pd.Timestamp(r.timestamp, unit="s").strftime("%Y-%m-%d %H:%M:%S")})
+    src = pd.DataFrame(sources)
+    context.log.info(f"published {sum(counts.values())} rows in {len(counts)} mart tables to {published} and "
+                     f"{n_reports} report files to {reports_dst}")
+    return dg.MaterializeResult(metadata={
+        "published_file": dg.MetadataValue.path(str(published)),
+        "reports": dg.MetadataValue.path(str(reports_dst / "index.html")),
+        "tables": len(counts), "rows": sum(counts.values()), "report_files": n_reports,
+        "rows_per_table": dg.MetadataValue.json(counts),
+        "source_runs": dg.MetadataValue.json(sorted(src["run_id"].unique().tolist()) if len(src) else []),
+        "sources": dg.MetadataValue.md(src.to_markdown(index=False) if len(src) else "nothing materialized yet"),
+    })
+
+
+PUBLISH_JOB = dg.define_asset_job(
+    "publish_job", selection=dg.AssetSelection.assets(bi_publication),
+    description="Publish the marts to the read-only BI file and the HTML reports beside it.")

@@ -1,0 +1,154 @@
+"""Validation through a file-backed GX context, so every result is a Great Expectations Data Docs page.
+
+`validate(spec, df, gx_root)` runs a :class:`~mmm_pipeline.validation.SuiteSpec`
+as GX intends: one stored suite (runtime values kept as suite parameters), one
+``ValidationDefinition`` and one ``Checkpoint`` with ``UpdateDataDocsAction``
+per check, in the context at ``<gx_root>`` (``MMM_ARTIFACT_DIR/gx``). The run
+passes the DataFrame as batch parameter and the week lists, date ranges and
+catalogues as expectation parameters, so a new week does not rebuild the
+suite. The outcome is the same plain :class:`SuiteOutcome` as
+:func:`~mmm_pipeline.validation.run_suite` gives, plus ``data_docs_url``.
+
+Above 1M rows the raw ad-reporting suite is counted in SQL
+(:func:`~mmm_pipeline.validation.raw_ad_reporting_sql_outcome`);
+:func:`record_outcome` writes that result into the same site as a GX
+validation result of the same suite (batch ``duckdb-sql``), so the site
+shows every check either way.
+
+A file lock beside the context serialises processes (the multiprocess
+executor runs checks in parallel, and GX rewrites its index page on each run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from mmm_pipeline import validation as v
+
+DATASOURCE = "mmm_pipeline"
+SITE = "local_site"
+_CONTEXTS: dict[tuple[int, str], Any] = {}
+_LOCK = threading.RLock()
+
+
+def site_index(gx_root: Path) -> Path:
+    """The Data Docs home page (exists once a validation ran)."""
+    return Path(gx_root) / "uncommitted" / "data_docs" / SITE / "index.html"
+
+
+def context(gx_root: Path):
+    """The file-backed context at `gx_root` (created on first use), one per process and folder."""
+    gx = v._gx()
+    gx_root = Path(gx_root)
+    key = (os.getpid(), str(gx_root))
+    if key not in _CONTEXTS:
+        gx_root.parent.mkdir(parents=True, exist_ok=True)
+        # project_root_dir is the folder that holds `gx/`
+        ctx = gx.get_context(mode="file", project_root_dir=str(gx_root.parent))
+        if Path(ctx.root_directory).resolve() != gx_root.resolve():
+            raise RuntimeError(f"GX context landed in {ctx.root_directory}, expected {gx_root}")
+        ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+        ctx.variables.save()
+        _CONTEXTS[key] = ctx
+    return _CONTEXTS[key]
+
+
+def _get_or_add(getter, adder, name):
+    try:
+        return getter(name)
+    except Exception:  # GX raises different lookup errors per store
+        return adder(name)
+
+
+def validate(spec: v.SuiteSpec, df, gx_root: Path | None) -> v.SuiteOutcome:
+    """Run `spec` on `df`: through its Checkpoint (and Data Docs) when `gx_root` is set, else ephemerally."""
+    if gx_root is None:
+        return v.run_suite(spec.name, df, spec.expectations())
+    gx = v._gx()
+    frame = v._normalise_frame(df)
+    with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
+        ctx = context(gx_root)
+        ds = _get_or_add(ctx.data_sources.get, lambda n: ctx.data_sources.add_pandas(name=n), DATASOURCE)
+        asset = _get_or_add(ds.get_asset, lambda n: ds.add_dataframe_asset(name=n), spec.name)
+        batch = _get_or_add(asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, "whole")
+        suite = ctx.suites.add_or_update(gx.ExpectationSuite(
+            name=spec.name, expectations=[v._detached_copy(__import__("copy"), e) for e in spec.template()]))
+        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
+        checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
+            name=spec.name, validation_definitions=[vd],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[SITE])],
+            result_format={"result_format": "BASIC", "partial_unexpected_count": v._SAMPLE_SIZE}))
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=spec.parameters)
+        (identifier, suite_result), = result.run_results.items()
+        url = _url(ctx, identifier)
+    return _flatten(spec, suite_result, url)
+
+
+def _url(ctx, identifier) -> str | None:
+    urls = ctx.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE)
+    return urls[0]["site_url"] if urls else None
+
+
+def _flatten(spec: v.SuiteSpec, suite_result, url: str | None) -> v.SuiteOutcome:
+    # report in the order the suite lists them (GX groups results by domain)
+    order = {v._config_key(e.configuration): i for i, e in reversed(list(enumerate(spec.expectations())))}
+    results = sorted(suite_result.results, key=lambda r: order.get(v._config_key(r.expectation_config), len(order)))
+    outcomes = [v._outcome(r) for r in results]
+    return v.SuiteOutcome(suite=spec.name, success=bool(suite_result.success) and all(o.success for o in outcomes),
+                          outcomes=outcomes, data_docs_url=url)
+
+
+def record_outcome(spec: v.SuiteSpec, outcome: v.SuiteOutcome, gx_root: Path | None) -> v.SuiteOutcome:
+    """Store an outcome counted outside GX (the SQL path) as a validation result of `spec` in the site.
+
+    `outcome.outcomes` must follow `spec`'s expectations one to one (the SQL suite does).
+    """
+    if gx_root is None:
+        return outcome
+    gx = v._gx()
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    configs = [e.configuration for e in spec.expectations()]
+    if len(configs) != len(outcome.outcomes):
+        raise ValueError(f"{len(outcome.outcomes)} outcomes for the {len(configs)} expectations of {spec.name}")
+    results = []
+    for cfg, o in zip(configs, outcome.outcomes):
+        res = {"element_count": o.element_count, "unexpected_count": o.unexpected_count,
+               "unexpected_percent": o.unexpected_percent, "partial_unexpected_list": []}
+        if o.observed and not o.success:
+            res["partial_unexpected_list"] = [o.observed]
+        results.append(ExpectationValidationResult(success=o.success, expectation_config=cfg, result=res))
+    now = datetime.now(timezone.utc)
+    with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
+        ctx = context(gx_root)
+        ctx.suites.add_or_update(gx.ExpectationSuite(
+            name=spec.name, expectations=[v._detached_copy(__import__("copy"), e) for e in spec.template()]))
+        identifier = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=spec.name),
+            run_id=RunIdentifier(run_name=f"sql-{now:%Y%m%dT%H%M%S}", run_time=now), batch_identifier="duckdb-sql")
+        suite_result = ExpectationSuiteValidationResult(
+            success=outcome.success, results=results, suite_name=spec.name,
+            statistics={"evaluated_expectations": len(results), "successful_expectations":
+                        sum(o.success for o in outcome.outcomes),
+                        "unsuccessful_expectations": sum(not o.success for o in outcome.outcomes),
+                        "success_percent": 100.0 * sum(o.success for o in outcome.outcomes) / max(len(results), 1)},
+            meta={"active_batch_definition": {"datasource_name": "duckdb", "data_asset_name": spec.name,
+                                              "batch_definition_name": "sql counts"},
+                  "validation_engine": "DuckDB SQL counts (table above 1M rows)",
+                  "run_id": identifier.run_id.to_json_dict(), "suite_parameters": {}})
+        ctx.validation_results_store.set(identifier, suite_result)
+        ctx.build_data_docs(site_names=[SITE], resource_identifiers=[identifier])
+        url = _url(ctx, identifier)
+    return dataclasses.replace(outcome, data_docs_url=url)

@@ -1,0 +1,711 @@
+"""One self-contained HTML report per market and model version, and an index of all of them.
+
+The report is a reader of what the pipeline already wrote: the `marts.*_latest`
+views of one market, the load log and quarantine, and the Data Docs site. It
+fits nothing and recomputes no posterior quantity (a market renders in about a
+second); where the marts hold no figure for a question (no out-of-sample
+validation, no control variables, an interval of a sum across geos) the section
+says so in words instead of inventing a number.
+
+The HTML has no external reference: plots are PNG data URIs, styles are inline,
+so the file opens from disk or as an e-mail attachment. Beside each report a
+`<model_version>.json` sidecar holds what `index.html` lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+TEMPLATE = Path(__file__).with_name("report_template.html.j2")
+INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
+HDI_LABEL = "94% interval"
+# KPI names that are money, so they are shown in the reporting currency.
+MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
+
+SECTIONS = [
+    ("headline", "1. Headline"),
+    ("fit", "2. Does the model fit?"),
+    ("contributions", "3. What drove the KPI?"),
+    ("economics", "4. What does each channel return?"),
+    ("curves", "5. What happens if we spend more or less?"),
+    ("calibration", "6. Do the lift tests agree?"),
+    ("plan", "7. The budget plan"),
+    ("data", "8. The data behind it"),
+]
+
+# Every query reads one market's rows; the market is always a bound parameter.
+_MARKET_TABLES = {
+    "runs": "marts.model_runs_latest",
+    "fit": "marts.model_fit_latest",
+    "diagnostics": "marts.model_diagnostics_latest",
+    "contributions": "marts.contributions_latest",
+    "roas": "marts.channel_roas_latest",
+    "curves": "marts.response_curves_latest",
+    "allocation": "marts.budget_allocation_latest",
+    "calibration": "marts.calibration_report_latest",
+    "lift_fit": "marts.lift_test_fit_latest",
+    "lift_tests": "marts.lift_tests_latest",
+    "validation": "marts.model_validation_latest",
+}
+
+
+class ReportError(RuntimeError):
+    """The marts do not hold what a report needs (e.g. no fitted model for the market)."""
+
+
+@dataclass
+class ReportInputs:
+    market: str
+    currency: str
+    kpi_name: str
+    tables: dict[str, pd.DataFrame]
+    load_log: pd.DataFrame
+    quarantine: pd.DataFrame
+    imputed: pd.DataFrame
+    freshness: pd.DataFrame
+    freshness_days: int = 8
+    bounds: dict[str, Callable[[str, str], tuple[float, float] | None]] = field(default_factory=dict)
+    data_docs_index: Path | None = None
+    generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def t(self, name: str) -> pd.DataFrame:
+        return self.tables.get(name, pd.DataFrame())
+
+    @property
+    def kpi_is_money(self) -> bool:
+        return any(w in self.kpi_name.lower() for w in MONEY_KPI_WORDS)
+
+
+@dataclass
+class Report:
+    market: str
+    model_version: str
+    variant: str
+    gated: bool
+    html: str
+    summary_markdown: str
+    sections: list[str]
+    headline: dict
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _table_exists(con, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [schema, name]).fetchone()[0])
+
+
+def load_inputs(con, market: str, *, currency: str, freshness_days: int = 8, bounds=None,
+                data_docs_index: Path | None = None, today: date | None = None) -> ReportInputs:
+    """Read one market's marts and the data-quality tables (no model is loaded)."""
+    tables = {}
+    for key, table in _MARKET_TABLES.items():
+        if _table_exists(con, table):
+            tables[key] = con.execute(f"SELECT * FROM {table} WHERE market = ?", [market]).df()
+    runs = tables.get("runs", pd.DataFrame())
+    if runs.empty:
+        raise ReportError(f"market {market!r} has no fitted model in marts.model_runs_latest")
+    kpi = con.execute("SELECT any_value(kpi_name) FROM raw.kpi").fetchone()[0] or "KPI"
+    load_log = con.execute(
+        "SELECT kind, source_file, event, rows_read, rows_loaded, rows_quarantined, logged_at FROM raw.load_log "
+        "QUALIFY row_number() OVER (PARTITION BY kind, source_file ORDER BY logged_at DESC) = 1 "
+        "ORDER BY kind, source_file").df()
+    quarantine = con.execute(
+        "SELECT kind, reason, count(*) AS rows FROM raw.quarantine WHERE kind NOT LIKE 'lift_test_conversion:%' "
+        "OR kind = ? GROUP BY 1, 2 ORDER BY 3 DESC", [f"lift_test_conversion:{market}"]).df()
+    geos = sorted(set(runs_geos(tables)))
+    imputed = pd.DataFrame()
+    if _table_exists(con, "marts.cost_per_unit_latest") and geos:
+        imputed = con.execute(
+            "SELECT channel, geo, count(*) FILTER (WHERE imputed) AS imputed_weeks, count(*) AS weeks, "
+            "string_agg(DISTINCT imputation, ', ') FILTER (WHERE imputed) AS how "
+            "FROM marts.cost_per_unit_latest WHERE list_contains(?::VARCHAR[], geo) GROUP BY 1, 2 ORDER BY 1, 2",
+            [geos]).df()
+    today = today or date.today()
+    fresh = []
+    for what, table in (("ad reporting", "raw.ad_reporting_current"), ("KPI", "raw.kpi_current")):
+        newest = con.execute(f"SELECT max(date_day) FROM {table}").fetchone()[0] if _table_exists(con, table) else None
+        age = (today - newest).days if newest else None
+        fresh.append({"source": what, "newest_day": newest, "age_days": age,
+                      "fresh": age is not None and age <= freshness_days})
+    return ReportInputs(market=market, currency=currency, kpi_name=kpi, tables=tables, load_log=load_log,
+                        quarantine=quarantine, imputed=imputed, freshness=pd.DataFrame(fresh),
+                        freshness_days=freshness_days, bounds=bounds or {}, data_docs_index=data_docs_index)
+
+
+def runs_geos(tables: dict[str, pd.DataFrame]) -> list[str]:
+    for key in ("roas", "fit", "contributions"):
+        df = tables.get(key)
+        if df is not None and len(df) and "geo" in df:
+            return sorted(df["geo"].astype(str).unique())
+    return []
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def money(v, currency: str, digits: int = 0) -> str:
+    if v is None or pd.isna(v):
+        return "n/a"
+    return f"{v:,.{digits}f} {currency}"
+
+
+def ratio(v, digits: int = 2) -> str:
+    return "n/a" if v is None or pd.isna(v) else f"{v:,.{digits}f}"
+
+
+def pct(v, digits: int = 1) -> str:
+    return "n/a" if v is None or pd.isna(v) else f"{100 * v:.{digits}f}%"
+
+
+def interval(lo, hi, fmt: Callable) -> str:
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return "interval not stored"
+    return f"{fmt(lo)} to {fmt(hi)}"
+
+
+def _table(df: pd.DataFrame, formats: dict[str, Callable] | None = None, flag_rows=None) -> str:
+    """A small HTML table; `formats` per column, `flag_rows` a boolean Series marking rows."""
+    formats = formats or {}
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        cells = "".join(
+            f"<td class='{'num' if isinstance(r[c], (int, float)) and not isinstance(r[c], bool) else ''}'>"
+            f"{html.escape(formats[c](r[c]) if c in formats else ('' if pd.isna(r[c]) else str(r[c])))}</td>"
+            if not isinstance(r[c], (list, dict)) else f"<td>{html.escape(str(r[c]))}</td>"
+            for c in df.columns)
+        cls = " class='flag'" if flag_rows is not None and bool(flag_rows.iloc[i]) else ""
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig, alt: str) -> dict:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return {"alt": alt, "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
+
+
+VARIANT_COLORS = {"uncalibrated": "#8c8c8c", "calibrated": "#1f77b4"}
+
+
+def _money_axis(ax, currency: str, axis: str = "y"):
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(v, _):
+        a = abs(v)
+        return f"{v / 1e6:.1f}M" if a >= 1e6 else f"{v / 1e3:.0f}k" if a >= 1e3 else f"{v:.0f}"
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
+    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(currency)
+
+
+def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = range(len(ch))
+    ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
+    ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi}", color="#1f77b4")
+    ax.set_xticks(list(x), ch["channel"])
+    _money_axis(ax, currency)
+    ax.set_title("Spend and what it brought, per channel (training period)")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
+    plt = _plt()
+    geos = sorted(fit["geo"].unique())
+    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False)
+    for ax, geo in zip(axes[:, 0], geos):
+        d = fit[fit["geo"] == geo].sort_values("week_start")
+        w = pd.to_datetime(d["week_start"])
+        ax.fill_between(w, d["predicted_low"], d["predicted_high"], color="#1f77b4", alpha=0.25,
+                        label=f"predicted, {HDI_LABEL}")
+        ax.plot(w, d["predicted_mean"], color="#1f77b4", lw=1.2, label="predicted mean")
+        ax.plot(w, d["actual"], color="black", lw=0.9, marker=".", ms=3, label="actual")
+        ax.set_title(geo, loc="left", fontsize=10)
+        _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
+    axes[0, 0].legend(frameon=False, ncol=3, fontsize=8, loc="upper right")
+    fig.suptitle(f"Weekly {kpi}: actual vs predicted", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
+    plt = _plt()
+    wide = contrib.pivot_table(index="week_start", columns="component", values="mean", aggfunc="sum").sort_index()
+    order = [c for c in ("baseline", "seasonality") if c in wide] + \
+        [c for c in wide.columns if c not in ("baseline", "seasonality")]
+    wide = wide[order]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    idx = pd.to_datetime(wide.index)
+    pos = wide.clip(lower=0)
+    neg = wide.clip(upper=0)
+    ax.stackplot(idx, pos.T.values, labels=list(wide.columns), alpha=0.85)
+    if (neg < 0).any().any():
+        ax.stackplot(idx, neg.T.values, alpha=0.5)
+    ax.set_title(f"Weekly {kpi} by component (sum over geos, posterior mean)")
+    _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
+    ax.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.08))
+    return fig
+
+
+def plot_roas(roas: pd.DataFrame):
+    plt = _plt()
+    channels = sorted(roas["channel"].unique())
+    variants = [v for v in ("uncalibrated", "calibrated") if v in set(roas["variant"])]
+    geos = sorted(roas["geo"].unique())
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    step = 1.0 / (len(variants) * len(geos) + 1)
+    for vi, v in enumerate(variants):
+        for gi, g in enumerate(geos):
+            d = roas[(roas["variant"] == v) & (roas["geo"] == g)].set_index("channel").reindex(channels)
+            xs = [i + (vi * len(geos) + gi) * step - 0.4 for i in range(len(channels))]
+            ax.errorbar(xs, d["roas_mean"], yerr=[d["roas_mean"] - d["roas_hdi_low"], d["roas_hdi_high"] - d["roas_mean"]],
+                        fmt="o", ms=4, color=VARIANT_COLORS.get(v, "k"), alpha=0.9, capsize=2,
+                        label=v if gi == 0 else None)
+    ax.axhline(1.0, color="#c0392b", lw=0.8, ls="--")
+    ax.set_xticks(range(len(channels)), channels)
+    ax.set_ylabel("ROAS (revenue per 1 spent)")
+    ax.set_title(f"ROAS per channel, one point per geo, {HDI_LABEL} (dashed: break-even)")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
+    plt = _plt()
+    channels = sorted(curves["channel"].unique())
+    cols = min(2, len(channels))
+    rows = (len(channels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False)
+    for ax, ch in zip(axes.ravel(), channels):
+        for g, d in curves[curves["channel"] == ch].groupby("geo"):
+            d = d.sort_values("spend")
+            line, = ax.plot(d["spend"], d["response_mean"], lw=1.3, label=g)
+            ax.fill_between(d["spend"], d["hdi_low"], d["hdi_high"], color=line.get_color(), alpha=0.15)
+            cur, top = float(d["current_weekly_spend"].iloc[0]), float(d["max_weekly_spend"].iloc[0])
+            ax.axvline(cur, color=line.get_color(), ls="--", lw=0.8)
+            ax.axvline(top, color=line.get_color(), ls=":", lw=0.8)
+        ax.set_title(f"{ch} (dashed: current weekly spend, dotted: largest seen)", fontsize=9, loc="left")
+        _money_axis(ax, f"weekly spend ({currency})", axis="x")
+        ax.set_ylabel(f"weekly {kpi}")
+        ax.legend(frameon=False, fontsize=7)
+    for ax in axes.ravel()[len(channels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lift(fit: pd.DataFrame):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    labels = [f"{r.test_id}\n{r.geo}" if "geo" in fit and pd.notna(getattr(r, "geo", None)) else r.test_id
+              for r in fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else [])).itertuples()]
+    keys = fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else []))
+    for i, k in enumerate(keys.itertuples()):
+        rows = fit[(fit["test_id"] == k.test_id) & ((fit["geo"] == k.geo) if "geo" in fit else True)]
+        ax.errorbar([i - 0.25], [k.observed], yerr=[[1.96 * k.sigma], [1.96 * k.sigma]], fmt="s", color="black",
+                    capsize=3, label="measured (+/- 1.96 sigma)" if i == 0 else None)
+        for j, r in enumerate(rows.itertuples()):
+            ax.errorbar([i + 0.05 + 0.2 * j], [r.predicted_mean],
+                        yerr=[[r.predicted_mean - r.predicted_hdi_low], [r.predicted_hdi_high - r.predicted_mean]],
+                        fmt="o", color=VARIANT_COLORS.get(r.variant, "k"), capsize=3,
+                        label=f"predicted, {r.variant}" if i == 0 else None)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("weekly lift (KPI)")
+    ax.set_title("Lift tests: measured vs predicted weekly lift")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
+    plt = _plt()
+    d = alloc.sort_values(["channel", "geo"])
+    labels = [f"{c}\n{g}" for c, g in zip(d["channel"], d["geo"])]
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    x = range(len(d))
+    ax.bar([i - 0.2 for i in x], d["current_spend"], width=0.4, color="#bbbbbb", label="current plan")
+    colors = ["#e67e22" if e else "#1f77b4" for e in d["extrapolated"]]
+    ax.bar([i + 0.2 for i in x], d["optimal_spend"], width=0.4, color=colors, label="recommended")
+    ax.set_xticks(list(x), labels, fontsize=7)
+    _money_axis(ax, currency)
+    ax.set_title(title + " (orange: beyond the largest weekly spend seen)", fontsize=10)
+    ax.legend(frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _primary(runs: pd.DataFrame) -> pd.Series:
+    """The variant the headline and the plan speak for: calibrated when it was fitted."""
+    by = runs.set_index("variant")
+    return by.loc["calibrated"] if "calibrated" in by.index else by.iloc[0]
+
+
+def _channel_totals(roas: pd.DataFrame) -> pd.DataFrame:
+    g = roas.groupby(["variant", "channel"], as_index=False)[["spend", "contribution_mean"]].sum()
+    g["roas"] = g["contribution_mean"] / g["spend"]
+    g["cost_per_incremental_kpi"] = g["spend"] / g["contribution_mean"]
+    w = roas.assign(_w=roas["current_weekly_spend"] * roas["mroas_mean"])
+    m = w.groupby(["variant", "channel"], as_index=False)[["_w", "current_weekly_spend"]].sum()
+    m["mroas"] = m["_w"] / m["current_weekly_spend"]
+    return g.merge(m[["variant", "channel", "mroas"]], on=["variant", "channel"])
+
+
+def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> Report:
+    from jinja2 import Environment, select_autoescape
+
+    cur, kpi = inp.currency, inp.kpi_name
+    kfmt = (lambda v: money(v, cur)) if inp.kpi_is_money else (lambda v: f"{v:,.0f} {kpi}")
+    m = lambda v: money(v, cur)  # noqa: E731
+    runs = inp.t("runs")
+    prim = _primary(runs)
+    variant, model_version = str(prim.name), str(prim["model_version"])
+    gated = bool(prim["gated"])
+    ungated_variants = sorted(runs.loc[~runs["gated"].astype(bool), "variant"])
+    banner = None
+    if ungated_variants:
+        why = []
+        for r in runs.to_dict("records"):
+            if not r["gated"]:
+                why.append(f"{r['variant']}: " + (f"fitted in the {r['profile']} profile, gates not enforced"
+                                                  if r.get("profile") != "full" else
+                                                  f"failed its convergence gate ({r.get('gate_failures') or 'see model_runs'})"))
+        banner = ("UNGATED MODEL: do not act on these numbers. " + "; ".join(why) + ".")
+    # A failed gate blocks the outputs: what the marts then hold comes from an earlier model.
+    out_versions = set()
+    for key in ("roas", "curves", "allocation"):
+        if len(inp.t(key)):
+            out_versions |= set(inp.t(key)["model_version"].astype(str))
+    earlier = sorted(out_versions - set(runs["model_version"].astype(str)))
+    stale_note = (f" The ROAS, curves and budget plan below come from earlier model(s) {', '.join(earlier)}: the "
+                  "newest fit was not allowed to update them." if earlier else "")
+    if stale_note:
+        banner = (banner or "") + stale_note
+    sections: dict[str, dict] = {}
+    roas = inp.t("roas")
+    ch = _channel_totals(roas) if len(roas) else pd.DataFrame()
+    chp = ch[ch["variant"] == variant].sort_values("roas", ascending=False) if len(ch) else ch
+    contrib = inp.t("contributions")
+    contrib_p = contrib[contrib["variant"] == variant] if len(contrib) else contrib
+    fit = inp.t("fit")
+    fit_p = fit[fit["variant"] == variant] if len(fit) else fit
+
+    # 1. headline
+    spend_total = float(roas.loc[roas["variant"] == variant, "spend"].sum()) if len(roas) else float("nan")
+    kpi_total = float(fit_p["actual"].sum()) if len(fit_p) else float("nan")
+    media = float(contrib_p.loc[contrib_p["component_type"] == "media", "mean"].sum()) if len(contrib_p) else float("nan")
+    share = media / kpi_total if kpi_total else float("nan")
+    alloc = inp.t("allocation")
+    plans = []
+    for aid, a in (alloc.groupby("allocation_id", sort=False) if len(alloc) else []):
+        plans.append({"id": aid, "gain": float((a["expected_response_mean"] - a["current_response_mean"]).sum()),
+                      "expected": float(a["expected_response_mean"].sum()), "current": float(a["current_response_mean"].sum()),
+                      "low": float(a["expected_response_hdi_low"].sum()), "high": float(a["expected_response_hdi_high"].sum()),
+                      "budget": float(a["total_budget"].iloc[0]), "weeks": int(a["horizon_weeks"].iloc[0]),
+                      "variant": a["variant"].iloc[0], "gated": bool(a["gated"].all()), "frame": a})
+    main_plan = next((p for p in plans if p["id"] == "default"), plans[0] if plans else None)
+    best = chp.iloc[0] if len(chp) else None
+    worst = chp.iloc[-1] if len(chp) else None
+    geo_roas = roas[roas["variant"] == variant] if len(roas) else roas
+
+    def geo_range(channel):
+        d = geo_roas[geo_roas["channel"] == channel]
+        return f"geo {HDI_LABEL}s from {ratio(d['roas_hdi_low'].min())} to {ratio(d['roas_hdi_high'].max())}"
+
+    facts = [
+        ("Spend (training period)", m(spend_total), f"{len(fit_p['week_start'].unique()) if len(fit_p) else '?'} weeks, "
+         f"{len(runs_geos(inp.tables))} geos"),
+        (f"{kpi} (training period)", kfmt(kpi_total), "actual, from the modelled weeks"),
+        (f"Media-driven share of {kpi}", pct(share),
+         f"{kfmt(media)} of {kfmt(kpi_total)}; the marts hold weekly intervals per geo, not one for the total"),
+    ]
+    if best is not None:
+        facts.append(("Best channel by ROAS", f"{best['channel']}: {ratio(best['roas'])}", geo_range(best["channel"])))
+        facts.append(("Worst channel by ROAS", f"{worst['channel']}: {ratio(worst['roas'])}", geo_range(worst["channel"])))
+    if main_plan:
+        facts.append((f"Recommended plan vs current ({main_plan['id']}, {main_plan['weeks']} weeks)",
+                      f"{'+' if main_plan['gain'] >= 0 else ''}{kfmt(main_plan['gain'])}",
+                      f"expected {kfmt(main_plan['expected'])} (cells' {HDI_LABEL}s sum to "
+                      f"{kfmt(main_plan['low'])} to {kfmt(main_plan['high'])}) vs {kfmt(main_plan['current'])} now; "
+                      "the interval of the gain itself is not stored in the marts"))
+    facts.append(("Model", f"{variant} ({model_version})", "gated: passed its convergence gates" if gated
+                  else "NOT gated: " + ("fast profile" if prim.get("profile") != "full" else "failed its gates")))
+    head_text = (
+        f"In market {inp.market}, {m(spend_total)} of media over the training period brought an estimated "
+        f"{kfmt(media)} of {kpi} ({pct(share)} of it). "
+        + (f"{best['channel']} returned the most per {cur} spent ({ratio(best['roas'])}) and {worst['channel']} the least "
+           f"({ratio(worst['roas'])}). " if best is not None else "")
+        + (f"Moving the same budget as recommended is expected to change {kpi} by {kfmt(main_plan['gain'])} over "
+           f"{main_plan['weeks']} weeks. " if main_plan else "No budget scenario was run. ")
+        + ("The model passed its gates." if gated else "The model is NOT gated: treat every number as provisional.")
+        + stale_note)
+    sections["headline"] = {"text": head_text, "facts": facts,
+                            "images": [_png(plot_headline(chp, cur, kpi), "spend and incremental KPI per channel")]
+                            if len(chp) else []}
+
+    # 2. fit
+    fit_rows = runs[["variant", "model_version", "profile", "chains", "draws", "max_rhat", "min_ess_bulk", "divergences",
+                     "r2", "mape", "coverage_94", "passed_gates", "gated"]].copy()
+    diag = inp.t("diagnostics")
+    diag_html = "<p>Per-parameter diagnostics are not in the marts for this run (marts.model_diagnostics).</p>"
+    if len(diag):
+        d = diag.sort_values(["variant", "max_rhat"], ascending=[True, False])[
+            ["variant", "parameter", "max_rhat", "min_ess_bulk", "min_ess_tail"]]
+        diag_html = _table(d, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
+                               "min_ess_tail": lambda v: f"{v:,.0f}"},
+                           flag_rows=(d["max_rhat"] > 1.01) | (d["min_ess_bulk"] < 400))
+    val = inp.t("validation")
+    oos = ("<p>Out-of-sample: " + _table(val) + "</p>") if len(val) else \
+        "<p class='gap'>Out-of-sample: no out-of-sample validation configured (the marts hold no held-out " \
+        "weeks), so only in-sample figures are shown.</p>"
+    fit_images = [_png(plot_fit(fit_p, kpi, cur), "actual vs predicted KPI per geo")] if len(fit_p) else []
+    sections["fit"] = {
+        "text": (f"The {variant} model explains {pct(prim['r2'])} of the weekly variation of {kpi} in sample "
+                 f"(R-squared), misses by {pct(prim['mape'])} on average (MAPE), and {pct(prim['coverage_94'])} of the "
+                 f"weeks fall inside its {HDI_LABEL} (should be near 94%). Gates: max R-hat <= 1.01, bulk ESS >= 400, "
+                 "no divergences." + ("" if len(fit_p) else " The weekly fit table is not in the marts for this run.")),
+        "html": _table(fit_rows, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
+                                  "r2": lambda v: f"{v:.3f}", "mape": pct, "coverage_94": pct})
+        + oos + "<h3>Worst R-hat and ESS per parameter group</h3>" + diag_html,
+        "images": fit_images}
+
+    # 3. contributions
+    if len(contrib_p):
+        tot = contrib_p.groupby(["component", "component_type"], as_index=False)["mean"].sum()
+        tot["share_of_kpi"] = tot["mean"] / kpi_total if kpi_total else float("nan")
+        tot = tot.sort_values("mean", ascending=False).rename(columns={"mean": f"total_{kpi}"})
+        no_controls = "control" not in set(contrib_p["component_type"])
+        sections["contributions"] = {
+            "text": (f"Of {kfmt(kpi_total)} of {kpi}, the baseline (what would happen without media) is "
+                     f"{kfmt(tot.loc[tot['component'] == 'baseline', f'total_{kpi}'].sum())}, seasonality "
+                     f"{kfmt(tot.loc[tot['component'] == 'seasonality', f'total_{kpi}'].sum())}, and media {kfmt(media)}."
+                     + (" Controls: no control variables configured." if no_controls else "")
+                     + " The marts hold a 94% interval per week and geo, not one for these sums."),
+            "html": _table(tot, {f"total_{kpi}": kfmt, "share_of_kpi": pct}),
+            "images": [_png(plot_contributions(contrib_p, kpi, cur), "weekly decomposition")]}
+    else:
+        sections["contributions"] = {"text": "No decomposition in the marts for this market.", "html": "", "images": []}
+
+    # 4. channel economics
+    if len(roas):
+        side = ch.pivot_table(index="channel", columns="variant", values=["roas", "mroas", "cost_per_incremental_kpi"])
+        side.columns = [f"{a}_{b}" for a, b in side.columns]
+        side = side.reset_index()
+        spend_c = ch[ch["variant"] == variant][["channel", "spend"]]
+        side = spend_c.merge(side, on="channel")
+        per_geo = roas[["variant", "geo", "channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
+                        "cost_per_incremental_kpi"]].sort_values(["channel", "geo", "variant"]).copy()
+        per_geo["roas_94"] = [interval(lo, hi, ratio) for lo, hi in zip(per_geo["roas_hdi_low"], per_geo["roas_hdi_high"])]
+        per_geo = per_geo.drop(columns=["roas_hdi_low", "roas_hdi_high"])
+        fm = {c: ratio for c in side.columns if c.startswith(("roas", "mroas"))}
+        fm.update({c: (lambda v: money(v, cur, 2)) for c in side.columns if c.startswith("cost_per")})
+        fm["spend"] = m
+        sections["economics"] = {
+            "text": (f"ROAS is incremental {kpi} per {cur} spent over the training period; marginal ROAS is what the next "
+                     f"{cur} would return at today's weekly spend (below 1: spending more loses money); cost per "
+                     f"incremental {kpi} is in {cur}. Market rows sum geos (their interval is not stored); the per-geo "
+                     f"table has each {HDI_LABEL}. Uncalibrated and calibrated side by side."),
+            "html": _table(side, fm) + "<h3>Per geo</h3>" + _table(
+                per_geo, {"spend": m, "roas_mean": ratio, "mroas_mean": ratio,
+                           "cost_per_incremental_kpi": lambda v: money(v, cur, 2)}),
+            "images": [_png(plot_roas(roas), "ROAS per channel and geo")]}
+    else:
+        sections["economics"] = {"text": "No ROAS in the marts for this market.", "html": "", "images": []}
+
+    # 5. response curves
+    curves = inp.t("curves")
+    cp = curves[curves["variant"] == variant] if len(curves) else curves
+    if len(cp):
+        now = cp.drop_duplicates(["geo", "channel"])[["geo", "channel", "current_weekly_spend", "max_weekly_spend"]]
+        sections["curves"] = {
+            "text": (f"Weekly {kpi} a channel brings at each weekly spend ({variant} model, {HDI_LABEL} shaded). Dashed: "
+                     "today's weekly spend (last 13 weeks); dotted: the largest weekly spend in the data, beyond which "
+                     "the curve is extrapolated."),
+            "html": _table(now, {"current_weekly_spend": m, "max_weekly_spend": m}),
+            "images": [_png(plot_curves(cp, cur, kpi), "response curves in money")]}
+    else:
+        sections["curves"] = {"text": "No response curves in the marts for this market.", "html": "", "images": []}
+
+    # 6. calibration
+    lf, cal = inp.t("lift_fit"), inp.t("calibration")
+    if len(lf):
+        lft = lf[["test_id", "variant"] + (["geo"] if "geo" in lf else []) + ["observed", "sigma", "predicted_mean",
+                                                                              "predicted_hdi_low", "predicted_hdi_high", "z_score"]].copy()
+        changed = ""
+        if len(cal) and "precision_improvement_pct" in cal:
+            c = cal.groupby(["channel", "parameter"], as_index=False)["precision_improvement_pct"].mean()
+            changed = "<h3>What calibration changed (HDI narrower by, %, mean over geos)</h3>" + _table(
+                c.pivot(index="channel", columns="parameter", values="precision_improvement_pct").reset_index(),
+                {k: (lambda v: f"{v:.1f}") for k in c["parameter"].unique()})
+        if len(ch) and {"uncalibrated", "calibrated"} <= set(ch["variant"]):
+            r = ch.pivot(index="channel", columns="variant", values="roas").reset_index()
+            r["change"] = r["calibrated"] - r["uncalibrated"]
+            changed += "<h3>ROAS before and after calibration</h3>" + _table(r, {k: ratio for k in r.columns if k != "channel"})
+        sections["calibration"] = {
+            "text": (f"Each lift test measured a weekly lift (black, +/- 1.96 sigma); each model predicts one for the same "
+                     f"spend change ({HDI_LABEL}). A calibrated model should agree with the tests (|z| below 2)."),
+            "html": _table(lft, {k: (lambda v: f"{v:,.0f}") for k in
+                                 ("observed", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high")}
+                           | {"z_score": lambda v: f"{v:.2f}"}, flag_rows=lft["z_score"].abs() > 2) + changed,
+            "images": [_png(plot_lift(lf), "lift tests measured vs predicted")]}
+    else:
+        sections["calibration"] = {"text": "No calibrated model for this market (no valid lift test), so there is "
+                                           "nothing to compare.", "html": "", "images": []}
+
+    # 7. budget plan
+    if plans:
+        parts, imgs = [], []
+        for p in plans:
+            a = p["frame"].copy()
+            bound = inp.bounds.get(p["id"])
+            at_bound = []
+            for r in a.itertuples():
+                b = bound(r.geo, r.channel) if bound else None
+                ratio_ = r.optimal_spend / r.current_spend if r.current_spend else float("nan")
+                at_bound.append(bool(b) and any(abs(ratio_ - x) < 1e-3 for x in b))
+            a["at_bound"] = at_bound
+            a["change"] = a["optimal_spend"] - a["current_spend"]
+            a["expected_94"] = [interval(lo, hi, kfmt) for lo, hi in
+                                zip(a["expected_response_hdi_low"], a["expected_response_hdi_high"])]
+            t = a[["geo", "channel", "current_spend", "optimal_spend", "change", "current_response_mean",
+                   "expected_response_mean", "expected_94", "at_bound", "extrapolated"]]
+            parts.append(
+                f"<h3>Scenario {html.escape(str(p['id']))}</h3><p>Budget {m(p['budget'])} over {p['weeks']} weeks, "
+                f"{p['variant']} model{'' if p['gated'] else ' (UNGATED)'}. Expected {kpi}: {kfmt(p['expected'])} "
+                f"(cells' {HDI_LABEL}s {kfmt(p['low'])} to {kfmt(p['high'])}) against {kfmt(p['current'])} on the "
+                f"current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])}. Highlighted rows sit at a bound of the "
+                "scenario or beyond the largest weekly spend seen (extrapolated).</p>"
+                + _table(t, {k: m for k in ("current_spend", "optimal_spend", "change")}
+                         | {k: kfmt for k in ("current_response_mean", "expected_response_mean")},
+                         flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
+            imgs.append(_png(plot_plan(a, cur, f"Scenario {p['id']}: spend per channel and geo"), f"plan {p['id']}"))
+        sections["plan"] = {"text": (f"Current vs recommended spend over the planning horizon in {cur}, with the "
+                                     f"{kpi} each is expected to bring (incl. carryover)."),
+                            "html": "".join(parts), "images": imgs}
+    else:
+        sections["plan"] = {"text": "No budget scenario in the marts for this market.", "html": "", "images": []}
+
+    # 8. data
+    q = inp.quarantine
+    imp = inp.imputed
+    fresh = inp.freshness
+    stale = fresh[~fresh["fresh"]] if len(fresh) else fresh
+    docs = ""
+    if inp.data_docs_index is not None:
+        docs = (f"<p>Every data-quality validation is browsable in the <a href='{html.escape(inp.data_docs_index.as_uri())}'>"
+                "Great Expectations Data Docs</a>.</p>")
+    sections["data"] = {
+        "text": (f"{int((inp.load_log['event'] == 'loaded').sum()) if len(inp.load_log) else 0} input files loaded, "
+                 f"{int(q['rows'].sum()) if len(q) else 0} rows quarantined, "
+                 f"{int(imp['imputed_weeks'].sum()) if len(imp) else 0} cost-per-unit weeks imputed in this market. "
+                 + ("Every source is fresh (newest day within "
+                    f"{inp.freshness_days} days)." if stale.empty else
+                    f"Stale: {', '.join(f'{r.source} (newest {r.newest_day}, {r.age_days} days old)' for r in stale.itertuples())}"
+                    f" against a limit of {inp.freshness_days} days.")),
+        "html": "<h3>Input files</h3>" + _table(inp.load_log) + "<h3>Quarantined rows by reason</h3>"
+        + (_table(q) if len(q) else "<p>Nothing quarantined.</p>")
+        + "<h3>Imputed cost-per-unit weeks</h3>" + (_table(imp[imp["imputed_weeks"] > 0]) if len(imp) and
+                                                     (imp["imputed_weeks"] > 0).any() else "<p>None imputed.</p>")
+        + "<h3>Freshness</h3>" + _table(fresh, flag_rows=~fresh["fresh"]) + docs,
+        "images": []}
+
+    env = Environment(autoescape=select_autoescape(["html", "j2"]))
+    tpl = env.from_string(TEMPLATE.read_text())
+    page = tpl.render(market=inp.market, model_version=model_version, variant=variant, gated=gated, banner=banner,
+                      generated_at=inp.generated_at.strftime("%Y-%m-%d %H:%M UTC"), currency=cur, kpi=kpi,
+                      sections=[dict(id=sid, title=title, **sections[sid]) for sid, title in SECTIONS],
+                      index_href=index_href)
+    summary = "\n".join([f"**{inp.market}** ({variant} model `{model_version}`, "
+                         f"{'gated' if gated else '**UNGATED**'})", "", head_text, "",
+                         "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b, _ in facts)])
+    headline = {"currency": cur, "kpi": kpi, "kpi_is_money": inp.kpi_is_money, "spend": spend_total, "kpi_total": kpi_total, "media_share": share,
+                "best_channel": None if best is None else str(best["channel"]),
+                "worst_channel": None if worst is None else str(worst["channel"]),
+                "plan_gain": main_plan["gain"] if main_plan else None}
+    return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are meant to be shared
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None) -> Path:
+    """`<reports_dir>/<market>/<model_version>.html` plus its JSON sidecar; then the index."""
+    folder = Path(reports_dir) / report.market
+    path = _write_atomic(folder / f"{report.model_version}.html", report.html)
+    _write_atomic(folder / f"{report.model_version}.json", json.dumps({
+        "market": report.market, "model_version": report.model_version, "variant": report.variant,
+        "gated": report.gated, "run_id": run_id, "file": f"{report.market}/{report.model_version}.html",
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "headline": report.headline,
+    }, default=str))
+    write_index(reports_dir)
+    return path
+
+
+def list_reports(reports_dir: Path) -> list[dict]:
+    out = []
+    for side in sorted(Path(reports_dir).glob("*/*.json")):
+        try:
+            entry = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        if (Path(reports_dir) / entry.get("file", "")).exists():
+            out.append(entry)
+    return sorted(out, key=lambda e: (e["market"], e["generated_at"]), reverse=False)
+
+
+def write_index(reports_dir: Path) -> Path:
+    """`index.html`: every market, newest report first, then its earlier runs."""
+    from jinja2 import Environment, select_autoescape
+
+    entries = list_reports(reports_dir)
+    markets: dict[str, list] = {}
+    for e in entries:
+        markets.setdefault(e["market"], []).append(e)
+    for runs in markets.values():
+        runs.sort(key=lambda e: e["generated_at"], reverse=True)
+    env = Environment(autoescape=select_autoescape(["html", "j2"]))
+    page = env.from_string(INDEX_TEMPLATE.read_text()).render(
+        markets=markets, any_ungated=any(not runs[0]["gated"] for runs in markets.values()),
+        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), fmt_money=lambda v, c="": (
+            "n/a" if v is None else f"{v:,.0f} {c}".strip()), fmt_pct=lambda v: "n/a" if v is None else f"{100 * v:.1f}%")
+    return _write_atomic(Path(reports_dir) / "index.html", page)

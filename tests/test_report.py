@@ -1,0 +1,171 @@
+"""The HTML reports, the Data Docs site and the publication asset, on the shared fast materialization."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from mmm_pipeline import data_docs, report, validation, warehouse
+
+
+def _latest_runs(wh: Path) -> pd.DataFrame:
+    with warehouse.connect(wh) as con:
+        return con.execute("SELECT market, variant, model_version, gated FROM marts.model_runs_latest").df()
+
+
+def _inputs(sample_run, market: str) -> report.ReportInputs:
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        return report.load_inputs(con, market, currency="USD", today=date(2026, 1, 5))
+
+
+def test_one_self_contained_report_per_market_and_an_index(sample_run):
+    assert sample_run["result"].success
+    reports = sample_run["artifacts"] / "reports"
+    runs = _latest_runs(sample_run["warehouse"])
+    index = (reports / "index.html").read_text()
+    for market, m in runs.groupby("market"):
+        version = m.set_index("variant").loc["calibrated", "model_version"]  # the sample calibrates both markets
+        path = reports / market / f"{version}.html"
+        page = path.read_text()
+        for sid, title in report.SECTIONS:
+            assert f'data-section="{sid}"' in page and title.split(". ", 1)[1] in page
+        # self-contained: no reference leaves the file (images are data URIs, styles inline)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+        assert "<link" not in page and "<script" not in page
+        assert page.count('src="data:image/png;base64,') >= 7
+        assert 'id="ungated-banner"' in page and "UNGATED MODEL" in page  # fast profile: not gated
+        assert f'href="{market}/{version}.html"' in index
+        sidecar = json.loads((reports / market / f"{version}.json").read_text())
+        assert sidecar["gated"] is False and sidecar["headline"]["currency"] == "USD"
+    assert 'id="ungated-banner"' in index
+
+
+def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeypatch):
+    from mmm_pipeline import model
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the report must not load a model")
+
+    monkeypatch.setattr(model, "load_model", no_model)
+    started = time.perf_counter()
+    inp = _inputs(sample_run, "west")
+    rep = report.build_report(inp)
+    seconds = time.perf_counter() - started
+    assert seconds < 10, f"report took {seconds:.1f} s"
+    assert len(rep.sections) == 8
+    # the headline numbers are the marts' own
+    roas, alloc = inp.t("roas"), inp.t("allocation")
+    spend = roas.loc[roas["variant"] == rep.variant, "spend"].sum()
+    assert rep.headline["spend"] == pytest.approx(spend)
+    a = alloc[alloc["allocation_id"] == alloc["allocation_id"].iloc[0]]
+    assert rep.headline["plan_gain"] == pytest.approx((a["expected_response_mean"] - a["current_response_mean"]).sum())
+    assert f"{spend:,.0f} USD" in rep.html
+    # gaps are said in words, not filled with numbers
+    assert "no out-of-sample validation configured" in rep.html
+    assert "no control variables configured" in rep.html
+    # per-parameter diagnostics and the weekly fit come from the marts the fit wrote
+    assert set(inp.t("diagnostics")["parameter"]) >= {"saturation_lam", "saturation_beta", "adstock_alpha"}
+    fit = inp.t("fit")
+    assert len(fit) and (fit["predicted_low"] <= fit["predicted_high"]).all()
+    assert "**UNGATED**" in rep.summary_markdown
+
+
+def test_a_gated_model_has_no_banner_and_a_failed_gate_says_why(sample_run):
+    inp = _inputs(sample_run, "east")
+    runs = inp.tables["runs"].copy()
+    inp.tables["runs"] = runs.assign(gated=True, passed_gates=True, profile="full")
+    page = report.build_report(inp).html
+    assert 'id="ungated-banner"' not in page and "UNGATED model" not in page
+    inp.tables["runs"] = runs.assign(gated=False, passed_gates=False, profile="full",
+                                     gate_failures="max R-hat 1.0400 > 1.01")
+    page = report.build_report(inp).html
+    assert 'id="ungated-banner"' in page and "failed its convergence gate (max R-hat 1.0400 &gt; 1.01)" in page
+
+
+def test_a_market_without_a_model_fails_with_its_name(sample_run):
+    with warehouse.connect(sample_run["warehouse"]) as con, pytest.raises(report.ReportError, match="'north'"):
+        report.load_inputs(con, "north", currency="USD")
+
+
+def _events(sample_run, asset: str):
+    inst = sample_run["result"].instance
+    return inst.fetch_materializations(dg.AssetKey(asset), limit=10).records
+
+
+def test_report_asset_metadata_has_path_and_summary(sample_run):
+    records = _events(sample_run, "market_report")
+    assert {r.partition_key for r in records} == {"east", "west"}
+    meta = records[0].asset_materialization.metadata
+    assert Path(meta["path"].value).exists() and meta["path"].value.endswith(".html")
+    assert "UNGATED" in meta["summary"].value and meta["sections"].value == 8
+    assert meta["render_seconds"].value < 10
+
+
+def test_bi_publication_is_an_asset_with_its_source_runs_and_the_reports(sample_run):
+    from assets.definitions import defs
+
+    records = _events(sample_run, "bi_publication")
+    assert len(records) == 1
+    meta = records[0].asset_materialization.metadata
+    model_runs = {r.run_id for r in sample_run["result"].results if r.job_def.name == "model_job"}
+    assert model_runs and model_runs <= set(meta["source_runs"].value)
+    published = Path(meta["published_file"].value)
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM marts.model_fit_latest").fetchone()[0] > 0
+    assert (published.parent / "reports" / "index.html").exists()
+    assert list((published.parent / "reports").glob("*/*.html"))
+    graph = defs.resolve_asset_graph()
+    # the end of the graph, and both reader-facing assets warn when older than the weekly refresh
+    assert not graph.get(dg.AssetKey("bi_publication")).child_keys
+    assert dg.AssetKey("market_report") in graph.get(dg.AssetKey("bi_publication")).parent_keys
+    for key in ("bi_publication", "market_report"):
+        policy = graph.get(dg.AssetKey(key)).freshness_policy
+        assert policy is not None and policy.warn_window.to_timedelta().days == 8
+
+
+def test_the_sensor_requests_the_publication_asset():
+    from assets.run_sensors import publish_marts_after_success
+
+    assert publish_marts_after_success.job_name == "publish_job"
+
+
+def test_every_check_links_its_data_docs_page(sample_run):
+    docs = sample_run["artifacts"] / "gx" / "uncommitted" / "data_docs" / "local_site"
+    assert (docs / "index.html").exists()
+    linked = {}
+    for e in sample_run["result"].all_events:
+        if e.event_type_value == "ASSET_CHECK_EVALUATION":
+            d = e.asset_check_evaluation_data
+            if "data_docs" in d.metadata:
+                linked[d.check_name] = d.metadata["data_docs"].value
+    assert set(linked) >= {"raw_ad_reporting_contract", "staging_media_weekly_contract",
+                           "staging_kpi_weekly_contract", "cost_per_unit_contract", "raw_lift_tests_contract"}
+    for url in linked.values():
+        assert url.startswith("file://") and Path(url[len("file://"):]).exists()
+    # the stored suites keep runtime values as suite parameters, not baked-in weeks
+    suite = json.loads((sample_run["artifacts"] / "gx" / "expectations" / "staging_kpi_weekly.json").read_text())
+    assert {"$PARAMETER": "weeks"} in [x["kwargs"].get("value_set") for x in suite["expectations"]]
+    checkpoints = {p.stem for p in (sample_run["artifacts"] / "gx" / "checkpoints").glob("*.json")}
+    assert {"staging_kpi_weekly", "cost_per_unit"} <= checkpoints
+
+
+def test_sql_counted_results_land_in_the_same_site(tmp_path):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 'x' AS source_relation, DATE '2024-01-01' AS date_day, 'google_ads' AS platform, "
+                "'a' AS account_id, 'c' AS campaign_id, '' AS ad_group_id, '' AS ad_id, 'US' AS geo, "
+                "'search' AS channel, 1.0 AS clicks, -5.0 AS impressions, 2.0 AS spend")
+    args = (date(2000, 1, 1), date.today(), ["google_ads"])
+    spec = validation.raw_ad_reporting_suite(*args)
+    out = data_docs.record_outcome(spec, validation.raw_ad_reporting_sql_outcome(con, "t", *args), tmp_path / "gx")
+    assert not out.success and out.data_docs_url
+    page = Path(out.data_docs_url[len("file://"):]).read_text()
+    assert "impressions" in page and "duckdb-sql" in out.data_docs_url
+    assert "raw_ad_reporting" in data_docs.site_index(tmp_path / "gx").read_text()

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import importlib.util
 import io
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 OWNERS = ["team:marketing-analytics"]
+
+
+def hash_sources(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def source_version(*modules: str) -> str:
+    """An asset's `code_version`: a hash of the source of the `mmm_pipeline` modules that compute it.
+
+    It changes whenever that code does (no constant to forget to bump), so Dagster
+    shows the old materializations as stale and the asset's data version, which
+    includes it, appends new history rows. Modules are found without importing
+    them (the model stack is slow to import when the code location loads).
+    """
+    return hash_sources([Path(importlib.util.find_spec(m).origin) for m in modules])
 
 
 def table_metadata(df: pd.DataFrame, table: str, preview_rows: int = 10) -> dict:

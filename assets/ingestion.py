@@ -3,12 +3,12 @@
 
 import dagster as dg
 
-from assets._meta import OWNERS, table_metadata
+from assets._meta import OWNERS, source_version, table_metadata
 from mmm_pipeline import ingest
 from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings, WarehouseResource
 
-INGEST_CODE_VERSION = "1"
+INGEST_CODE_VERSION = source_version("mmm_pipeline.ingest", "mmm_pipeline.readers")
 COMMON = dict(group_name="ingestion", owners=OWNERS, code_version=INGEST_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 

@@ -9,15 +9,18 @@ gates only warn and every row says `gated = false`.
 import dagster as dg
 import pandas as pd
 
-from assets._meta import OWNERS, plots_metadata, table_metadata
+from assets._meta import OWNERS, plots_metadata, source_version, table_metadata
 from assets.automation import DOWNSTREAM
 from assets.models import MARKETS, _market_inputs, mmm_calibrated, mmm_uncalibrated
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-OUTPUT_CODE_VERSION = "1"
+# Each output's code version follows the modules that compute it.
+CURVES_CODE_VERSION = source_version("mmm_pipeline.curves")
+ROAS_CODE_VERSION = source_version("mmm_pipeline.curves")
+ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.allocation", "mmm_pipeline.curves")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
-              code_version=OUTPUT_CODE_VERSION, deps=[mmm_uncalibrated, mmm_calibrated])
+              deps=[mmm_uncalibrated, mmm_calibrated])
 
 
 def _fitted_models(con, market: str) -> dict[str, dict]:
@@ -39,14 +42,15 @@ def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFra
 
 
 def _append_per_variant(warehouse: WarehouseResource, table: str, rows: dict[str, pd.DataFrame],
-                        fits: dict) -> tuple[pd.DataFrame, str]:
-    """Append each variant's rows as a version of `table` (keyed by its model); returns all rows and
-    the asset's data version, which changes exactly when a model does."""
+                        fits: dict, code_version: str) -> tuple[pd.DataFrame, str]:
+    """Append each variant's rows as a version of `table`; returns all rows and the asset's data
+    version. Both change exactly when a model or the code computing the rows does."""
     with warehouse.get_connection() as con:
         for v, df in rows.items():
-            append_history(con, table, df, version=fits[v]["model_version"],
-                           version_column="model_version", partition_columns=("market", "variant"))
-    version = fingerprint(OUTPUT_CODE_VERSION, sorted(f["model_version"] for f in fits.values()))
+            df = df.assign(model_version=fits[v]["model_version"])
+            append_history(con, table, df, version=fingerprint(code_version, fits[v]["model_version"]),
+                           partition_columns=("market", "variant"))
+    version = fingerprint(code_version, sorted(f["model_version"] for f in fits.values()))
     return pd.concat(rows.values(), ignore_index=True), version
 
 
@@ -54,7 +58,7 @@ def _append_per_variant(warehouse: WarehouseResource, table: str, rows: dict[str
           description="marts.response_curves: per geo and channel, weekly KPI response (mean, 94% HDI) "
           "against weekly spend from 0 to 2x the historical maximum, money on the x axis through the "
           "spend-weighted cost per unit of the last 13 weeks; one PNG per channel with both variants.",
-          **COMMON)
+          code_version=CURVES_CODE_VERSION, **COMMON)
 def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from mmm_pipeline import curves
@@ -66,7 +70,7 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
     rows = {v: _stamp(df, market, v, fits[v]) for v, df in by_variant.items()}
-    all_rows, version = _append_per_variant(warehouse, "marts.response_curves", rows, fits)
+    all_rows, version = _append_per_variant(warehouse, "marts.response_curves", rows, fits, CURVES_CODE_VERSION)
     meta = table_metadata(all_rows, "marts.response_curves")
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
@@ -79,7 +83,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 @dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
           description="marts.channel_roas: per geo and channel over the training period, spend, "
           "carryover-aware contribution (pymc-marketing incrementality), ROAS mean and 94% HDI, marginal "
-          "ROAS at current spend and cost per incremental KPI, for both variants.", **COMMON)
+          "ROAS at current spend and cost per incremental KPI, for both variants.",
+          code_version=ROAS_CODE_VERSION, **COMMON)
 def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  settings: PipelineSettings) -> dg.MaterializeResult:
     from mmm_pipeline import curves
@@ -90,7 +95,7 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     rows = {v: _stamp(curves.channel_roas(f["mmm"], media, cpu), market, v, f) for v, f in fits.items()}
-    all_rows, version = _append_per_variant(warehouse, "marts.channel_roas", rows, fits)
+    all_rows, version = _append_per_variant(warehouse, "marts.channel_roas", rows, fits, ROAS_CODE_VERSION)
     meta = table_metadata(all_rows, "marts.channel_roas")
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
     summary["roas"] = summary["contribution_mean"] / summary["spend"]
@@ -133,7 +138,7 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
           "default: today's spend over the planning horizon, each cell within +/-50%), pymc-marketing's "
           "budget optimizer in money with the forecast cost per unit: optimal spend, the units it buys and "
           "the expected response (mean, 94% HDI) next to the current plan. Sums to the budget within 0.1%.",
-          **{k: v for k, v in COMMON.items() if k != "deps"})
+          code_version=ALLOCATION_CODE_VERSION, **{k: v for k, v in COMMON.items() if k != "deps"})
 def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from mmm_pipeline import allocation
@@ -168,7 +173,7 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         results.append(df)
         figures[f"allocation_{scenario.allocation_id}"] = allocation.plot_allocation(df)
     alloc = pd.concat(results, ignore_index=True)
-    version = fingerprint(OUTPUT_CODE_VERSION, alloc.drop(columns=[c for c in alloc if c.endswith("_weekly_spend")],
+    version = fingerprint(ALLOCATION_CODE_VERSION, alloc.drop(columns=[c for c in alloc if c.endswith("_weekly_spend")],
                                                           errors="ignore").round(6).to_json())
     with warehouse.get_connection() as con:
         appended = append_history(con, "marts.budget_allocation", alloc, version=version,

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, plots_metadata, table_metadata
+from assets._meta import OWNERS, plots_metadata, source_version, table_metadata
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
@@ -22,7 +22,10 @@ from mmm_pipeline.settings import RunSettings, market_geos, market_names
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-MODEL_CODE_VERSION = "1"
+# A change to the fitting code refits (it is part of every model_version); the report's own code
+# only re-runs the report.
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests")
+REPORT_CODE_VERSION = source_version("mmm_pipeline.model_report")
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)
@@ -266,7 +269,8 @@ def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"}, pool="duckdb",
           description="marts.calibration_report (94% HDI width of each saturation parameter under both "
           "models, precision improvement, recovery error against truth.json when the input has it) and "
-          "marts.lift_test_fit (predicted vs measured weekly lift per test and variant).", **COMMON)
+          "marts.lift_test_fit (predicted vs measured weekly lift per test and variant).",
+          **{**COMMON, "code_version": REPORT_CODE_VERSION})
 def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from mmm_pipeline import model as model_lib
@@ -283,7 +287,7 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     truth_path = Path(settings.input_dir) / "truth.json"
     truth = truth_path if truth_path.exists() else None
     report, fit_table = model_report.calibration_tables(models, lift, market, truth)
-    version = fingerprint(MODEL_CODE_VERSION, sorted(v for v, _ in models.values()))
+    version = fingerprint(REPORT_CODE_VERSION, sorted(v for v, _ in models.values()))
     with warehouse.get_connection() as con:
         append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",))
         if len(fit_table):

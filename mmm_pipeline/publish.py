@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from mmm_pipeline.settings import ConfigError
-from mmm_pipeline.warehouse import utcnow
+from mmm_pipeline.warehouse import quote_ident, quote_literal, utcnow
 
 
 def published_path(warehouse: Path | str) -> Path:
@@ -38,12 +38,12 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path | str) -> dict[st
         "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'marts' AND NOT internal ORDER BY 1"
     ).fetchall()
     counts = {}
-    con.execute(f"ATTACH '{tmp}' AS pub")
+    con.execute(f"ATTACH {quote_literal(tmp)} AS pub")  # ATTACH takes no bound parameter
     try:
         con.execute("CREATE SCHEMA pub.marts")
         for t in tables:
-            con.execute(f"CREATE TABLE pub.marts.{t} AS SELECT * FROM marts.{t}")
-            counts[t] = con.execute(f"SELECT count(*) FROM pub.marts.{t}").fetchall()[0][0]
+            con.execute(f"CREATE TABLE pub.marts.{quote_ident(t)} AS SELECT * FROM marts.{quote_ident(t)}")
+            counts[t] = con.execute(f"SELECT count(*) FROM pub.marts.{quote_ident(t)}").fetchall()[0][0]
         con.execute("CREATE TABLE pub.marts._published AS SELECT ?::TIMESTAMP AS published_at", [utcnow()])
     finally:
         con.execute("DETACH pub")
@@ -98,7 +98,7 @@ def export_marts_parquet(con: duckdb.DuckDBPyConnection, uri: str) -> dict[str, 
             final = f"{base}/{table}.parquet"
             target = final if remote else str(Path(base) / f".{table}.parquet.{os.getpid()}.tmp")
             # COPY answers with the number of rows it wrote
-            counts[table] = con.execute(f"COPY (SELECT * FROM marts.{table}) TO '{target}' "
+            counts[table] = con.execute(f"COPY (SELECT * FROM marts.{table}) TO {quote_literal(target)} "
                                         "(FORMAT parquet, COMPRESSION zstd)").fetchall()[0][0]
             if not remote:
                 os.replace(target, final)

@@ -332,3 +332,19 @@ def test_an_unknown_pipeline_key_fails_naming_the_closest_valid_one(tmp_path, te
     with pytest.raises(ConfigError) as err:
         load_pipeline_config_text(tmp_path, text)
     assert message in str(err.value)
+
+
+def test_paths_with_quotes_publish_and_export(tmp_path):
+    import duckdb
+
+    from mmm_pipeline import publish
+
+    odd = tmp_path / "o'brien $$ \"x\""
+    db = odd / "warehouse.duckdb"
+    with warehouse.connect(db) as con:
+        con.execute("CREATE TABLE marts.t AS SELECT 1 AS a")
+        counts = publish.publish_marts(con, publish.published_path(db))
+        exported = publish.export_marts_parquet(con, str(odd / "parquet"))
+    assert counts == {"t": 1} and exported["t"] == 1
+    assert duckdb.connect(str(publish.published_path(db)), read_only=True).sql("SELECT a FROM marts.t").fetchall() == [(1,)]
+    assert (odd / "parquet" / "t.parquet").exists()

@@ -77,6 +77,7 @@ class ReportInputs:
     freshness_days: int = 8
     bounds: dict[str, Callable[[str, str], tuple[float, float] | None]] = field(default_factory=dict)
     data_docs_index: Path | None = None
+    validations: pd.DataFrame = field(default_factory=pd.DataFrame)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def t(self, name: str) -> pd.DataFrame:
@@ -143,7 +144,35 @@ def load_inputs(con, market: str, *, currency: str, freshness_days: int = 8, bou
                       "fresh": age is not None and age <= freshness_days})
     return ReportInputs(market=market, currency=currency, kpi_name=kpi, tables=tables, load_log=load_log,
                         quarantine=quarantine, imputed=imputed, freshness=pd.DataFrame(fresh),
-                        freshness_days=freshness_days, bounds=bounds or {}, data_docs_index=data_docs_index)
+                        freshness_days=freshness_days, bounds=bounds or {}, data_docs_index=data_docs_index,
+                        validations=latest_validations(data_docs_index) if data_docs_index else pd.DataFrame())
+
+
+def latest_validations(site_index: Path) -> pd.DataFrame:
+    """The newest GX validation result of every suite: suite, run time, success, counts, its Data Docs page.
+
+    Read from the context's stored results (`gx/uncommitted/validations/<suite>/<run>/<time>/<batch>.json`);
+    the page is the same path under the site's `validations/`.
+    """
+    site = Path(site_index).parent
+    store = site.parents[1] / "validations"
+    newest: dict[str, tuple] = {}
+    for f in store.glob("*/*/*/*.json"):
+        suite, _, run_time, _ = f.relative_to(store).parts
+        if suite not in newest or run_time > newest[suite][0]:
+            newest[suite] = (run_time, f)
+    rows = []
+    for suite, (run_time, f) in sorted(newest.items()):
+        try:
+            res = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        st = res.get("statistics", {})
+        page = site / "validations" / f.relative_to(store).with_suffix(".html")
+        rows.append({"suite": suite, "validated_at": run_time, "success": bool(res.get("success")),
+                     "expectations": st.get("evaluated_expectations"),
+                     "failed": st.get("unsuccessful_expectations"), "page": page if page.exists() else None})
+    return pd.DataFrame(rows)
 
 
 def runs_geos(tables: dict[str, pd.DataFrame]) -> list[str]:
@@ -208,7 +237,7 @@ def _plt():
 def _png(fig, alt: str) -> dict:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)  # constrained layout: no second "tight" draw
     plt.close(fig)
     return {"alt": alt, "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
 
@@ -229,21 +258,22 @@ def _money_axis(ax, currency: str, axis: str = "y"):
 
 def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
     x = range(len(ch))
     ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
     ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi}", color="#1f77b4")
     ax.set_xticks(list(x), ch["channel"])
     _money_axis(ax, currency)
     ax.set_title("Spend and what it brought, per channel (training period)")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_ylim(top=1.25 * float(max(ch["spend"].max(), ch["contribution_mean"].max())))
+    ax.legend(frameon=False, loc="upper left", ncol=2)
     return fig
 
 
 def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
     plt = _plt()
     geos = sorted(fit["geo"].unique())
-    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False, layout="constrained")
     for ax, geo in zip(axes[:, 0], geos):
         d = fit[fit["geo"] == geo].sort_values("week_start")
         w = pd.to_datetime(d["week_start"])
@@ -255,7 +285,6 @@ def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
         _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
     axes[0, 0].legend(frameon=False, ncol=3, fontsize=8, loc="upper right")
     fig.suptitle(f"Weekly {kpi}: actual vs predicted", y=1.0)
-    fig.tight_layout()
     return fig
 
 
@@ -265,7 +294,7 @@ def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
     order = [c for c in ("baseline", "seasonality") if c in wide] + \
         [c for c in wide.columns if c not in ("baseline", "seasonality")]
     wide = wide[order]
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
     idx = pd.to_datetime(wide.index)
     pos = wide.clip(lower=0)
     neg = wide.clip(upper=0)
@@ -274,7 +303,7 @@ def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
         ax.stackplot(idx, neg.T.values, alpha=0.5)
     ax.set_title(f"Weekly {kpi} by component (sum over geos, posterior mean)")
     _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
-    ax.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.08))
+    fig.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="outside lower center")
     return fig
 
 
@@ -283,7 +312,7 @@ def plot_roas(roas: pd.DataFrame):
     channels = sorted(roas["channel"].unique())
     variants = [v for v in ("uncalibrated", "calibrated") if v in set(roas["variant"])]
     geos = sorted(roas["geo"].unique())
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.6), layout="constrained")
     step = 1.0 / (len(variants) * len(geos) + 1)
     for vi, v in enumerate(variants):
         for gi, g in enumerate(geos):
@@ -305,7 +334,7 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
     channels = sorted(curves["channel"].unique())
     cols = min(2, len(channels))
     rows = (len(channels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False, layout="constrained")
     for ax, ch in zip(axes.ravel(), channels):
         for g, d in curves[curves["channel"] == ch].groupby("geo"):
             d = d.sort_values("spend")
@@ -320,13 +349,12 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
         ax.legend(frameon=False, fontsize=7)
     for ax in axes.ravel()[len(channels):]:
         ax.set_visible(False)
-    fig.tight_layout()
     return fig
 
 
 def plot_lift(fit: pd.DataFrame):
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 3.4))
+    fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
     labels = [f"{r.test_id}\n{r.geo}" if "geo" in fit and pd.notna(getattr(r, "geo", None)) else r.test_id
               for r in fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else [])).itertuples()]
     keys = fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else []))
@@ -350,7 +378,7 @@ def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
     plt = _plt()
     d = alloc.sort_values(["channel", "geo"])
     labels = [f"{c}\n{g}" for c, g in zip(d["channel"], d["geo"])]
-    fig, ax = plt.subplots(figsize=(10, 3.4))
+    fig, ax = plt.subplots(figsize=(10, 3.4), layout="constrained")
     x = range(len(d))
     ax.bar([i - 0.2 for i in x], d["current_spend"], width=0.4, color="#bbbbbb", label="current plan")
     colors = ["#e67e22" if e else "#1f77b4" for e in d["extrapolated"]]
@@ -622,8 +650,19 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     stale = fresh[~fresh["fresh"]] if len(fresh) else fresh
     docs = ""
     if inp.data_docs_index is not None:
-        docs = (f"<p>Every data-quality validation is browsable in the <a href='{html.escape(inp.data_docs_index.as_uri())}'>"
-                "Great Expectations Data Docs</a>.</p>")
+        docs = ("<h3>Data-quality checks</h3><p>Every validation is a page of the <a href='"
+                f"{html.escape(inp.data_docs_index.as_uri())}'>Great Expectations Data Docs</a>; the newest "
+                "result of each suite:</p>")
+        val = inp.validations
+        if len(val):
+            rows = "".join(
+                f"<tr{'' if r.success else ' class=\'flag\''}><td>{html.escape(r.suite)}</td>"
+                f"<td>{html.escape(r.validated_at)}</td><td>{'passed' if r.success else 'FAILED'}</td>"
+                f"<td class='num'>{r.expectations}</td><td class='num'>{r.failed}</td><td>"
+                + (f"<a class='data-docs' href='{html.escape(r.page.as_uri())}'>result page</a>" if r.page else "")
+                + "</td></tr>" for r in val.itertuples())
+            docs += ("<table><thead><tr><th>suite</th><th>validated</th><th>result</th><th>expectations</th>"
+                     f"<th>failed</th><th>Data Docs</th></tr></thead><tbody>{rows}</tbody></table>")
     sections["data"] = {
         "text": (f"{int((inp.load_log['event'] == 'loaded').sum()) if len(inp.load_log) else 0} input files loaded, "
                  f"{int(q['rows'].sum()) if len(q) else 0} rows quarantined, "

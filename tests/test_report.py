@@ -88,6 +88,10 @@ def test_a_gated_model_has_no_banner_and_a_failed_gate_says_why(sample_run):
                                      gate_failures="max R-hat 1.0400 > 1.01")
     page = report.build_report(inp).html
     assert 'id="ungated-banner"' in page and "failed its convergence gate (max R-hat 1.0400 &gt; 1.01)" in page
+    # a failed gate blocks the outputs: the marts' ROAS and plan then come from an earlier model, and it says so
+    inp.tables["runs"] = inp.tables["runs"].assign(model_version=["new1", "new2"][:len(runs)])
+    banner = re.search(r'id="ungated-banner"[^>]*>([^<]*)<', report.build_report(inp).html).group(1)
+    assert "come from earlier model(s)" in banner and inp.t("roas")["model_version"].iloc[0] in banner
 
 
 def test_a_market_without_a_model_fails_with_its_name(sample_run):
@@ -131,10 +135,23 @@ def test_bi_publication_is_an_asset_with_its_source_runs_and_the_reports(sample_
         assert policy is not None and policy.warn_window.to_timedelta().days == 8
 
 
-def test_the_sensor_requests_the_publication_asset():
+def test_the_sensor_requests_the_publication_asset_after_a_success(sample_run):
     from assets.run_sensors import publish_marts_after_success
 
     assert publish_marts_after_success.job_name == "publish_job"
+    inst = sample_run["result"].instance
+    by_job = {r.job_def.name: r.dagster_run for r in sample_run["result"].results}
+
+    def evaluate(run):
+        success = inst.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0].dagster_event
+        ctx = dg.build_run_status_sensor_context(sensor_name="publish_marts_after_success", dagster_instance=inst,
+                                                 dagster_run=run, dagster_event=success)
+        return publish_marts_after_success(ctx)
+
+    request = evaluate(by_job["model_job"])
+    assert isinstance(request, dg.RunRequest) and request.run_key == f"publish-after-{by_job['model_job'].run_id}"
+    # a publication run does not publish again (no loop)
+    assert isinstance(evaluate(by_job["publish_job"]), dg.SkipReason)
 
 
 def test_every_check_links_its_data_docs_page(sample_run):
@@ -169,3 +186,16 @@ def test_sql_counted_results_land_in_the_same_site(tmp_path):
     page = Path(out.data_docs_url[len("file://"):]).read_text()
     assert "impressions" in page and "duckdb-sql" in out.data_docs_url
     assert "raw_ad_reporting" in data_docs.site_index(tmp_path / "gx").read_text()
+
+
+def test_the_report_renders_on_its_own_as_after_a_failed_gate(sample_run):
+    # run_all does this when a failed gate blocked the outputs (and so the report) in a market's run
+    from tests.conftest import definitions
+
+    defs = definitions(sample_run["input"], sample_run["warehouse"], sample_run["artifacts"])
+    result = defs.resolve_job_def("model_job").execute_in_process(
+        instance=sample_run["result"].instance, partition_key="east", asset_selection=[dg.AssetKey("market_report")])
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert steps == {"market_report"}
+    assert "market_report" in {e.asset_key.to_user_string() for e in result.all_events
+                               if e.event_type_value == "ASSET_MATERIALIZATION"}

@@ -13,7 +13,7 @@ export MMM_ARTIFACT_DIR ?= data/artifacts
 export MMM_PROFILE ?= full
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test ui sample venv bench validate clean
+.PHONY: run test test-fast ui sample venv bench validate clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON312=/path/to/python3.12"; exit 1; }
@@ -41,6 +41,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+# The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters).
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not fit"
 
 export MMM_FIT_CONCURRENCY ?= 1
 

@@ -16,6 +16,17 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+# Fixtures that fit a model (or read a fitted one): a test using any of them is marked `fit`, so
+# `make test-fast` (`-m "not fit"`) is the edit loop without Bayesian sampling.
+FIT_FIXTURES = {"sample_run", "fitted", "mmm", "curves", "default_alloc", "webserver"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if FIT_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.fit)
+
+
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
     if not path.exists():

@@ -15,7 +15,6 @@ import pytest
 from mmm_pipeline import ingest, warehouse
 from mmm_pipeline.readers import normalize_column
 from mmm_pipeline.settings import ConfigError, IngestSettings, load_pipeline_config
-from tests.conftest import materialize
 from tests.test_ingest import CHANNELS, HEADER, ad_row, load, rows, write
 
 
@@ -86,23 +85,35 @@ def test_a_hostile_kpi_column_name_is_quoted_not_run(tmp_path):
 
 
 def test_a_channel_named_with_quotes_keeps_every_row_through_staging_costs_and_lift_tests(sample_dir, tmp_path):
+    from mmm_pipeline import cost_per_unit, lift_tests, staging
+
     hostile = "x'; DROP TABLE raw.kpi; --"
     d = tmp_path / "in"
     shutil.copytree(sample_dir, d)
     (d / "channels.csv").write_text((d / "channels.csv").read_text().replace("social", hostile))
     (d / "lift_tests.csv").write_text((d / "lift_tests.csv").read_text().replace(",social,", f',"{hostile}",'))
-    db = tmp_path / "w.duckdb"
-    run = materialize(d, db, tmp_path / "art", models=False)
-    assert run.success
-    with warehouse.connect(db) as con:
-        def n(sql):
-            return con.execute(sql, [hostile]).fetchone()[0]
-        assert n("SELECT count(*) FROM raw.ad_reporting WHERE channel = ?") == 35088
-        weeks_geos = n("SELECT count(*) FROM staging.media_weekly_latest WHERE channel <> ?") / 3
-        assert n("SELECT count(*) FROM staging.media_weekly_latest WHERE channel = ?") == weeks_geos > 0
-        assert n("SELECT count(*) FROM marts.cost_per_unit_latest WHERE channel = ?") == weeks_geos
-        assert n("SELECT count(*) FROM raw.lift_tests WHERE channel = ?") == 2
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        ingest.load_channels(con, d)
+        ingest.load_ad_reporting(con, d, "USD")
+        ingest.load_kpi(con, d, "revenue")
+        ingest.load_lift_tests(con, d)
+        cal = staging.build_calendar(con, None)
+        media = staging.build_media_weekly(con, cal, None)
+        n_raw = con.execute("SELECT count(*) FROM raw.ad_reporting WHERE channel = ?", [hostile]).fetchone()[0]
+        tests = con.execute("SELECT * FROM raw.lift_tests").df()
+        daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
+                            "FROM raw.ad_reporting_current").df()
         assert con.execute("SELECT count(*) FROM raw.kpi").fetchone()[0] > 0
+    cpu = cost_per_unit.compute_cost_per_unit(media)
+    assert n_raw == 35088
+    per_channel = media.groupby("channel").size()
+    assert per_channel[hostile] == per_channel["search"] == len(cal.weeks) * len(cal.geos)
+    assert (cpu["channel"] == hostile).sum() == per_channel[hostile]
+    assert (tests["channel"] == hostile).sum() == 2
+    converted, rejected = lift_tests.convert_lift_tests(tests, daily, cal.geos, market="all")
+    assert set(converted.loc[converted["channel"] == hostile, "test_id"]) == \
+        set(tests.loc[tests["channel"] == hostile, "test_id"])
+    assert not (rejected["channel"] == hostile).any()
 
 
 def test_a_catastrophic_campaign_pattern_fails_fast_naming_its_line(folder, tmp_path):

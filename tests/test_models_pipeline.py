@@ -92,6 +92,7 @@ def test_calibration_report_compares_both_models_with_the_truth(sample_run):
     assert {"lift_tests_model_units", "mmm_uncalibrated", "mmm_calibrated", "calibration_report"} <= mats
 
 
+@pytest.mark.fit
 def test_starved_fit_fails_its_gate_and_blocks_downstream(sample_dir, copy_input, tmp_path):
     folder = copy_input(sample_dir)
     with open(folder / "pipeline.yaml", "a") as fh:
@@ -108,6 +109,7 @@ def test_starved_fit_fails_its_gate_and_blocks_downstream(sample_dir, copy_input
     assert "mmm_uncalibrated" in mats and "calibration_report" not in mats
 
 
+@pytest.mark.fit
 def test_without_valid_lift_tests_the_calibrated_variant_is_not_fitted(sample_dir, copy_input, tmp_path):
     folder = copy_input(sample_dir)
     tests = pd.read_csv(folder / "lift_tests.csv")

@@ -33,6 +33,9 @@ from filelock import FileLock
 from mmm_pipeline import warehouse
 from tests.conftest import REPO, materialize
 
+# Every test here runs the pipeline's model fits (in subprocesses).
+pytestmark = pytest.mark.fit
+
 FIT_STEPS = ("mmm_uncalibrated", "mmm_calibrated")
 STEPS = ("lift_tests_model_units", *FIT_STEPS)
 RUN_TIMEOUT_S = 420

@@ -37,6 +37,9 @@ from filelock import FileLock
 from mmm_pipeline import ingest, warehouse
 from tests.conftest import REPO
 
+# Every test here runs the pipeline's model fits (in subprocesses).
+pytestmark = pytest.mark.fit
+
 POLL_S = 0.01
 BULK_ROWS = 1_500_000
 BULK_FILE = "ad_reporting/google_ads_bulk.csv"
@@ -62,6 +65,7 @@ SAVE_LOOP = """
 import sys
 from pathlib import Path
 from mmm_pipeline.model import load_model, save_model
+
 mmm = load_model(sys.argv[1])
 for i in range(200):
     save_model(mmm, Path(sys.argv[2]) / f"model_{i}.nc")

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mmm_pipeline import warehouse
 from tests.conftest import REPO, fixture_path
+
+# Every test here runs the pipeline's model fits (in subprocesses).
+pytestmark = pytest.mark.fit
 
 
 def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp_path):

@@ -70,6 +70,8 @@ CONVERTED_COLUMNS = [
     "weeks_in_window", "cost_per_unit_used",
     # provenance
     "start_date", "end_date", "unit", "delta_spend", "geo_share", "national",
+    # the window likelihood's term (mmm_pipeline.lift_likelihood): one per test and market
+    "scope", "delta_y_test", "sigma_test", "market_share",
 ]
 REJECTED_COLUMNS = [
     "test_id", "market", "channel", "geo", "start_date", "end_date", "delta_spend", "delta_y", "sigma",
@@ -77,8 +79,9 @@ REJECTED_COLUMNS = [
 ]
 REASONS = (
     "unknown_channel", "unknown_geo", "window_outside_data", "invalid_window", "invalid_values",
-    "no_baseline", "no_delivery_in_window",
+    "no_baseline", "no_delivery_in_window", "invalid_scope",
 )
+SCOPES = ("window", "total")
 UNIT_COLUMNS = ("impressions", "clicks", "spend")
 
 
@@ -195,6 +198,10 @@ def convert_lift_tests(
             reject("invalid_values", f"delta_spend={d_spend}, delta_y={d_y}, sigma={sig}: need finite "
                                      "values and sigma > 0")
             continue
+        scope = "window" if _blank(rec.get("scope")) else str(rec.get("scope")).strip().lower()
+        if scope not in SCOPES:
+            reject("invalid_scope", f"scope {rec.get('scope')!r} must be one of {SCOPES} (empty = window)")
+            continue
 
         ch = by_channel[channel]
         window = ch.loc[start:end]
@@ -263,11 +270,17 @@ def convert_lift_tests(
         if problem is not None:
             reject(*problem)
             continue
+        # One likelihood term per test and market: the market's spend share of a national test's
+        # readout, with sigma x sqrt(share) so the markets' terms add up to the reported variance.
+        market_share = float(sum(r["geo_share"] for r in rows))
+        for r in rows:
+            r.update(scope=scope, delta_y_test=d_y * market_share, sigma_test=sig * np.sqrt(market_share),
+                     market_share=market_share)
         converted.extend(rows)
 
     conv = pd.DataFrame(converted, columns=CONVERTED_COLUMNS)
     for c in ["x", "delta_x", "delta_y", "sigma", "delta_y_window", "weeks_in_window",
-              "cost_per_unit_used", "delta_spend", "geo_share"]:
+              "cost_per_unit_used", "delta_spend", "geo_share", "delta_y_test", "sigma_test", "market_share"]:
         conv[c] = conv[c].astype(float)
     conv["national"] = conv["national"].astype(bool)
     rej = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)

@@ -81,7 +81,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
-    "ModelConfig", "PriorsConfig", "HierarchicalPrior", "SamplerConfig", "GateConfig", "ModelError",
+    "ModelConfig", "CalibrationConfig", "PriorsConfig", "HierarchicalPrior", "SamplerConfig", "GateConfig", "ModelError",
     "ModelData", "FitResult", "load_model_config", "config_hash", "prepare_model_data", "model_priors",
     "make_mmm", "build_mmm", "lift_tests_for_model", "fit_model", "diagnostics", "gate_result",
     "free_parameter_names", "save_model", "load_model", "contributions_frame", "parameter_summary",
@@ -96,7 +96,7 @@ _PER_OBSERVATION = {
     "channel_contribution", "mu", "y", "intercept_contribution_original_scale",
     "control_contribution", "fourier_contribution", "yearly_seasonality_contribution",
     "total_media_contribution_original_scale", "lift_measurements_model_estimated_lift",
-    "lift_measurements_model_estimated_lift_original_scale",
+    "lift_measurements_model_estimated_lift_original_scale", "lift_window_implied",
 }
 
 ProgressCallback = Callable[[str], None]
@@ -177,6 +177,21 @@ class TimeVaryingMediaConfig(_Strict):
     ls_sigma: float = Field(10.0, gt=0)
 
 
+class CalibrationConfig(_Strict):
+    """How lift tests enter the calibrated model (README "Lift tests in model units")."""
+
+    # "window": mmm_pipeline.lift_likelihood, the test's implied lift on the actual spend path
+    # summed over its readout (window, or window + carryover), one term per test.
+    # "steady_state": pymc-marketing's add_lift_test_measurements on the weekly conversion
+    # (beta * (sat(x + dx) - sat(x)), one row per geo); kept for comparison.
+    likelihood: Literal["window", "steady_state"] = "window"
+    distribution: Literal["normal", "studentt"] = "normal"
+    studentt_nu: float = Field(5.0, gt=1)
+    # The test's extra spend is in the ad reports (it was really spent): the treated path is the
+    # data, the untreated one the data less the extra units. False: data without the test's units.
+    extra_spend_in_data: bool = True
+
+
 class ModelConfig(_Strict):
     profile: str
     sampler: SamplerConfig
@@ -187,6 +202,7 @@ class ModelConfig(_Strict):
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     random_seed: int = 20240101
 
     @model_validator(mode="after")
@@ -469,38 +485,60 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
 
 def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
               model_config: dict | None = None):
-    """make_mmm + build_model (+ lift-test likelihood). Nothing is sampled."""
+    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says). Nothing is sampled."""
     mmm = make_mmm(data, cfg, model_config)
     mmm.build_model(data.X, data.y)
-    lift = lift_tests_for_model(lift_tests, data) if lift_tests is not None else None
-    if lift is not None and len(lift):
+    if lift_tests is None:
+        return mmm
+    cal = cfg.calibration
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood)
+    if not len(lift):
+        return mmm
+    if cal.likelihood == "window":
+        from mmm_pipeline.lift_likelihood import add_window_lift_likelihood, window_design
+
+        design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
+        add_window_lift_likelihood(mmm, design, likelihood=cal.distribution, nu=cal.studentt_nu)
+    else:
         mmm.add_lift_test_measurements(lift)
     return mmm
 
 
-def lift_tests_for_model(lift_tests: pd.DataFrame, data: ModelData, *,
-                         keep_extra: bool = False) -> pd.DataFrame:
-    """The rows of converted lift tests that this model can use, in pymc-marketing's shape.
+def lift_tests_for_model(lift_tests: pd.DataFrame, data: ModelData, *, keep_extra: bool = False,
+                         likelihood: Literal["window", "steady_state"] = "window") -> pd.DataFrame:
+    """The rows of converted lift tests that this model can use.
 
-    A geo model needs columns channel, geo, x, delta_x, delta_y, sigma (in the
-    model's original units: units/week and KPI/week; pymc-marketing scales them);
-    a national model the same without geo. `keep_extra` keeps the other
-    columns (test_id, ...) of the rows used.
+    `likelihood="window"` (the default): the columns the window likelihood needs
+    (`lift_likelihood.DESIGN_COLUMNS`: test_id, channel, geo, window dates,
+    delta_spend, cost_per_unit_used, delta_y_test, sigma_test, scope), one row per test and geo.
+    `"steady_state"`: pymc-marketing's shape, channel, geo, x, delta_x, delta_y,
+    sigma (weekly, in the model's original units; pymc-marketing scales them); a
+    national model the same without geo. `keep_extra` keeps the other columns
+    (test_id, ...) of the rows used.
     """
-    need = ["channel", "x", "delta_x", "delta_y", "sigma"]
+    if likelihood == "window":
+        from mmm_pipeline.lift_likelihood import DESIGN_COLUMNS
+
+        need, nums = list(DESIGN_COLUMNS), ["delta_spend", "cost_per_unit_used", "delta_y_test", "sigma_test"]
+    else:
+        need, nums = ["channel", "x", "delta_x", "delta_y", "sigma"], ["x", "delta_x", "delta_y", "sigma"]
     missing = set(need) - set(lift_tests.columns)
     if missing:
-        raise ModelError(f"lift tests lack column(s) {sorted(missing)}")
+        raise ModelError(f"lift tests lack column(s) {sorted(missing)} for the {likelihood} likelihood "
+                         "(re-materialize lift_tests_model_units)")
     df = lift_tests[lift_tests["channel"].isin(data.channels)]
     if data.dims:
         df = df[df["geo"].isin(data.geos)]
-        cols = ["channel", "geo", "x", "delta_x", "delta_y", "sigma"]
+        cols = need if likelihood == "window" else ["channel", "geo", "x", "delta_x", "delta_y", "sigma"]
     else:
-        cols = need
+        cols = [c for c in need if c != "geo"] if likelihood == "steady_state" else need
     df = (df if keep_extra else df[cols]).copy().reset_index(drop=True)
-    for c in ["x", "delta_x", "delta_y", "sigma"]:
+    for c in nums:
         df[c] = df[c].astype(float)
-    df = df[(df["sigma"] > 0) & np.isfinite(df[["x", "delta_x", "delta_y", "sigma"]]).all(axis=1)]
+    sig = "sigma_test" if likelihood == "window" else "sigma"
+    df = df[(df[sig] > 0) & np.isfinite(df[nums]).all(axis=1)]
+    if likelihood == "window":
+        df = df[df["cost_per_unit_used"] > 0]
     return df.reset_index(drop=True)
 
 
@@ -659,13 +697,15 @@ def fit_model(
     import pymc_marketing.mmm  # noqa: F401  (import time is its own stage)
 
     t = stage("import", t)
-    lift = lift_tests_for_model(lift_tests, data) if lift_tests is not None else None
+    cal = cfg.calibration.likelihood
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal) if lift_tests is not None else None
     variant = "calibrated" if lift is not None and len(lift) else "uncalibrated"
     if lift_tests is not None and (lift is None or not len(lift)):
         progress.emit("no lift test applies to this market: fitting uncalibrated")
     mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config)
     if lift is not None and len(lift):
-        progress.emit(f"added {len(lift)} lift test measurement(s)")
+        n_terms = lift["test_id"].nunique() if cal == "window" else len(lift)
+        progress.emit(f"added {n_terms} lift test likelihood term(s) ({cal}) from {len(lift)} row(s)")
     t = stage("build", t)
 
     s = cfg.sampler
@@ -690,6 +730,9 @@ def fit_model(
             **_nuts_kwargs(s),
         )
     t = stage("sample", t)
+    from mmm_pipeline.lift_likelihood import lift_attrs
+
+    mmm.idata.attrs.update(lift_attrs(mmm))  # so load_model re-adds the window-lift term
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
     if s.thin > 1:
         # The gate then judges exactly the posterior that is saved and used downstream.
@@ -720,7 +763,7 @@ def fit_model(
         mmm=mmm, data=data, config=cfg, config_hash=config_hash(cfg), variant=variant,
         diagnostics=diag, gate_passed=passed, gate_failures=failures, gate_warnings=warns,
         fit_seconds=round(total, 3), stage_seconds=stages, sampler_stats=sampler_stats,
-        lift_tests_used=(lift_tests_for_model(lift_tests, data, keep_extra=True)
+        lift_tests_used=(lift_tests_for_model(lift_tests, data, keep_extra=True, likelihood=cal)
                          if variant == "calibrated" else None),
     )
 
@@ -914,6 +957,10 @@ def save_model(mmm, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    from mmm_pipeline.lift_likelihood import lift_attrs
+
+    if getattr(mmm, "idata", None) is not None:
+        mmm.idata.attrs.update(lift_attrs(mmm))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -926,8 +973,9 @@ def save_model(mmm, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path):
-    """What MMM.load does (rebuild the graph from fit_data, re-add the lift tests),
-    with the file read fully into memory first.
+    """What MMM.load does (rebuild the graph from fit_data, re-add pymc-marketing's lift
+    tests), with the file read fully into memory first, then re-add the window-lift term
+    (`lift_likelihood`) saved in the attrs.
 
     Raises ModelError when the file is missing, truncated or not a saved MMM.
     """
@@ -947,7 +995,11 @@ def load_model(path: str | Path):
                 idata = lazy.load()
             finally:
                 lazy.close()
-            return MMM.load_from_idata(idata)
+            mmm = MMM.load_from_idata(idata)
+            from mmm_pipeline.lift_likelihood import readd_from_attrs
+
+            readd_from_attrs(mmm, idata.attrs)
+            return mmm
     except Exception as exc:  # netCDF/HDF5 errors, missing attrs, DifferentModelError
         raise ModelError(
             f"cannot load model file {path} ({path.stat().st_size} bytes): it is truncated, "

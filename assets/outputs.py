@@ -94,8 +94,12 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         _, _, geos, media, _, cpu, _ = _market_inputs(con, settings, market)
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
-    rows = {v: _stamp(curves.channel_roas(f["mmm"], media, cpu), market, v, f) for v, f in fits.items()}
+    pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True) for v, f in fits.items()}
+    rows = {v: _stamp(per_geo, market, v, fits[v]) for v, (per_geo, _) in pairs.items()}
     all_rows, version = _append_per_variant(warehouse, "marts.channel_roas", rows, fits, ROAS_CODE_VERSION)
+    # the market's totals per channel and for all media, with the posterior's intervals (the report's headline)
+    _append_per_variant(warehouse, "marts.channel_roas_market",
+                        {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}, fits, ROAS_CODE_VERSION)
     meta = table_metadata(all_rows, "marts.channel_roas")
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
     summary["roas"] = summary["contribution_mean"] / summary["spend"]
@@ -153,7 +157,7 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             "WHERE market = ?", [market]).df().drop_duplicates(["geo", "channel", "variant"])
     forecast = forecast[forecast["geo"].isin(geos)]
     current = curves_now.drop_duplicates(["geo", "channel"])
-    results, figures = [], {}
+    results, figures, plans = [], {}, []
     for scenario in market_scenarios(config, market, current):
         variant = scenario.variant if scenario.variant in fits else "uncalibrated"
         if variant != scenario.variant:
@@ -162,7 +166,9 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         fit = fits[variant]
         context.log.info(f"allocating {scenario.allocation_id} ({variant} model, "
                          f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
-        df = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current)
+        df, plan = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current,
+                                       return_summary=True)
+        plans.append({**plan, "variant": variant, "model_version": fit["model_version"], "gated": fit["gated"]})
         if not df["optimizer_converged"].all():
             context.log.warning(f"{scenario.allocation_id}: the optimizer stopped before converging "
                                 f"({df['optimizer_message'].iloc[0]}); its last point satisfies the budget and "
@@ -178,6 +184,9 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     with warehouse.get_connection() as con:
         appended = append_history(con, "marts.budget_allocation", alloc, version=version,
                                   partition_columns=("market", "allocation_id"))
+        # each plan's total response and gain over the current plan, with the posterior's intervals
+        append_history(con, "marts.allocation_plan", pd.DataFrame(plans), version=version,
+                       partition_columns=("market", "allocation_id"))
     meta = table_metadata(alloc, "marts.budget_allocation")
     totals = alloc.groupby("allocation_id")[["current_spend", "optimal_spend", "current_response_mean",
                                              "expected_response_mean"]].sum()

@@ -224,7 +224,8 @@ def _cells_text(cells: list, n: int = 6) -> str:
 
 def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, current: pd.DataFrame, *,
              max_weekly_spend: pd.DataFrame, start_date: str | pd.Timestamp | None = None,
-             minimize_kwargs: dict | None = None, max_draws: int | None = OPTIMIZER_MAX_DRAWS) -> pd.DataFrame:
+             minimize_kwargs: dict | None = None, max_draws: int | None = OPTIMIZER_MAX_DRAWS,
+             return_summary: bool = False):
     """Optimise (or evaluate a fixed plan for) one market's budget over the horizon; money in, money out.
 
     Parameters
@@ -476,7 +477,18 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         "current_weekly_spend": cur_w,
         "max_weekly_spend": top_w,
     })
-    return out[ALLOCATION_COLUMNS]
+    out = out[ALLOCATION_COLUMNS]
+    if not return_summary:
+        return out
+    # The plan as a whole, per draw (a sum of per-cell intervals is not the plan's interval).
+    summary = {"allocation_id": scenario.allocation_id, "market": scenario.market, "total_budget": budget,
+               "horizon_weeks": H}
+    for name, draws in (("expected_response", opt_draws.sum(axis=1)), ("current_response", cur_draws.sum(axis=1)),
+                        ("gain", (opt_draws - cur_draws).sum(axis=1))):
+        lo, hi = _hdi_bounds(draws[:, None], HDI_PROB)
+        summary.update({f"{name}_mean": float(draws.mean()), f"{name}_hdi_low": float(lo[0]),
+                        f"{name}_hdi_high": float(hi[0])})
+    return out, summary
 
 
 # --------------------------------------------------------------------------- plot

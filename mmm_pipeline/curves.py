@@ -69,6 +69,11 @@ ROAS_COLUMNS = ["geo", "channel", "spend", "contribution_mean", "contribution_hd
                 "cost_per_incremental_kpi", "current_weekly_spend", "cost_per_unit_used"]
 
 
+# Market rows of `channel_roas(..., with_totals=True)`: per channel summed over geos, and all media.
+MARKET_ROAS_COLUMNS = ["channel", "spend", "contribution_mean", "contribution_hdi_low", "contribution_hdi_high",
+                       "roas_mean", "roas_hdi_low", "roas_hdi_high", "cost_per_incremental_kpi"]
+ALL_MEDIA = "all media"
+
 ROAS_MAX_DRAWS = 1000
 
 
@@ -335,7 +340,8 @@ def _contribution_draws(mmm, source: str):
 
 
 def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *, recent_weeks: int = 13,
-                 contribution_source: Literal["incrementality", "posterior"] = "incrementality") -> pd.DataFrame:
+                 contribution_source: Literal["incrementality", "posterior"] = "incrementality",
+                 with_totals: bool = False):
     """ROAS per geo and channel over the training weeks (mart `channel_roas`).
 
     spend: actual spend in `media_weekly` (staging) over the model's weeks;
@@ -346,6 +352,10 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     `recent_weeks` weeks, from `media_weekly`) with the cost per unit of
     `cost_per_unit` over the same window; cost_per_incremental_kpi = spend /
     contribution_mean. Columns: ROAS_COLUMNS.
+
+    with_totals: also return the market's rows (MARKET_ROAS_COLUMNS): each channel's
+    contribution summed over geos per draw (and over channels for ALL_MEDIA), so
+    their intervals are the posterior's, not a sum of per-geo intervals.
     """
     geos, channels = model_geos(mmm), model_channels(mmm)
     weeks = model_weeks(mmm)
@@ -360,9 +370,13 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     rates = rates.set_index(["geo", "channel"])["cost_per_unit_used"]
     contrib = _contribution_draws(mmm, contribution_source)
     rows = []
+    totals: dict[str, list] = {}
     for r in spend.to_dict("records"):
         geo, channel = r["geo"], r["channel"]
         draws = _pick(contrib, geo, channel)
+        for key in (channel, ALL_MEDIA):
+            acc = totals.setdefault(key, [0.0, 0.0])
+            acc[0], acc[1] = acc[0] + np.asarray(draws, dtype=float), acc[1] + r["spend_total"]
         row = {"geo": geo, "channel": channel, **roas_summary(draws, r["spend_total"])}
         rate = float(rates.loc[(geo, channel)])
         row["mroas_mean"] = float(marginal_response_draws(mmm, geo, channel, r["current_weekly_spend"],
@@ -370,7 +384,11 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
         row["current_weekly_spend"] = r["current_weekly_spend"]
         row["cost_per_unit_used"] = rate
         rows.append(row)
-    return pd.DataFrame(rows)[ROAS_COLUMNS]
+    per_geo = pd.DataFrame(rows)[ROAS_COLUMNS]
+    if not with_totals:
+        return per_geo
+    market = pd.DataFrame([{"channel": k, **roas_summary(d, s)} for k, (d, s) in totals.items()])
+    return per_geo, market[MARKET_ROAS_COLUMNS]
 
 
 # --------------------------------------------------------------------------- plot

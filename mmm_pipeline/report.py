@@ -32,6 +32,7 @@ INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
 HDI_LABEL = "94% interval"
 # KPI names that are money, so they are shown in the reporting currency.
 MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
+ALL_MEDIA = "all media"  # mmm_pipeline.curves.ALL_MEDIA (not imported: curves pulls in pymc)
 
 SECTIONS = [
     ("headline", "1. Headline"),
@@ -51,6 +52,8 @@ _MARKET_TABLES = {
     "diagnostics": "marts.model_diagnostics_latest",
     "contributions": "marts.contributions_latest",
     "roas": "marts.channel_roas_latest",
+    "roas_market": "marts.channel_roas_market_latest",
+    "plan": "marts.allocation_plan_latest",
     "curves": "marts.response_curves_latest",
     "allocation": "marts.budget_allocation_latest",
     "calibration": "marts.calibration_report_latest",
@@ -399,6 +402,12 @@ def _primary(runs: pd.DataFrame) -> pd.Series:
     return by.loc["calibrated"] if "calibrated" in by.index else by.iloc[0]
 
 
+def _plan_row(inp: "ReportInputs", allocation_id: str):
+    plans = inp.t("plan")
+    hit = plans[plans["allocation_id"] == allocation_id] if len(plans) else plans
+    return hit.iloc[0] if len(hit) else None
+
+
 def _channel_totals(roas: pd.DataFrame) -> pd.DataFrame:
     g = roas.groupby(["variant", "channel"], as_index=False)[["spend", "contribution_mean"]].sum()
     g["roas"] = g["contribution_mean"] / g["spend"]
@@ -466,16 +475,39 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     worst = chp.iloc[-1] if len(chp) else None
     geo_roas = roas[roas["variant"] == variant] if len(roas) else roas
 
+    mkt = inp.t("roas_market")
+    mkt = mkt[mkt["variant"] == variant].set_index("channel") if len(mkt) else mkt
+    all_media = mkt.loc[ALL_MEDIA] if len(mkt) and ALL_MEDIA in mkt.index else None
+    if all_media is not None and kpi_total:
+        media = float(all_media["contribution_mean"])
+        share = media / kpi_total
+        share_note = (f"{HDI_LABEL} {pct(all_media['contribution_hdi_low'] / kpi_total)} to "
+                      f"{pct(all_media['contribution_hdi_high'] / kpi_total)}; {kfmt(media)} of {kfmt(kpi_total)}")
+    else:
+        share_note = f"{kfmt(media)} of {kfmt(kpi_total)}; the interval of the total is not in the marts for this run"
+    if len(mkt):  # rank on the market's own ROAS (summed over geos per draw), with its interval
+        ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("roas_mean", ascending=False)
+        best = pd.Series({"channel": ranked.index[0], "roas": ranked["roas_mean"].iloc[0]})
+        worst = pd.Series({"channel": ranked.index[-1], "roas": ranked["roas_mean"].iloc[-1]})
+
     def geo_range(channel):
+        if len(mkt) and channel in mkt.index:
+            r = mkt.loc[channel]
+            return f"{HDI_LABEL} {ratio(r['roas_hdi_low'])} to {ratio(r['roas_hdi_high'])} ({cur} of {kpi} per {cur})"
         d = geo_roas[geo_roas["channel"] == channel]
         return f"geo {HDI_LABEL}s from {ratio(d['roas_hdi_low'].min())} to {ratio(d['roas_hdi_high'].max())}"
+
+    plan_t = inp.t("plan")
+    plan_row = None
+    if main_plan and len(plan_t):
+        hit = plan_t[plan_t["allocation_id"] == main_plan["id"]]
+        plan_row = hit.iloc[0] if len(hit) else None
 
     facts = [
         ("Spend (training period)", m(spend_total), f"{len(fit_p['week_start'].unique()) if len(fit_p) else '?'} weeks, "
          f"{len(runs_geos(inp.tables))} geos"),
         (f"{kpi} (training period)", kfmt(kpi_total), "actual, from the modelled weeks"),
-        (f"Media-driven share of {kpi}", pct(share),
-         f"{kfmt(media)} of {kfmt(kpi_total)}; the marts hold weekly intervals per geo, not one for the total"),
+        (f"Media-driven share of {kpi}", pct(share), share_note),
     ]
     if best is not None:
         facts.append(("Best channel by ROAS", f"{best['channel']}: {ratio(best['roas'])}", geo_range(best["channel"])))
@@ -483,9 +515,11 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     if main_plan:
         facts.append((f"Recommended plan vs current ({main_plan['id']}, {main_plan['weeks']} weeks)",
                       f"{'+' if main_plan['gain'] >= 0 else ''}{kfmt(main_plan['gain'])}",
-                      f"expected {kfmt(main_plan['expected'])} (cells' {HDI_LABEL}s sum to "
-                      f"{kfmt(main_plan['low'])} to {kfmt(main_plan['high'])}) vs {kfmt(main_plan['current'])} now; "
-                      "the interval of the gain itself is not stored in the marts"))
+                      (f"{HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}; expected "
+                       f"{kfmt(plan_row['expected_response_mean'])} vs {kfmt(plan_row['current_response_mean'])} on the "
+                       "current plan" if plan_row is not None else
+                       f"expected {kfmt(main_plan['expected'])} vs {kfmt(main_plan['current'])} now; the interval of "
+                       "the gain is not in the marts for this run")))
     facts.append(("Model", f"{variant} ({model_version})", "gated: passed its convergence gates" if gated
                   else "NOT gated: " + ("fast profile" if prim.get("profile") != "full" else "failed its gates")))
     head_text = (
@@ -494,7 +528,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         + (f"{best['channel']} returned the most per {cur} spent ({ratio(best['roas'])}) and {worst['channel']} the least "
            f"({ratio(worst['roas'])}). " if best is not None else "")
         + (f"Moving the same budget as recommended is expected to change {kpi} by {kfmt(main_plan['gain'])} over "
-           f"{main_plan['weeks']} weeks. " if main_plan else "No budget scenario was run. ")
+           f"{main_plan['weeks']} weeks"
+           + (f" ({HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}). "
+              if plan_row is not None else ". ") if main_plan else "No budget scenario was run. ")
         + ("The model passed its gates." if gated else "The model is NOT gated: treat every number as provisional.")
         + stale_note)
     sections["headline"] = {"text": head_text, "facts": facts,
@@ -546,26 +582,38 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
 
     # 4. channel economics
     if len(roas):
-        side = ch.pivot_table(index="channel", columns="variant", values=["roas", "mroas", "cost_per_incremental_kpi"])
-        side.columns = [f"{a}_{b}" for a, b in side.columns]
-        side = side.reset_index()
-        spend_c = ch[ch["variant"] == variant][["channel", "spend"]]
-        side = spend_c.merge(side, on="channel")
+        # one row per channel, the two variants side by side; short headers so it fits a page
+        short = {"uncalibrated": "uncal.", "calibrated": "cal."}
+        mk = inp.t("roas_market")
+        side = ch[ch["variant"] == variant][["channel", "spend"]].copy()
+        fm = {"spend": m}
+        for col, label, f in (("roas", "ROAS", ratio), ("roas_94", f"ROAS {HDI_LABEL}", None), ("mroas", "mROAS", ratio),
+                              ("cost_per_incremental_kpi", f"{cur} per incr. {kpi}", lambda v: money(v, cur, 2))):
+            for v in (x for x in ("uncalibrated", "calibrated") if x in set(ch["variant"])):
+                name = f"{label} ({short[v]})"
+                if col == "roas_94":
+                    d = mk[mk["variant"] == v] if len(mk) else mk
+                    if not len(d):
+                        continue
+                    iv = {r.channel: interval(r.roas_hdi_low, r.roas_hdi_high, ratio) for r in d.itertuples()}
+                    side[name] = side["channel"].map(iv)
+                    continue
+                side[name] = side["channel"].map(ch[ch["variant"] == v].set_index("channel")[col])
+                fm[name] = f
         per_geo = roas[["variant", "geo", "channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
                         "cost_per_incremental_kpi"]].sort_values(["channel", "geo", "variant"]).copy()
         per_geo["roas_94"] = [interval(lo, hi, ratio) for lo, hi in zip(per_geo["roas_hdi_low"], per_geo["roas_hdi_high"])]
         per_geo = per_geo.drop(columns=["roas_hdi_low", "roas_hdi_high"])
-        fm = {c: ratio for c in side.columns if c.startswith(("roas", "mroas"))}
-        fm.update({c: (lambda v: money(v, cur, 2)) for c in side.columns if c.startswith("cost_per")})
-        fm["spend"] = m
+        per_geo = per_geo.rename(columns={"roas_mean": "ROAS", "roas_94": f"ROAS {HDI_LABEL}", "mroas_mean": "mROAS",
+                                          "cost_per_incremental_kpi": f"{cur} per incr. {kpi}"})
         sections["economics"] = {
             "text": (f"ROAS is incremental {kpi} per {cur} spent over the training period; marginal ROAS is what the next "
                      f"{cur} would return at today's weekly spend (below 1: spending more loses money); cost per "
-                     f"incremental {kpi} is in {cur}. Market rows sum geos (their interval is not stored); the per-geo "
-                     f"table has each {HDI_LABEL}. Uncalibrated and calibrated side by side."),
+                     f"incremental {kpi} is in {cur}. The market table sums geos per posterior draw (so its "
+                     f"{HDI_LABEL} is the market's own); the per-geo table has each geo's. Uncalibrated and calibrated side by side."),
             "html": _table(side, fm) + "<h3>Per geo</h3>" + _table(
-                per_geo, {"spend": m, "roas_mean": ratio, "mroas_mean": ratio,
-                           "cost_per_incremental_kpi": lambda v: money(v, cur, 2)}),
+                per_geo, {"spend": m, "ROAS": ratio, "mROAS": ratio,
+                           f"{cur} per incr. {kpi}": lambda v: money(v, cur, 2)}),
             "images": [_png(plot_roas(roas), "ROAS per channel and geo")]}
     else:
         sections["economics"] = {"text": "No ROAS in the marts for this market.", "html": "", "images": []}
@@ -630,9 +678,14 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             parts.append(
                 f"<h3>Scenario {html.escape(str(p['id']))}</h3><p>Budget {m(p['budget'])} over {p['weeks']} weeks, "
                 f"{p['variant']} model{'' if p['gated'] else ' (UNGATED)'}. Expected {kpi}: {kfmt(p['expected'])} "
-                f"(cells' {HDI_LABEL}s {kfmt(p['low'])} to {kfmt(p['high'])}) against {kfmt(p['current'])} on the "
-                f"current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])}. Highlighted rows sit at a bound of the "
-                "scenario or beyond the largest weekly spend seen (extrapolated).</p>"
+                + (f"({HDI_LABEL} {kfmt(pr['expected_response_hdi_low'])} to {kfmt(pr['expected_response_hdi_high'])}) "
+                   f"against {kfmt(p['current'])} on the current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])} "
+                   f"({HDI_LABEL} {kfmt(pr['gain_hdi_low'])} to {kfmt(pr['gain_hdi_high'])}). "
+                   if (pr := _plan_row(inp, p['id'])) is not None else
+                   f"against {kfmt(p['current'])} on the current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])} "
+                   "(the plan's interval is not in the marts for this run). ")
+                + "Highlighted rows sit at a bound of the scenario or beyond the largest weekly spend seen "
+                "(extrapolated).</p>"
                 + _table(t, {k: m for k in ("current_spend", "optimal_spend", "change")}
                          | {k: kfmt for k in ("current_response_mean", "expected_response_mean")},
                          flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
@@ -709,14 +762,20 @@ def _write_atomic(path: Path, text: str) -> Path:
 
 def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None) -> Path:
     """`<reports_dir>/<market>/<model_version>.html` plus its JSON sidecar; then the index."""
+    from filelock import FileLock
+
     folder = Path(reports_dir) / report.market
     path = _write_atomic(folder / f"{report.model_version}.html", report.html)
-    _write_atomic(folder / f"{report.model_version}.json", json.dumps({
-        "market": report.market, "model_version": report.model_version, "variant": report.variant,
-        "gated": report.gated, "run_id": run_id, "file": f"{report.market}/{report.model_version}.html",
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "headline": report.headline,
-    }, default=str))
-    write_index(reports_dir)
+    # Markets render in parallel (multiprocess executor): one writer at a time lists the sidecars and
+    # rewrites the index, so no market's newest report is left out of it.
+    Path(reports_dir).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(reports_dir) / ".index.lock"), timeout=120):
+        _write_atomic(folder / f"{report.model_version}.json", json.dumps({
+            "market": report.market, "model_version": report.model_version, "variant": report.variant,
+            "gated": report.gated, "run_id": run_id, "file": f"{report.market}/{report.model_version}.html",
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "headline": report.headline,
+        }, default=str))
+        write_index(reports_dir)
     return path
 
 

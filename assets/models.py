@@ -24,7 +24,7 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # A change to the fitting code refits (it is part of every model_version); the report's own code
 # only re-runs the report.
-MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests")
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests", "mmm_pipeline.lift_likelihood")
 REPORT_CODE_VERSION = source_version("mmm_pipeline.model_report")
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
@@ -57,9 +57,10 @@ def _market_inputs(con, settings: PipelineSettings, market: str):
           check_specs=[dg.AssetCheckSpec("lift_tests_usable", asset="lift_tests_model_units",
                                          description="Warns listing tests that could not be converted "
                                          "(unknown channel or geo, window outside the data...).")],
-          description="marts.lift_tests: each lift test in the model's weekly units (x, delta_x in the "
-          "channel's delivery unit, delta_y and sigma per week; cost per unit of the test's own window). "
-          "National tests are split by spend share; unusable tests are quarantined.", **COMMON)
+          description="marts.lift_tests: each lift test per geo in the model's units: the cost per unit of the "
+          "test's own window, its scope (window or total), the readout and sigma of its one likelihood term "
+          "(delta_y_test, sigma_test), and the weekly steady-state conversion (x, delta_x, delta_y, sigma per "
+          "week) kept for the steady_state option. Unusable tests are quarantined.", **COMMON)
 def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                            settings: PipelineSettings) -> dg.MaterializeResult:
     from mmm_pipeline import lift_tests as lift_lib
@@ -68,6 +69,7 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
     with warehouse.get_connection() as con:
         config, _, geos, *_ = _market_inputs(con, settings, market)
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
+        tests = lift_lib.with_scope(tests, Path(settings.input_dir) / "lift_tests.csv")
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                             "FROM raw.ad_reporting_current").df()
         converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market,
@@ -83,7 +85,8 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
                              f"{r['reason']}: {r.get('detail', '')}", pd.Series(r).to_json()])
         mart = converted.reindex(columns=[
             "test_id", "market", "channel", "geo", "x", "delta_x", "delta_y", "sigma", "delta_y_window",
-            "weeks_in_window", "cost_per_unit_used", "unit", "start_date", "end_date", "delta_spend"])
+            "weeks_in_window", "cost_per_unit_used", "unit", "start_date", "end_date", "delta_spend",
+            "scope", "delta_y_test", "sigma_test", "market_share", "geo_share", "national"])
         mart["market"] = market
         appended = append_history(con, "marts.lift_tests", mart, version=version, partition_columns=("market",))
     meta = table_metadata(mart, "marts.lift_tests")

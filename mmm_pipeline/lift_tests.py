@@ -285,3 +285,30 @@ def convert_lift_tests(
     conv["national"] = conv["national"].astype(bool)
     rej = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
     return conv.reset_index(drop=True), rej.reset_index(drop=True)
+
+
+def with_scope(tests: pd.DataFrame, csv_path) -> pd.DataFrame:
+    """`tests` (raw.lift_tests) with the optional `scope` column of lift_tests.csv joined by test_id.
+
+    raw.lift_tests does not carry `scope` yet (the ingestion spec lists the contract's
+    original columns), so it is read here from the file itself; a missing file or column
+    means every test is `window`. An invalid value is rejected by :func:`convert_lift_tests`.
+    """
+    from pathlib import Path
+
+    out = tests.copy()
+    if "scope" in out.columns:
+        return out
+    out["scope"] = None
+    path = Path(csv_path)
+    if not path.is_file():
+        return out
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception:  # unreadable here means ingestion already failed on it
+        return out
+    if "scope" not in raw.columns or "test_id" not in raw.columns:
+        return out
+    scope = raw.assign(test_id=raw["test_id"].str.strip()).drop_duplicates("test_id").set_index("test_id")["scope"]
+    out["scope"] = out["test_id"].map(scope).where(lambda s: s.notna() & (s.str.strip() != ""), None)
+    return out

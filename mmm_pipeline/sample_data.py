@@ -24,7 +24,7 @@ Written files (relative to ``out_dir``)::
     kpi/kpi.csv                     date_day, geo, revenue, orders (daily x geo)
     channels.csv                    channel, platform, campaign_pattern, unit, currency
     lift_tests.csv                  test_id, channel, geo, start_date, end_date,
-                                    delta_spend, delta_y, sigma
+                                    delta_spend, delta_y, sigma, scope
     pipeline.yaml                   kpi_column, markets, planning_horizon_weeks
     truth.json                      the generating model (see below)
 
@@ -68,14 +68,17 @@ Geo parameters are partially pooled: per channel ``logit(alpha) ~ N(mu, sd)``,
 
 Lift tests
 ----------
-Each test adds money to the channel's campaign rows of its geo (all geos for
-the national test, whose ``geo`` is empty) over its window; the extra delivery
-units are really in the ad reports and the KPI is generated from media that
-includes them.  ``delta_spend`` = USD added over the whole window (exact
-difference of the written ``spend``), ``true_delta_y_window`` = sum over the
-window's weeks (and geos) of the weekly model with the test minus the model
-without it (same noise; carry-over after the window is not counted),
-``delta_y`` = true lift + Normal(0, sigma) with sigma 15-25 % of the true lift.
+Each test is simulated as an experiment: it adds money to the channel's campaign rows
+of its geo (all geos for the national test, whose ``geo`` is empty) over its window
+(2 to 8 weeks); the extra delivery units are really in the ad reports and the KPI is
+generated from media that includes them. The true model is run on the actual spend
+path with and without the extra spend: ``true_delta_y_window`` = sum over the window's
+weeks (and geos) of the difference (adstock still building up inside the window),
+``true_delta_y_after_window`` = the carryover after it, ``true_delta_y_total`` = both.
+A test's ``scope`` says what its readout covers (``window``, or ``total`` for
+LT-2025-04); ``delta_y`` = the true lift in that scope + Normal(0, sigma) with sigma
+15-25 % of it; ``delta_spend`` = USD added over the whole window (exact difference of
+the written ``spend``).
 
 truth.json keys
 ---------------
@@ -255,13 +258,15 @@ COST_WAVE = 0.05
 # YouTube off flights: (start week index, n weeks, rows missing?)
 YOUTUBE_OFF = [(6, 3, True), (28, 4, False), (51, 2, False), (66, 3, True), (85, 2, False)]
 
-# Lift tests: id, channel, geo ("" = national), start, n_days.
+# Lift tests: id, channel, geo ("" = national), start, n_days, scope of the readout
+# ("window": the KPI gained during the test dates; "total": with the carryover after them).
+# 2 to 8 weeks long; every tested channel has a geo test, social also the national one.
 LIFT_TESTS = [
-    ("LT-2025-01", "social", "US-TX", date(2025, 3, 3), 28),
-    ("LT-2025-02", "search", "US-WA", date(2025, 4, 14), 21),
-    ("LT-2025-03", "youtube", "US-FL", date(2025, 6, 2), 35),
-    ("LT-2025-04", "retail", "US-IL", date(2025, 7, 21), 42),
-    ("LT-2025-05", "social", "", date(2025, 9, 15), 28),
+    ("LT-2025-01", "social", "US-TX", date(2025, 3, 3), 28, "window"),
+    ("LT-2025-02", "search", "US-WA", date(2025, 4, 14), 14, "window"),
+    ("LT-2025-03", "youtube", "US-FL", date(2025, 6, 2), 56, "window"),
+    ("LT-2025-04", "retail", "US-IL", date(2025, 7, 21), 42, "total"),
+    ("LT-2025-05", "social", "", date(2025, 9, 15), 28, "window"),
 ]
 
 
@@ -309,8 +314,16 @@ def _r2(a: np.ndarray) -> np.ndarray:
     return np.round(a, 2)
 
 
-def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, dict]:
+def _build(seed: int, *, geo_size: dict[str, float] | None = None,
+           correlated: tuple[str, str] | None = None, correlation_noise: float = 0.06,
+           lift_tests: Sequence[tuple] | None = None,
+           ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, dict]:
+    """The sample's frames and truth. The keywords vary its structure (bench/bench_recovery.py):
+    `geo_size` (geo -> size), `correlated` (two driver names whose weekly patterns become the
+    same up to lognormal noise of sd `correlation_noise`), `lift_tests` (LIFT_TESTS-shaped)."""
     rng = np.random.default_rng(seed)
+    lift_tests = list(lift_tests or LIFT_TESTS)
+    sizes = {**GEO_SIZE, **(geo_size or {})}
     days = pd.date_range(START, END, freq="D")
     n_days = len(days)
     n_weeks = (n_days + 6) // 7
@@ -322,7 +335,7 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
     months = np.asarray(days.month)
     G = len(GEOS)
     I = len(_ITEMS)
-    size = np.array([GEO_SIZE[g] for g in GEOS])
+    size = np.array([sizes[g] for g in GEOS])
     geo_cost = np.array([GEO_COST[g] for g in GEOS])
     ch_idx = {c: k for k, c in enumerate(CHANNELS)}
     item_channel = np.array([ch_idx[DRIVERS[it["driver"]]["channel"]] for it in _ITEMS])
@@ -333,6 +346,9 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
         p = _driver_pattern(rng, n_weeks, week_doy, name)
         geo_wiggle = np.exp(rng.normal(0, 0.12, (n_weeks, G)))
         pattern[name] = p[:, None] * geo_wiggle
+    if correlated is not None:  # two channels bought together (a collinear pair)
+        a, b = correlated
+        pattern[b] = pattern[a] * np.exp(rng.normal(0, correlation_noise, pattern[a].shape))
     yt_off_weeks = np.zeros(n_weeks, dtype=bool)
     yt_missing_weeks = np.zeros(n_weeks, dtype=bool)
     for s, n, missing in YOUTUBE_OFF:
@@ -366,7 +382,7 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
     test_frac = []
     test_masks = []  # (n_days, G, I) boolean masks
     day_index = {d.date(): k for k, d in enumerate(days)}
-    for tid, ch, geo, start, nd in LIFT_TESTS:
+    for tid, ch, geo, start, nd, _scope in lift_tests:
         frac = float(rng.uniform(0.35, 0.55))
         d0 = day_index[start]
         mask = np.zeros((n_days, G, I), dtype=bool)
@@ -436,7 +452,7 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
     # ---- lift test truth -----------------------------------------------------------------------
     lift_rows = []
     lift_truth = []
-    for (tid, ch, geo, start, nd), frac, mask in zip(LIFT_TESTS, test_frac, test_masks):
+    for (tid, ch, geo, start, nd, scope), frac, mask in zip(lift_tests, test_frac, test_masks):
         mult_wo = np.where(mask, test_mult / (1 + frac), test_mult)
         units_wo = unit_values(base_units * mult_wo)
         spend_wo = _r2(units_wo * per_unit)
@@ -448,7 +464,12 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
         geos_sel = list(range(G)) if geo == "" else [GEOS.index(geo)]
         c = ch_idx[ch]
         diff = (contrib - contrib_wo).sum(axis=2)
-        true_lift = float(diff[w0: w1 + 1][:, geos_sel].sum())
+        # The experiment: the true model run on the actual spend path with and without the extra
+        # spend; the readout is the KPI difference over the window's weeks (plus the carryover
+        # after them when the test's scope is "total").
+        true_window = float(diff[w0: w1 + 1][:, geos_sel].sum())
+        true_after = float(diff[w1 + 1:][:, geos_sel].sum())
+        true_lift = true_window + (true_after if scope == "total" else 0.0)
         delta_spend = float(round((spend_with - spend_wo)[mask].sum(), 2))
         base_spend = float(round(spend_wo[mask].sum(), 2))
         delta_units = float(round((units_with - units_wo)[mask].sum(), 2))
@@ -459,7 +480,7 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
         lift_rows.append({
             "test_id": tid, "channel": ch, "geo": geo, "start_date": start.isoformat(),
             "end_date": end.isoformat(), "delta_spend": delta_spend,
-            "delta_y": round(observed, 2), "sigma": round(sigma, 2),
+            "delta_y": round(observed, 2), "sigma": round(sigma, 2), "scope": scope,
         })
         lift_truth.append({
             "test_id": tid, "channel": ch, "geo": geo, "geos": [GEOS[g] for g in geos_sel],
@@ -473,11 +494,17 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
             "cost_per_unit_window": delta_spend / delta_units,
             "cost_per_1000_units_window": 1000.0 * delta_spend / delta_units,
             "delta_units_weekly": {GEOS[g]: [float(round(v, 2)) for v in dx[w0: w1 + 1, g]] for g in geos_sel},
-            "true_delta_y_window": true_lift,
-            "true_delta_y_after_window": float(diff[w1 + 1:][:, geos_sel].sum()),
+            "scope": scope,
+            "true_delta_y_window": true_window,
+            "true_delta_y_after_window": true_after,
+            "true_delta_y_total": true_window + true_after,
+            "true_delta_y_reported_scope": true_lift,
+            "true_delta_y_window_by_geo": {GEOS[g]: float(diff[w0: w1 + 1, g].sum()) for g in geos_sel},
+            "true_delta_y_total_by_geo": {GEOS[g]: float(diff[w0:, g].sum()) for g in geos_sel},
             "delta_y": round(observed, 2),
             "sigma": round(sigma, 2),
-            "true_roas_window": true_lift / delta_spend,
+            "true_roas_window": true_window / delta_spend,
+            "true_roas_total": (true_window + true_after) / delta_spend,
         })
 
     # ---- daily KPI ------------------------------------------------------------------------------------
@@ -581,7 +608,9 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
             "last_week_complete": bool(complete[-1]), "last_week_n_days": int(last_week_days),
         },
         "geos": GEOS,
-        "geo_size": GEO_SIZE,
+        "geo_size": sizes,
+        "structure": {"correlated_drivers": list(correlated) if correlated else None,
+                      "correlation_noise": correlation_noise if correlated else None},
         "markets": MARKETS,
         "kpi": {"column": "revenue", "currency": "USD", "grain": "daily x geo",
                 "day_of_week_weights": dict(zip(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], KPI_DOW_WEIGHTS)),
@@ -640,20 +669,25 @@ def _build(seed: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFra
             "delta_units": "delivery units added over the window (unit of the channel)",
             "cost_per_unit_window": "delta_spend / delta_units (USD per unit; per impression for impressions)",
             "true_delta_y_window": "sum over the window's weeks and test geos of y(with test) - y(without), same noise",
-            "true_delta_y_after_window": "carry-over lift after the window (not in delta_y)",
-            "delta_y": "true_delta_y_window + Normal(0, sigma), as reported; sigma = its standard error",
-            "national_test": "geo empty: the test ran in every geo; split by spend share",
+            "true_delta_y_after_window": "carry-over lift after the window",
+            "true_delta_y_total": "window + after-window lift (the whole effect of the test's spend)",
+            "scope": "window: delta_y reads out the window only; total: it includes the carryover",
+            "delta_y": "true lift in the test's scope + Normal(0, sigma), as reported; sigma = its standard error",
+            "national_test": "geo empty: the test ran in every geo; one measurement of the sum of the geos' lifts",
         },
     }
     lift_df = pd.DataFrame(lift_rows, columns=["test_id", "channel", "geo", "start_date", "end_date",
-                                               "delta_spend", "delta_y", "sigma"])
+                                               "delta_spend", "delta_y", "sigma", "scope"])
     return frames, kpi, lift_df, truth
 
 
-def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED) -> dict:
-    """Write the sample input-contract folder into ``out_dir`` (replacing it) and return the truth dict."""
+def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) -> dict:
+    """Write the sample input-contract folder into ``out_dir`` (replacing it) and return the truth dict.
+
+    `structure` keywords (geo_size, correlated, correlation_noise, lift_tests) vary the
+    generated data's structure; without them it is the embedded sample."""
     out = Path(out_dir)
-    frames, kpi, lift_df, truth = _build(int(seed))
+    frames, kpi, lift_df, truth = _build(int(seed), **structure)
     tmp = Path(str(out) + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -196,7 +196,9 @@ def test_steady_state_option_keeps_pymc_marketing_likelihood(cfg):
     assert "lift_measurements" in mmm.model.named_vars and "lift_window_obs" not in mmm.model.named_vars
 
 
+@pytest.mark.fit
 def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
+    # 1 chain x 50 draws of pymc's sampler on the toy (the HSGP graph compiles slowly: ~1-3 min)
     data = toy_data()
     c2 = M.load_model_config("fast", {"time_varying_media": True})
     mmm = M.build_mmm(data, c2, lift_tests=pd.DataFrame([make_row()]))

@@ -204,3 +204,40 @@ def test_bad_arguments():
         convert_lift_tests(_tests(), _daily(), M1, baseline="median")
     with pytest.raises(ValueError, match="units"):
         convert_lift_tests(_tests(), _daily().drop(columns=["unit"]), M1)
+
+
+def test_window_likelihood_columns_geo_and_national_terms():
+    tests = _tests(("T1", "search", "A", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),
+                   ("N1", "retail", None, "2024-03-11", "2024-03-20", 2800.0, 1400.0, 280.0))
+    conv, rej = convert_lift_tests(tests, _daily(), M1, market="m1")
+    assert rej.empty
+    t1 = conv[conv["test_id"] == "T1"].iloc[0]
+    # a geo test: its own readout and sigma over the window, scope window by default
+    assert (t1.scope, t1.delta_y_test, t1.sigma_test, t1.market_share) == ("window", 4000.0, 800.0, 1.0)
+    n = conv[conv["test_id"] == "N1"]
+    # a national test: one term per market, the market's share (A .5 + B .25) of the readout,
+    # sigma x sqrt(share) -- never sigma split per geo row
+    assert n["market_share"].tolist() == pytest.approx([0.75, 0.75])
+    assert n["delta_y_test"].tolist() == pytest.approx([1400 * 0.75] * 2)
+    assert n["sigma_test"].tolist() == pytest.approx([280 * math.sqrt(0.75)] * 2)
+    # across both markets the terms' variances add up to the reported one
+    other, _ = convert_lift_tests(tests, _daily(), ["C"], market="m2")
+    s_other = other.loc[other["test_id"] == "N1", "sigma_test"].iloc[0]
+    assert n["sigma_test"].iloc[0] ** 2 + s_other ** 2 == pytest.approx(280.0 ** 2)
+
+
+def test_scope_column_is_read_and_validated(tmp_path):
+    from mmm_pipeline.lift_tests import with_scope
+
+    tests = _tests(("T1", "search", "A", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),
+                   ("T2", "search", "B", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),
+                   ("T3", "retail", "A", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0))
+    csv = tmp_path / "lift_tests.csv"
+    csv.write_text("test_id,scope\nT1,total\nT2,forever\nT3,\n")
+    scoped = with_scope(tests, csv)
+    assert scoped["scope"].tolist()[:2] == ["total", "forever"] and pd.isna(scoped["scope"].iloc[2])
+    conv, rej = convert_lift_tests(scoped, _daily(), M1)
+    assert conv.set_index("test_id")["scope"].to_dict() == {"T1": "total", "T3": "window"}
+    assert rej["reason"].tolist() == ["invalid_scope"] and "forever" in rej["detail"].iloc[0]
+    # no file or no column: every test is a window test
+    assert with_scope(tests, tmp_path / "absent.csv")["scope"].isna().all()

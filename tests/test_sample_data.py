@@ -130,7 +130,8 @@ def test_columns_exact(sample, ads):
         assert list(df.columns) == expected, name
     assert list(pd.read_csv(out / "kpi" / "kpi.csv").columns) == ["date_day", "geo", "revenue", "orders"]
     lt = pd.read_csv(out / "lift_tests.csv")
-    assert list(lt.columns) == ["test_id", "channel", "geo", "start_date", "end_date", "delta_spend", "delta_y", "sigma"]
+    assert list(lt.columns) == ["test_id", "channel", "geo", "start_date", "end_date", "delta_spend", "delta_y", "sigma",
+                                "scope"]
     assert (out / "channels.csv").read_text().splitlines() == [
         "channel,platform,campaign_pattern,unit,currency",
         "youtube,google_ads,youtube,impressions,USD",
@@ -273,7 +274,8 @@ def test_lift_spend_present_in_ad_data(sample, long):
     for row, t in zip(lt.itertuples(), truth["lift_tests"]):
         start, end = pd.Timestamp(row.start_date), pd.Timestamp(row.end_date)
         n_days = (end - start).days + 1
-        assert start.day_of_week == 0 and start.year == 2025 and 21 <= n_days <= 42 and n_days % 7 == 0
+        # tests of 2 to 8 weeks (issue 11), week-aligned
+        assert start.day_of_week == 0 and start.year == 2025 and 14 <= n_days <= 56 and n_days % 7 == 0
         assert row.delta_spend == pytest.approx(t["delta_spend"], abs=0.01)
         geos = GEOS if row.geo == "" else [row.geo]
         sel = long[(long["channel"] == row.channel) & long["geo"].isin(geos)
@@ -301,14 +303,23 @@ def test_lift_spend_present_in_ad_data(sample, long):
         gi = [GEOS.index(g) for g in geos]
         lift = diff[w0: w0 + n_days // 7][:, gi].sum()
         assert lift == pytest.approx(t["true_delta_y_window"], rel=1e-4)
+        # ... and so is the carryover after the window
+        assert diff[w0 + n_days // 7:][:, gi].sum() == pytest.approx(t["true_delta_y_after_window"], rel=1e-4)
+    lengths = sorted((pd.Timestamp(r.end_date) - pd.Timestamp(r.start_date)).days + 1 for r in lt.itertuples())
+    assert lengths[0] == 14 and lengths[-1] == 56
 
 
 def test_observed_lifts_within_noise(sample):
     out, truth = sample
     lt = pd.read_csv(out / "lift_tests.csv", keep_default_na=False)
+    assert set(lt["scope"]) == {"window", "total"}
     for row, t in zip(lt.itertuples(), truth["lift_tests"]):
-        assert row.test_id == t["test_id"]
-        true = t["true_delta_y_window"]
+        assert row.test_id == t["test_id"] and row.scope == t["scope"]
+        # the readout covers the window, plus the carryover for a `total` test
+        assert t["true_delta_y_total"] == pytest.approx(t["true_delta_y_window"] + t["true_delta_y_after_window"])
+        assert t["true_delta_y_after_window"] > 0.03 * t["true_delta_y_window"]
+        true = t["true_delta_y_total"] if row.scope == "total" else t["true_delta_y_window"]
+        assert t["true_delta_y_reported_scope"] == pytest.approx(true)
         assert true > 0
         assert 0.14 * true <= row.sigma <= 0.26 * true
         assert abs(row.delta_y - true) <= 4 * row.sigma

@@ -270,9 +270,10 @@ def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 
 
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"}, pool="duckdb",
-          description="marts.calibration_report (94% HDI width of each saturation parameter under both "
-          "models, precision improvement, recovery error against truth.json when the input has it) and "
-          "marts.lift_test_fit (predicted vs measured weekly lift per test and variant).",
+          description="marts.calibration_report (per geo and channel, for the media parameters, ROAS and the "
+          "response at current spend: 94% HDI under both models, precision improvement, and with truth.json "
+          "each model's error, truth inside each HDI, bias improvement) and marts.lift_test_fit (each test's "
+          "implied lift in its own scope vs the readout, per variant); a ROAS-vs-truth PNG per market.",
           **{**COMMON, "code_version": REPORT_CODE_VERSION})
 def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -289,7 +290,9 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         models[r["variant"]] = (r["model_version"], model_lib.load_model(r["artifact_uri"]))
     truth_path = Path(settings.input_dir) / "truth.json"
     truth = truth_path if truth_path.exists() else None
-    report, fit_table = model_report.calibration_tables(models, lift, market, truth)
+    cal = model_lib.load_model_config(settings.profile, settings.config()[0].model).calibration
+    report, fit_table = model_report.calibration_tables(models, lift, market, truth,
+                                                        extra_spend_in_data=cal.extra_spend_in_data)
     version = fingerprint(REPORT_CODE_VERSION, sorted(v for v, _ in models.values()))
     with warehouse.get_connection() as con:
         append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",))

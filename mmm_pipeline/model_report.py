@@ -5,12 +5,30 @@ model's max-scaled channel units (the truth's lam, defined on units divided by
 the generator's `unit_scale`, is rescaled by channel_scale / unit_scale),
 `saturation_beta` in KPI units per week (beta x target scale) and
 `adstock_alpha`. HDIs are 94%.
+
+What a marketer reads is compared too, per geo and channel:
+* `roas`: the channel's contribution over the training weeks (posterior
+  `channel_contribution` summed over the weeks, KPI units) / its spend over them
+  (`constant_data.channel_spend`), per draw; the truth is the generating model's
+  contribution on the same weekly units (truth.json parameters) / the same spend;
+* `response_at_current_spend`: the steady-state weekly response at the mean weekly
+  units of the last 13 modelled weeks (`curves.response_draws`; with HSGP media
+  the multiplier is taken at 1, its prior mean, as in the response curves).
+With a truth file each row has each model's error, whether the truth is inside
+each 94% HDI and the bias improvement of pymc-marketing's geo-lift calibration
+example, (|mean_uncal - true| - |mean_cal - true|) / hdi_width_uncal x 100.
+
+`lift_test_fit`: per test and variant, the lift the model implies **in the
+test's own scope** (window, or window + carryover) on the actual spend path
+(`lift_likelihood.implied_lift_draws`, the calibrated likelihood's expression,
+evaluated on each model's posterior) against the reported readout and sigma.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -19,6 +37,8 @@ from mmm_pipeline.model import HDI_PROB, _hdi_bounds, _target_scale, parameter_s
 
 REPORT_PARAMETERS = {"saturation_lam": "saturation_lam", "saturation_beta_kpi": "saturation_beta",
                      "adstock_alpha": "adstock_alpha"}
+MARKETER_PARAMETERS = ("roas", "response_at_current_spend")
+RECENT_WEEKS = 13
 
 
 def _truth_values(truth_path: Path | None, params: pd.DataFrame) -> pd.Series:
@@ -47,51 +67,154 @@ def _report_params(mmm) -> pd.DataFrame:
     return p
 
 
+def model_data_of(mmm) -> SimpleNamespace:
+    """The ModelData fields `lift_likelihood.window_design` reads, from a fitted (or loaded) MMM."""
+    units = mmm.idata.constant_data["channel_data"]
+    dims = tuple(mmm.dims)
+    weeks = list(pd.to_datetime(units.coords["date"].values))
+    channels = [str(c) for c in units.coords["channel"].values]
+    if dims:
+        X = units.to_dataframe(name="u")["u"].unstack("channel").reset_index()
+        geos = [str(g) for g in units.coords["geo"].values]
+    else:
+        X = units.to_pandas().reset_index()
+        geos = ["national"]
+    X.columns = [str(c) for c in X.columns]
+    return SimpleNamespace(X=X, weeks=weeks, geos=geos, channels=channels, dims=dims)
+
+
+def _true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) -> np.ndarray:
+    """The generating model's weekly contribution (KPI units) on `units` (weeks,) of one cell."""
+    l_max = int(truth["adstock"]["l_max"])
+    a, lam, beta = truth["alpha"][geo][channel], truth["lam"][geo][channel], truth["beta"][geo][channel]
+    x = np.asarray(units, float) / truth["unit_scale"][channel]
+    w = a ** np.arange(l_max)
+    w = w / w.sum()
+    ad = np.zeros_like(x)
+    for k in range(l_max):
+        ad[k:] += w[k] * x[: len(x) - k]
+    e = np.exp(-lam * ad)
+    return beta * (1 - e) / (1 + e)
+
+
+def marketer_rows(mmm, truth: dict | None = None) -> pd.DataFrame:
+    """ROAS and response at current spend per geo and channel: mean, 94% HDI (and the truth).
+
+    Columns: geo, channel, parameter, mean, hdi_low, hdi_high, hdi_width, truth.
+    """
+    from mmm_pipeline.curves import response_draws
+
+    post = mmm.idata.posterior
+    cd = mmm.idata.constant_data
+    contrib = (post["channel_contribution"].sum("date") * _target_scale(mmm)).stack(sample=("chain", "draw"))
+    units = cd["channel_data"]
+    spend = cd["channel_spend"] if "channel_spend" in cd else None
+    geo_model = "geo" in units.dims
+    geos = [str(g) for g in units.coords["geo"].values] if geo_model else ["national"]
+    rows = []
+    for geo in geos:
+        for ch in [str(c) for c in units.coords["channel"].values]:
+            sel = {"channel": ch, **({"geo": geo} if geo_model else {})}
+            u = np.asarray(units.sel(sel), float)
+            sp = float(np.asarray(spend.sel(sel)).sum()) if spend is not None else float(u.sum())
+            c = np.asarray(contrib.sel(sel), float)
+            current = float(u[-RECENT_WEEKS:].mean())
+            resp = response_draws(mmm, geo, ch, np.array([current]))[:, 0]
+            t_roas = t_resp = np.nan
+            if truth is not None:
+                try:
+                    t_roas = float(_true_contribution(truth, u, geo, ch).sum()) / sp if sp > 0 else np.nan
+                    t_resp = float(_true_contribution(truth, np.full(4 * int(truth["adstock"]["l_max"]), current),
+                                                      geo, ch)[-1])
+                except (KeyError, TypeError):
+                    pass
+            for name, draws, t in (("roas", c / sp if sp > 0 else c * np.nan, t_roas),
+                                   ("response_at_current_spend", resp, t_resp)):
+                lo, hi = _hdi_bounds(draws[:, None], HDI_PROB)
+                rows.append({"geo": geo, "channel": ch, "parameter": name, "mean": float(draws.mean()),
+                             "hdi_low": float(lo[0]), "hdi_high": float(hi[0]),
+                             "hdi_width": float(hi[0] - lo[0]), "truth": t})
+    return pd.DataFrame(rows)
+
+
+def compare_variants(per_variant: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (geo, channel, parameter): each variant's mean, HDI, width, error, truth-in-HDI,
+    the precision improvement and the bias improvement (pure pandas; `truth` column optional)."""
+    key = ["geo", "channel", "parameter"]
+    base = per_variant.get("uncalibrated", next(iter(per_variant.values())))
+    out = base[key + (["truth"] if "truth" in base else [])].copy()
+    if "truth" not in out:
+        out["truth"] = np.nan
+    for variant in ("uncalibrated", "calibrated"):
+        p = per_variant.get(variant)
+        cols = {c: f"{c}_{variant}" for c in ("mean", "hdi_low", "hdi_high", "hdi_width")}
+        if p is None:
+            for c in cols.values():
+                out[c] = np.nan
+        else:
+            out = out.merge(p[key + list(cols)].rename(columns=cols), on=key, how="left")
+    u, c, t = "uncalibrated", "calibrated", out["truth"]
+    out["precision_improvement_pct"] = (out[f"hdi_width_{u}"] - out[f"hdi_width_{c}"]) / out[f"hdi_width_{u}"] * 100
+    for v in (u, c):
+        out[f"error_{v}"] = (out[f"mean_{v}"] - t).abs() / t.abs()
+        out[f"signed_error_{v}"] = (out[f"mean_{v}"] - t) / t.abs()
+        inside = (out[f"hdi_low_{v}"] <= t) & (t <= out[f"hdi_high_{v}"])
+        out[f"truth_in_hdi_{v}"] = inside.where(t.notna() & out[f"mean_{v}"].notna())
+    out["bias_improvement_pct"] = ((out[f"mean_{u}"] - t).abs() - (out[f"mean_{c}"] - t).abs()) \
+        / out[f"hdi_width_{u}"] * 100
+    return out
+
+
 def calibration_tables(models: dict[str, tuple[str, object]], lift: pd.DataFrame, market: str,
-                       truth_path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       truth_path: Path | None, *, extra_spend_in_data: bool = True,
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(calibration_report, lift_test_fit) for one market.
 
     `models` maps variant -> (model_version, fitted MMM); the calibrated one may be absent.
     """
-    params = {v: _report_params(m) for v, (_, m) in models.items()}
-    base = params.get("uncalibrated", next(iter(params.values())))
-    key = ["geo", "channel", "parameter"]
-    report = base[key + ["channel_scale"]].copy()
-    for variant in ("uncalibrated", "calibrated"):
-        p = params.get(variant)
-        cols = {"mean": f"mean_{variant}", "hdi_width": f"hdi_width_{variant}"}
-        if p is None:
-            for c in cols.values():
-                report[c] = np.nan
-        else:
-            report = report.merge(p[key + list(cols)].rename(columns=cols), on=key, how="left")
-    report["precision_improvement_pct"] = (
-        (report["hdi_width_uncalibrated"] - report["hdi_width_calibrated"]) / report["hdi_width_uncalibrated"] * 100
-    )
-    truth = _truth_values(truth_path, base)
-    report["truth"] = [truth.get(tuple(k), np.nan) for k in report[key].itertuples(index=False)]
-    for variant in ("uncalibrated", "calibrated"):
-        report[f"error_{variant}"] = (report[f"mean_{variant}"] - report["truth"]).abs() / report["truth"]
+    truth = json.loads(Path(truth_path).read_text()) if truth_path is not None else None
+    per_variant = {}
+    for v, (_, m) in models.items():
+        p = _report_params(m)
+        tv = _truth_values(truth_path, p)
+        p["truth"] = [tv.get(tuple(k), np.nan) for k in p[["geo", "channel", "parameter"]].itertuples(index=False)]
+        per_variant[v] = pd.concat([p[["geo", "channel", "parameter", "mean", "hdi_low", "hdi_high", "hdi_width",
+                                       "truth"]], marketer_rows(m, truth)], ignore_index=True)
+    report = compare_variants(per_variant)
     report.insert(0, "market", market)
     report.insert(0, "model_version_calibrated", models.get("calibrated", (None,))[0])
     report.insert(0, "model_version_uncalibrated", models.get("uncalibrated", (None,))[0])
-    report = report.drop(columns=["channel_scale"])
+    return report, lift_test_fit(models, lift, market, extra_spend_in_data=extra_spend_in_data)
 
-    fit_rows = []
-    if lift is not None and len(lift):
-        for variant, (version, mmm) in models.items():
-            for r in lift.to_dict("records"):
-                draws = predicted_lift_draws(mmm, r["geo"], r["channel"], r["x"], r["delta_x"])
-                lo, hi = _hdi_bounds(draws[:, None], HDI_PROB)
-                mean = float(draws.mean())
-                fit_rows.append({
-                    "test_id": r["test_id"], "market": market, "variant": variant, "model_version": version,
-                    "geo": r["geo"], "channel": r["channel"], "predicted_mean": mean,
-                    "predicted_hdi_low": float(lo[0]), "predicted_hdi_high": float(hi[0]),
-                    "observed": r["delta_y"], "sigma": r["sigma"],
-                    "z_score": (r["delta_y"] - mean) / r["sigma"],
-                })
-    return report, pd.DataFrame(fit_rows)
+
+def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, market: str, *,
+                  extra_spend_in_data: bool = True) -> pd.DataFrame:
+    """Per test and variant: the implied lift in the test's scope (mean, 94% HDI) vs the readout."""
+    from mmm_pipeline.lift_likelihood import DESIGN_COLUMNS, implied_lift_draws, window_design
+
+    if lift is None or not len(lift) or not set(DESIGN_COLUMNS) <= set(lift.columns):
+        return pd.DataFrame()
+    rows = []
+    for variant, (version, mmm) in models.items():
+        data = model_data_of(mmm)
+        design = window_design(lift, data, int(mmm.adstock.l_max), extra_spend_in_data=extra_spend_in_data)
+        if not design.test_ids:
+            continue
+        draws = implied_lift_draws(mmm, design)
+        lo, hi = _hdi_bounds(draws, HDI_PROB)
+        meta = lift.drop_duplicates("test_id").set_index("test_id")
+        for k, test_id in enumerate(design.test_ids):
+            m = meta.loc[test_id]
+            mean = float(draws[:, k].mean())
+            national = bool(m.get("national", False))
+            rows.append({
+                "test_id": test_id, "market": market, "variant": variant, "model_version": version,
+                "geo": "all geos" if national else m["geo"], "channel": m["channel"], "scope": design.scope[k],
+                "predicted_mean": mean, "predicted_hdi_low": float(lo[k]), "predicted_hdi_high": float(hi[k]),
+                "observed": float(design.observed[k]), "sigma": float(design.sigma[k]),
+                "z_score": (float(design.observed[k]) - mean) / float(design.sigma[k]),
+            })
+    return pd.DataFrame(rows)
 
 
 def predicted_lift_draws(mmm, geo: str, channel: str, x: float, delta_x: float) -> np.ndarray:
@@ -199,6 +322,10 @@ def calibration_figures(models: dict, report: pd.DataFrame, fit_table: pd.DataFr
     fig.tight_layout()
     figs["posterior_lam_beta"] = fig
 
+    roas = report[report["parameter"] == "roas"] if "parameter" in report else report.iloc[0:0]
+    if len(roas):
+        figs["roas_vs_truth"] = roas_figure(roas)
+
     if len(fit_table):
         fig, ax = plt.subplots(figsize=(8, 4), dpi=80)
         labels = (fit_table["test_id"] + " " + fit_table["geo"].astype(str)).drop_duplicates().tolist()
@@ -212,9 +339,35 @@ def calibration_figures(models: dict, report: pd.DataFrame, fit_table: pd.DataFr
         ax.errorbar([pos[f"{t} {geo}"] for t, geo in zip(obs["test_id"], obs["geo"].astype(str))],
                     obs["observed"], yerr=obs["sigma"], fmt="s", color="black", label="measured +/- sigma")
         ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7, ha="right")
-        ax.set_ylabel("weekly KPI lift")
-        ax.set_title("Lift tests: predicted vs measured")
+        ax.set_ylabel("KPI lift over the test's readout (its scope)")
+        ax.set_title("Lift tests: implied on the actual spend path vs measured")
         ax.legend(fontsize=7)
         fig.tight_layout()
         figs["lift_fit"] = fig
     return figs
+
+
+def roas_figure(roas: pd.DataFrame):
+    """True vs uncalibrated vs calibrated ROAS (94% HDI) per geo and channel: one panel per channel."""
+    plt = _plt()
+    channels = sorted(roas["channel"].unique())
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.6 * len(channels), 3.6), dpi=80, squeeze=False)
+    colors = {"uncalibrated": "tab:gray", "calibrated": "tab:blue"}
+    for ax, ch in zip(axes[0], channels):
+        sub = roas[roas["channel"] == ch].sort_values("geo")
+        xs = np.arange(len(sub))
+        for k, v in enumerate(("uncalibrated", "calibrated")):
+            m = sub[f"mean_{v}"].to_numpy(float)
+            if not np.isfinite(m).any():
+                continue
+            ax.errorbar(xs + 0.18 * (k - 0.5), m, yerr=[m - sub[f"hdi_low_{v}"], sub[f"hdi_high_{v}"] - m],
+                        fmt="o", ms=4, lw=1, color=colors[v], label=v)
+        if sub["truth"].notna().any():
+            ax.scatter(xs, sub["truth"], marker="x", color="black", s=45, zorder=5, label="truth")
+        ax.set_xticks(xs, sub["geo"], rotation=30, fontsize=7)
+        ax.set_title(ch)
+        ax.set_ylabel("ROAS (KPI per unit of money)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("ROAS per geo and channel: truth vs uncalibrated vs calibrated (94% HDI)")
+    fig.tight_layout()
+    return fig

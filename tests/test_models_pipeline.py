@@ -79,9 +79,13 @@ def test_calibration_report_compares_both_models_with_the_truth(sample_run):
     with warehouse.connect(sample_run["warehouse"]) as con:
         report = con.execute("SELECT * FROM marts.calibration_report_latest").df()
         fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
-    assert set(report.parameter) == {"saturation_lam", "saturation_beta", "adstock_alpha"}
-    assert len(report) == 2 * 3 * 4 * 3  # markets x geos x channels x parameters
+    assert set(report.parameter) == {"saturation_lam", "saturation_beta", "adstock_alpha", "roas",
+                                     "response_at_current_spend"}
+    assert len(report) == 2 * 3 * 4 * 5  # markets x geos x channels x (3 parameters + ROAS + response)
     assert report.truth.notna().all() and report.error_calibrated.notna().all()
+    assert report.bias_improvement_pct.notna().all() and report.truth_in_hdi_calibrated.notna().all()
+    # one lift_test_fit row per test and variant (the national test is one term per market)
+    assert not fit.duplicated(["market", "test_id", "variant"]).any()
     assert report.model_version_calibrated.notna().all()
     assert set(fit.variant) == {"uncalibrated", "calibrated"}
     # the calibrated model is pulled towards the measured lifts

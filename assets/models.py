@@ -24,7 +24,8 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # A change to the fitting code refits (it is part of every model_version); the report's own code
 # only re-runs the report.
-MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests", "mmm_pipeline.lift_likelihood")
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests", "mmm_pipeline.lift_likelihood",
+                                    "mmm_pipeline.roas_targets")
 REPORT_CODE_VERSION = source_version("mmm_pipeline.model_report")
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
@@ -130,15 +131,23 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
                 if _exists(con, "marts.lift_tests_latest") else pd.DataFrame()
             lift = lift.dropna(subset=["x"]) if "x" in lift else lift
+    # experiments read out as iROAS / CPA: pymc-marketing's cost-per-target calibration
+    from mmm_pipeline import roas_targets as rt_lib
+
+    targets = rt_lib.read_roas_targets(settings.input_dir) if variant == "calibrated" else None
+    if targets is not None:
+        targets = targets[targets["geo"].isna() | targets["geo"].isin(geos)].reset_index(drop=True)
     cfg = model_lib.load_model_config(settings.profile, config.model)
     cfg_hash = model_lib.config_hash(cfg)
     lift_version = fingerprint(lift.drop(columns=["materialized_at", "data_version"], errors="ignore").to_json()) \
         if lift is not None else ""
+    if targets is not None and len(targets):
+        lift_version = fingerprint(lift_version, targets.to_json())
     model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version)
     checks_enforced = settings.profile == "full"
     severity = dg.AssetCheckSeverity.ERROR if checks_enforced else dg.AssetCheckSeverity.WARN
 
-    if variant == "calibrated" and (lift is None or lift.empty):
+    if variant == "calibrated" and (lift is None or lift.empty) and (targets is None or targets.empty):
         context.log.warning(f"market {market}: no valid lift test, so the calibrated model is not fitted")
         return dg.MaterializeResult(
             metadata={"fitted": False, "market": market,
@@ -164,8 +173,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     if not reused:
         context.log.info(f"fitting {variant} model for market {market} ({settings.profile} profile, "
                          f"geos {geos}), version {model_version}")
-        fit = model_lib.fit_model(media, kpi, cpu, cfg, lift_tests=lift if variant == "calibrated" else None,
-                                  geos=geos, progress_callback=context.log.info)
+        use_lift = variant == "calibrated" and lift is not None and not lift.empty
+        fit = model_lib.fit_model(media, kpi, cpu, cfg, lift_tests=lift if use_lift else None,
+                                  geos=geos, progress_callback=context.log.info, roas_targets=targets)
         model_lib.save_model(fit.mmm, artifact)
         mmm = fit.mmm
         for stage, seconds in fit.stage_seconds.items():

@@ -484,10 +484,16 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
 
 
 def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
-              model_config: dict | None = None):
-    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says). Nothing is sampled."""
+              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None):
+    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says, + ROAS/CPA
+    targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
     mmm = make_mmm(data, cfg, model_config)
     mmm.build_model(data.X, data.y)
+    if roas_targets is not None and len(roas_targets):
+        from mmm_pipeline import roas_targets as rt
+
+        usable, _ = rt.targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))
+        rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
     if lift_tests is None:
         return mmm
     cal = cfg.calibration
@@ -667,6 +673,7 @@ def fit_model(
     geos: Sequence[str] | None = None,
     controls: pd.DataFrame | None = None,
     model_config: dict | None = None,
+    roas_targets: pd.DataFrame | None = None,
 ) -> FitResult:
     """Fit one market's MMM (calibrated when `lift_tests` is given) and diagnose it.
 
@@ -699,10 +706,18 @@ def fit_model(
     t = stage("import", t)
     cal = cfg.calibration.likelihood
     lift = lift_tests_for_model(lift_tests, data, likelihood=cal) if lift_tests is not None else None
-    variant = "calibrated" if lift is not None and len(lift) else "uncalibrated"
+    n_targets = 0
+    if roas_targets is not None and len(roas_targets):
+        from mmm_pipeline.roas_targets import targets_for_model
+
+        n_targets = len(targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))[0])
+    variant = "calibrated" if (lift is not None and len(lift)) or n_targets else "uncalibrated"
     if lift_tests is not None and (lift is None or not len(lift)):
-        progress.emit("no lift test applies to this market: fitting uncalibrated")
-    mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config)
+        progress.emit("no lift test applies to this market" + ("" if n_targets else ": fitting uncalibrated"))
+    mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config,
+                    roas_targets=roas_targets if n_targets else None)
+    if n_targets:
+        progress.emit(f"added {n_targets} ROAS/CPA target term(s) (add_cost_per_target_calibration)")
     if lift is not None and len(lift):
         n_terms = lift["test_id"].nunique() if cal == "window" else len(lift)
         progress.emit(f"added {n_terms} lift test likelihood term(s) ({cal}) from {len(lift)} row(s)")
@@ -730,9 +745,11 @@ def fit_model(
             **_nuts_kwargs(s),
         )
     t = stage("sample", t)
+    from mmm_pipeline import roas_targets as rt
     from mmm_pipeline.lift_likelihood import lift_attrs
 
-    mmm.idata.attrs.update(lift_attrs(mmm))  # so load_model re-adds the window-lift term
+    # so load_model re-adds the window-lift and ROAS-target terms
+    mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
     if s.thin > 1:
         # The gate then judges exactly the posterior that is saved and used downstream.
@@ -957,10 +974,11 @@ def save_model(mmm, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    from mmm_pipeline import roas_targets as rt
     from mmm_pipeline.lift_likelihood import lift_attrs
 
     if getattr(mmm, "idata", None) is not None:
-        mmm.idata.attrs.update(lift_attrs(mmm))
+        mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -996,9 +1014,11 @@ def load_model(path: str | Path):
             finally:
                 lazy.close()
             mmm = MMM.load_from_idata(idata)
+            from mmm_pipeline import roas_targets as rt
             from mmm_pipeline.lift_likelihood import readd_from_attrs
 
             readd_from_attrs(mmm, idata.attrs)
+            rt.readd_from_attrs(mmm, idata.attrs)
             return mmm
     except Exception as exc:  # netCDF/HDF5 errors, missing attrs, DifferentModelError
         raise ModelError(

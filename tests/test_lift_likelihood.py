@@ -214,3 +214,30 @@ def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
     path = M.save_model(mmm, tmp_path / "m.nc")
     back = M.load_model(path)
     assert "lift_window_obs" in back.model.named_vars
+
+
+def test_roas_targets_add_cost_per_target_terms(cfg):
+    from mmm_pipeline import roas_targets as RT
+
+    data = toy_data()
+    keys = data.X[["date", "geo"]]
+    data.cost_per_unit = keys.assign(c1=0.5, c2=2.0)
+    targets = pd.DataFrame([
+        {"channel": "c1", "geo": "B", "metric": "roas", "value": 1.5, "sigma": 0.3},
+        {"channel": "c2", "geo": None, "metric": "cpa", "value": 4.0, "sigma": 1.0},
+        {"channel": "c9", "geo": None, "metric": "roas", "value": 1.0, "sigma": 0.1},
+        {"channel": "c1", "geo": "A", "metric": "iroas", "value": 1.0, "sigma": 0.1},
+        {"channel": "c1", "geo": "Z", "metric": "roas", "value": 1.0, "sigma": 0.1},  # another market
+    ])
+    used, rejected = RT.targets_for_model(targets, CHANNELS, GEOS, True)
+    # the geo-less CPA is one term per geo, sigma x sqrt(2), so together they carry sigma once
+    assert used[["channel", "geo", "metric"]].values.tolist() == [["c1", "B", "roas"], ["c2", "A", "cpa"],
+                                                                   ["c2", "B", "cpa"]]
+    assert used["sigma"].tolist() == pytest.approx([0.3, np.sqrt(2), np.sqrt(2)])
+    assert len(rejected) == 2 and "unknown channel" in rejected["reason"].iloc[0]
+    spend = RT.spend_frame(data)
+    assert spend["c1"].tolist() == pytest.approx((data.X["c1"] * 0.5).tolist())
+    mmm = M.build_mmm(data, cfg, roas_targets=targets)
+    names = set(mmm.model.named_vars)
+    assert any(n.startswith("roas_target") for n in names) and any(n.startswith("cpa_target") for n in names)
+    assert RT.ATTR in RT.attrs(mmm)

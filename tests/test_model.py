@@ -197,11 +197,11 @@ def test_model_builds_with_expected_dims_coords_priors(tables):
     assert mmm.model_config["adstock_alpha"].transform == "sigmoid"
     assert mmm.model_config["saturation_beta"]["mu"]["mu"] == cfg.priors.saturation_beta.mu_loc
     assert mmm.adstock.l_max == 8
-    # lift tests: one observed row per converted west test row
-    assert "lift_measurements" in model.named_vars
-    # LT-2025-01 (TX social), LT-2025-02 (WA search) and the national LT-2025-05 split over 3 geos
+    # lift tests: the window likelihood, one term per test -- LT-2025-01 (TX social), LT-2025-02
+    # (WA search) and the national LT-2025-05 as ONE term over its 3 west geo rows
+    assert "lift_window_obs" in model.named_vars and "lift_measurements" not in model.named_vars
     assert len(tables["lift_west"]) == 5
-    assert int(model.dim_lengths["_lift_measurements_dim"].eval()) == 5
+    assert list(model.coords["lift_test"]) == ["LT-2025-01", "LT-2025-02", "LT-2025-05"]
     # scales: one per channel (max over weeks and geos), one for the target
     assert mmm.scalers["_channel"].dims == ("channel",)
     assert mmm.scalers["_target"].size == 1
@@ -283,7 +283,7 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert path.exists() and not list(path.parent.glob(".*tmp"))
     loaded = M.load_model(path)
     assert list(loaded.model.coords["geo"]) == WEST
-    assert "lift_measurements" in loaded.model.named_vars  # lift tests are restored
+    assert "lift_window_obs" in loaded.model.named_vars  # the window-lift term is restored
     X = res.data.X
     a = res.mmm.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)
     b = loaded.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)

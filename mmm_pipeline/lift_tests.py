@@ -1,5 +1,17 @@
 """Lift tests converted to the model's units (pure pandas).
 
+The calibrated model's default likelihood (``mmm_pipeline.lift_likelihood``)
+models the experiment on the actual spend path and needs from here, per test
+and geo, the window, ``delta_spend`` (the geo's share for a national test),
+``cost_per_unit_used`` and ``scope`` (``window`` default, or ``total``; a
+``scope`` column of lift_tests.csv, reason ``invalid_scope`` otherwise), and per
+test and market one term: ``delta_y_test`` = delta_y x market_share and
+``sigma_test`` = sigma x sqrt(market_share), where ``market_share`` is the
+market's share of the test's window spend (1 for a geo test and for a national
+test in a one-market run). The weekly steady-state conversion below is what the
+``calibration.likelihood: steady_state`` option (pymc-marketing's
+``add_lift_test_measurements``) reads.
+
 Marketers report a lift test as money added over a window (``delta_spend``,
 USD), the KPI lift over that window (``delta_y``) and its standard error
 (``sigma``). The MMM is fitted on weekly *delivery units* (impressions,

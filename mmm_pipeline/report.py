@@ -240,7 +240,7 @@ def _plt():
 def _png(fig, alt: str) -> dict:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)  # constrained layout: no second "tight" draw
+    fig.savefig(buf, format="png", dpi=90)  # fixed margins: a layout engine would draw the text twice
     plt.close(fig)
     return {"alt": alt, "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
 
@@ -261,12 +261,13 @@ def _money_axis(ax, currency: str, axis: str = "y"):
 
 def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 3.2))
     x = range(len(ch))
     ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
     ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi}", color="#1f77b4")
     ax.set_xticks(list(x), ch["channel"])
     _money_axis(ax, currency)
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.88, bottom=0.1)
     ax.set_title("Spend and what it brought, per channel (training period)")
     ax.set_ylim(top=1.25 * float(max(ch["spend"].max(), ch["contribution_mean"].max())))
     ax.legend(frameon=False, loc="upper left", ncol=2)
@@ -276,7 +277,7 @@ def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
 def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
     plt = _plt()
     geos = sorted(fit["geo"].unique())
-    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False)
     for ax, geo in zip(axes[:, 0], geos):
         d = fit[fit["geo"] == geo].sort_values("week_start")
         w = pd.to_datetime(d["week_start"])
@@ -287,7 +288,8 @@ def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
         ax.set_title(geo, loc="left", fontsize=10)
         _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
     axes[0, 0].legend(frameon=False, ncol=3, fontsize=8, loc="upper right")
-    fig.suptitle(f"Weekly {kpi}: actual vs predicted", y=1.0)
+    fig.suptitle(f"Weekly {kpi}: actual vs predicted")
+    fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.45 / (2.3 * len(geos)), bottom=0.25 / len(geos), hspace=0.3)
     return fig
 
 
@@ -297,7 +299,7 @@ def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
     order = [c for c in ("baseline", "seasonality") if c in wide] + \
         [c for c in wide.columns if c not in ("baseline", "seasonality")]
     wide = wide[order]
-    fig, ax = plt.subplots(figsize=(10, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     idx = pd.to_datetime(wide.index)
     pos = wide.clip(lower=0)
     neg = wide.clip(upper=0)
@@ -306,7 +308,8 @@ def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
         ax.stackplot(idx, neg.T.values, alpha=0.5)
     ax.set_title(f"Weekly {kpi} by component (sum over geos, posterior mean)")
     _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
-    fig.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="outside lower center")
+    ax.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.91, bottom=0.2)
     return fig
 
 
@@ -315,7 +318,7 @@ def plot_roas(roas: pd.DataFrame):
     channels = sorted(roas["channel"].unique())
     variants = [v for v in ("uncalibrated", "calibrated") if v in set(roas["variant"])]
     geos = sorted(roas["geo"].unique())
-    fig, ax = plt.subplots(figsize=(10, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     step = 1.0 / (len(variants) * len(geos) + 1)
     for vi, v in enumerate(variants):
         for gi, g in enumerate(geos):
@@ -328,6 +331,7 @@ def plot_roas(roas: pd.DataFrame):
     ax.set_xticks(range(len(channels)), channels)
     ax.set_ylabel("ROAS (revenue per 1 spent)")
     ax.set_title(f"ROAS per channel, one point per geo, {HDI_LABEL} (dashed: break-even)")
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.1)
     ax.legend(frameon=False)
     return fig
 
@@ -337,7 +341,7 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
     channels = sorted(curves["channel"].unique())
     cols = min(2, len(channels))
     rows = (len(channels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False)
     for ax, ch in zip(axes.ravel(), channels):
         for g, d in curves[curves["channel"] == ch].groupby("geo"):
             d = d.sort_values("spend")
@@ -352,12 +356,14 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
         ax.legend(frameon=False, fontsize=7)
     for ax in axes.ravel()[len(channels):]:
         ax.set_visible(False)
+    fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.3 / (3.0 * rows), bottom=0.5 / (3.0 * rows),
+                        wspace=0.3, hspace=0.45)
     return fig
 
 
 def plot_lift(fit: pd.DataFrame):
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     labels = [f"{r.test_id}\n{r.geo}" if "geo" in fit and pd.notna(getattr(r, "geo", None)) else r.test_id
               for r in fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else [])).itertuples()]
     keys = fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else []))
@@ -373,6 +379,7 @@ def plot_lift(fit: pd.DataFrame):
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("weekly lift (KPI)")
     ax.set_title("Lift tests: measured vs predicted weekly lift")
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False, fontsize=8)
     return fig
 
@@ -381,7 +388,7 @@ def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
     plt = _plt()
     d = alloc.sort_values(["channel", "geo"])
     labels = [f"{c}\n{g}" for c, g in zip(d["channel"], d["geo"])]
-    fig, ax = plt.subplots(figsize=(10, 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 3.4))
     x = range(len(d))
     ax.bar([i - 0.2 for i in x], d["current_spend"], width=0.4, color="#bbbbbb", label="current plan")
     colors = ["#e67e22" if e else "#1f77b4" for e in d["extrapolated"]]
@@ -389,6 +396,7 @@ def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
     ax.set_xticks(list(x), labels, fontsize=7)
     _money_axis(ax, currency)
     ax.set_title(title + " (orange: beyond the largest weekly spend seen)", fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False)
     return fig
 

@@ -21,6 +21,7 @@ executor runs checks in parallel, and GX rewrites its index page on each run).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import threading
@@ -63,7 +64,7 @@ def context(gx_root: Path):
 def _get_or_add(getter, adder, name):
     try:
         return getter(name)
-    except Exception:  # GX raises different lookup errors per store
+    except Exception:  # not there yet (GX raises a different lookup error per store)
         return adder(name)
 
 
@@ -79,7 +80,7 @@ def validate(spec: v.SuiteSpec, df, gx_root: Path | None) -> v.SuiteOutcome:
         asset = _get_or_add(ds.get_asset, lambda n: ds.add_dataframe_asset(name=n), spec.name)
         batch = _get_or_add(asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, "whole")
         suite = ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[v._detached_copy(__import__("copy"), e) for e in spec.template()]))
+            name=spec.name, expectations=[v._detached_copy(copy, e) for e in spec.template()]))
         vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
         checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
             name=spec.name, validation_definitions=[vd],
@@ -134,7 +135,7 @@ def record_outcome(spec: v.SuiteSpec, outcome: v.SuiteOutcome, gx_root: Path | N
     with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
         ctx = context(gx_root)
         ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[v._detached_copy(__import__("copy"), e) for e in spec.template()]))
+            name=spec.name, expectations=[v._detached_copy(copy, e) for e in spec.template()]))
         identifier = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=spec.name),
             run_id=RunIdentifier(run_name=f"sql-{now:%Y%m%dT%H%M%S}", run_time=now), batch_identifier="duckdb-sql")

@@ -1,9 +1,13 @@
 """Great Expectations 1.x suites for the pipeline's tables, and a small runner.
 
 The Dagster asset checks read a table from DuckDB into pandas, pick one of the
-suite builders below and call :func:`run_suite`; the returned
-:class:`SuiteOutcome` is plain data (no GX objects) that the checks turn into
-check metadata (``summary()`` and ``to_markdown()``).
+suites below (a :class:`SuiteSpec`: expectations with their runtime values as
+suite parameters) and run it through :func:`mmm_pipeline.data_docs.validate`
+(a file-backed context with a Checkpoint per check, so every result is a Data
+Docs page); :func:`run_suite` runs the same expectations in an ephemeral
+context (tests, no files). Either returns :class:`SuiteOutcome`, plain data
+(no GX objects) that the checks turn into check metadata (``summary()`` and
+``to_markdown()``, plus ``data_docs_url``).
 
 Design notes
 ------------
@@ -12,8 +16,8 @@ Design notes
   ``GX_ANALYTICS_ENABLED=false`` is set before the first import, and the
   context is created with analytics and progress bars off, so validation
   prints nothing.
-* One ephemeral (in-memory) GX context and one pandas datasource are created
-  per process and reused.  Every :func:`run_suite` call registers a dataframe
+* For :func:`run_suite`, one ephemeral (in-memory) GX context and one pandas
+  datasource are created per process and reused.  Every :func:`run_suite` call registers a dataframe
   asset under a unique name (``<suite>-<uuid>``) and deletes it again
   afterwards, so calls never collide.  A process-wide lock serialises runs
   (the GX context is not thread safe).

@@ -39,12 +39,14 @@ run: $(VENV)/.installed
 	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
 	$(PY) -m assets.run
 
+# Two workers: most of a fit is its single-threaded compile, so two fits compile at once.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters).
 test-fast: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not fit"
+	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
 
 export MMM_FIT_CONCURRENCY ?= 1
 

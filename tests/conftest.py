@@ -23,8 +23,17 @@ FIT_FIXTURES = {"sample_run", "fitted", "mmm", "curves", "default_alloc", "webse
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if FIT_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+        names = set(getattr(item, "fixturenames", ()))
+        if FIT_FIXTURES & names or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.fit)
+        # `make test` runs two pytest-xdist workers with `--dist loadgroup`: a session or module
+        # fixture is built once per worker that needs it, so the tests sharing the one sample
+        # materialization run on one worker, and those sharing a module fixture stay together.
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if "sample_run" in names:
+            item.add_marker(pytest.mark.xdist_group("sample_run"))
+        elif any(d.scope == "module" for fixture_defs in defs.values() for d in fixture_defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def fixture_path(name: str) -> Path:
@@ -77,15 +86,24 @@ def check_results(result) -> dict[str, tuple[bool, str]]:
     return out
 
 
-@pytest.fixture(scope="session")
-def sample_dir(tmp_path_factory) -> Path:
+def pytest_configure(config):
+    """Generate the sample before any test module is imported: the market partitions are read
+    from MMM_INPUT_DIR's pipeline.yaml when `assets.models` is imported (a test module that
+    imports the assets at collection would otherwise fix them to the default input)."""
+    import tempfile
+
     from mmm_pipeline.sample_data import generate_sample
 
-    out = tmp_path_factory.mktemp("sample") / "input"
-    generate_sample(out)
-    # The market partitions are read from the input's pipeline.yaml when assets are imported.
-    os.environ["MMM_INPUT_DIR"] = str(out)
-    return out
+    base = Path(tempfile.mkdtemp(prefix="mmm-test-sample-"))
+    generate_sample(base / "input")
+    os.environ["MMM_INPUT_DIR"] = str(base / "input")
+    config.add_cleanup(lambda: shutil.rmtree(base, ignore_errors=True))
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The embedded sample (read-only: tests that change it work on `copy_input`)."""
+    return Path(os.environ["MMM_INPUT_DIR"])
 
 
 @pytest.fixture(scope="session")

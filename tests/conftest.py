@@ -77,6 +77,17 @@ def materialize(input_dir: Path, warehouse: Path, artifacts: Path, *, models: bo
     return Runs(result.success, [result], instance)
 
 
+def snapshot(db: Path) -> dict:
+    """Every table of the warehouse, sorted: what a failed or repeated run must leave as it was."""
+    from mmm_pipeline import warehouse
+
+    with warehouse.connect(db) as con:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_schema||'.'||table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE' AND table_schema IN ('raw','staging','marts') ORDER BY 1").fetchall()]
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").df() for t in tables}
+
+
 def check_results(result) -> dict[str, tuple[bool, str]]:
     out = {}
     for e in result.all_events:

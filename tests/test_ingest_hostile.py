@@ -15,6 +15,7 @@ import pytest
 from mmm_pipeline import ingest, warehouse
 from mmm_pipeline.readers import normalize_column
 from mmm_pipeline.settings import ConfigError, IngestSettings, load_pipeline_config
+from tests.conftest import snapshot
 from tests.test_ingest import CHANNELS, HEADER, ad_row, load, rows, write
 
 
@@ -28,14 +29,6 @@ def folder(tmp_path) -> Path:
         ad_row("2024-01-01", platform="Facebook Ads", campaign="F1", name="Prospecting", impressions=800, spend=8),
     ]) + "\n")
     return d
-
-
-def snapshot(db: Path) -> dict[str, pd.DataFrame]:
-    with warehouse.connect(db) as con:
-        names = [n for (n,) in con.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-            "WHERE table_schema = 'raw' AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
-        return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").df() for n in names}
 
 
 def assert_unchanged(before: dict, after: dict) -> None:

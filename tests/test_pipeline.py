@@ -11,21 +11,13 @@ import pandas as pd
 import pytest
 
 from mmm_pipeline import warehouse
-from tests.conftest import REPO, check_results, materialize
+from tests.conftest import REPO, check_results, materialize, snapshot
 
 MART_COLUMNS = {
     "marts.cost_per_unit": ["week_start", "geo", "channel", "unit", "units", "spend", "cost_per_unit", "cpm",
                             "imputed", "data_version", "materialized_at"],
     "marts.cost_per_unit_forecast": ["week_start", "geo", "channel", "cost_per_unit", "method", "data_version"],
 }
-
-
-def snapshot(db: Path) -> dict[str, pd.DataFrame]:
-    with warehouse.connect(db) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_schema||'.'||table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema IN ('raw','staging','marts') ORDER BY 1").fetchall()]
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").df() for t in tables}
 
 
 def test_sample_materializes_with_every_check_passing(sample_run):

@@ -113,7 +113,7 @@ def window_design(tests: pd.DataFrame, data, l_max: int, *, extra_spend_in_data:
     terms: dict[str, dict] = {}
     for test_id, g in df.groupby("test_id", sort=False):
         r0 = g.iloc[0]
-        scope = str(r0["scope"] or "window").strip().lower()
+        scope = "window" if pd.isna(r0["scope"]) or not str(r0["scope"]).strip() else str(r0["scope"]).strip().lower()
         if scope not in SCOPES:
             raise ValueError(f"lift test {test_id}: scope {r0['scope']!r} must be one of {SCOPES}")
         start, end = pd.Timestamp(r0["start_date"]), pd.Timestamp(r0["end_date"])
@@ -277,7 +277,6 @@ def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:
     expr = implied_lift_tensor(mmm, design)
     expr = pytensor.graph.graph_replace(expr, dict(zip(inputs, ins)), strict=False)
     f = pytensor.function(ins, expr, on_unused_input="ignore")
-    dims = tuple(mmm.dims)
     stacked = {}
     for n, v in zip(names, inputs):
         da = post[n].stack(sample=("chain", "draw"))
@@ -286,5 +285,4 @@ def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:
     out = np.empty((n_samples, len(design.test_ids)))
     for s in range(n_samples):
         out[s] = f(*[stacked[n][s] for n in names])
-    del dims
     return out

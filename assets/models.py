@@ -199,7 +199,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     contributions = model_lib.contributions_frame(mmm)
     contributions.insert(0, "variant", variant)
     contributions.insert(0, "market", market)
-    with warehouse.get_connection() as con:
+    with warehouse.transaction() as con:
         appended = append_history(con, "marts.model_runs", run_row, version=model_version,
                                   version_column="model_version", partition_columns=("market", "variant"))
         append_history(con, "marts.contributions", contributions, version=model_version,
@@ -304,7 +304,7 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     report, fit_table = model_report.calibration_tables(models, lift, market, truth,
                                                         extra_spend_in_data=cal.extra_spend_in_data)
     version = fingerprint(REPORT_CODE_VERSION, sorted(v for v, _ in models.values()))
-    with warehouse.get_connection() as con:
+    with warehouse.transaction() as con:
         append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",))
         if len(fit_table):
             append_history(con, "marts.lift_test_fit", fit_table, version=version, partition_columns=("market",))

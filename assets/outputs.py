@@ -41,17 +41,19 @@ def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFra
     return df
 
 
-def _append_per_variant(warehouse: WarehouseResource, table: str, rows: dict[str, pd.DataFrame],
+def _append_per_variant(warehouse: WarehouseResource, tables: dict[str, dict[str, pd.DataFrame]],
                         fits: dict, code_version: str) -> tuple[pd.DataFrame, str]:
-    """Append each variant's rows as a version of `table`; returns all rows and the asset's data
-    version. Both change exactly when a model or the code computing the rows does."""
-    with warehouse.get_connection() as con:
-        for v, df in rows.items():
-            df = df.assign(model_version=fits[v]["model_version"])
-            append_history(con, table, df, version=fingerprint(code_version, fits[v]["model_version"]),
-                           partition_columns=("market", "variant"))
+    """Append each variant's rows as a version of each table (one transaction); returns the first
+    table's rows and the asset's data version. Both change exactly when a model or the code
+    computing the rows does."""
+    with warehouse.transaction() as con:
+        for table, rows in tables.items():
+            for v, df in rows.items():
+                df = df.assign(model_version=fits[v]["model_version"])
+                append_history(con, table, df, version=fingerprint(code_version, fits[v]["model_version"]),
+                               partition_columns=("market", "variant"))
     version = fingerprint(code_version, sorted(f["model_version"] for f in fits.values()))
-    return pd.concat(rows.values(), ignore_index=True), version
+    return pd.concat(next(iter(tables.values())).values(), ignore_index=True), version
 
 
 @dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
@@ -70,7 +72,7 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
     rows = {v: _stamp(df, market, v, fits[v]) for v, df in by_variant.items()}
-    all_rows, version = _append_per_variant(warehouse, "marts.response_curves", rows, fits, CURVES_CODE_VERSION)
+    all_rows, version = _append_per_variant(warehouse, {"marts.response_curves": rows}, fits, CURVES_CODE_VERSION)
     meta = table_metadata(all_rows, "marts.response_curves")
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
@@ -96,10 +98,11 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True) for v, f in fits.items()}
     rows = {v: _stamp(per_geo, market, v, fits[v]) for v, (per_geo, _) in pairs.items()}
-    all_rows, version = _append_per_variant(warehouse, "marts.channel_roas", rows, fits, ROAS_CODE_VERSION)
-    # the market's totals per channel and for all media, with the posterior's intervals (the report's headline)
-    _append_per_variant(warehouse, "marts.channel_roas_market",
-                        {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}, fits, ROAS_CODE_VERSION)
+    # with the market's totals per channel and for all media, with the posterior's intervals (the
+    # report's headline)
+    totals = {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}
+    all_rows, version = _append_per_variant(
+        warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals}, fits, ROAS_CODE_VERSION)
     meta = table_metadata(all_rows, "marts.channel_roas")
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
     summary["roas"] = summary["contribution_mean"] / summary["spend"]
@@ -181,7 +184,7 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     alloc = pd.concat(results, ignore_index=True)
     version = fingerprint(ALLOCATION_CODE_VERSION, alloc.drop(columns=[c for c in alloc if c.endswith("_weekly_spend")],
                                                           errors="ignore").round(6).to_json())
-    with warehouse.get_connection() as con:
+    with warehouse.transaction() as con:
         appended = append_history(con, "marts.budget_allocation", alloc, version=version,
                                   partition_columns=("market", "allocation_id"))
         # each plan's total response and gain over the current plan, with the posterior's intervals

@@ -45,6 +45,19 @@ class WarehouseResource(DuckDBResource):
         with warehouse.connect(self.database, timeout=self.lock_timeout_seconds) as con:
             yield con
 
+    @contextmanager
+    def transaction(self):
+        """A connection whose writes commit together or not at all: an asset that writes several
+        tables leaves none of them changed when it fails."""
+        with self.get_connection() as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
     def published_path(self) -> Path:
         return publish.published_path(self.database)
 

@@ -352,3 +352,19 @@ def test_paths_with_quotes_publish_and_export(tmp_path):
     assert counts == {"t": 1} and exported["t"] == 1
     assert duckdb.connect(str(publish.published_path(db)), read_only=True).sql("SELECT a FROM marts.t").fetchall() == [(1,)]
     assert (odd / "parquet" / "t.parquet").exists()
+
+
+def test_an_asset_writing_several_tables_changes_none_when_it_fails(tmp_path):
+    from mmm_pipeline.warehouse import append_history
+    from resources import WarehouseResource
+
+    wh = WarehouseResource(database=str(tmp_path / "w.duckdb"))
+    frame = pd.DataFrame({"market": ["west"], "x": [1.0]})
+    with wh.transaction() as con:
+        append_history(con, "marts.a", frame, version="v1", partition_columns=("market",))
+    before = snapshot(tmp_path / "w.duckdb")
+    with pytest.raises(RuntimeError), wh.transaction() as con:
+        append_history(con, "marts.a", frame.assign(x=2.0), version="v2", partition_columns=("market",))
+        append_history(con, "marts.b", frame, version="v2", partition_columns=("market",))
+        raise RuntimeError("the asset fails after writing two tables")
+    assert_unchanged(before, snapshot(tmp_path / "w.duckdb"))

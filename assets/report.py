@@ -82,7 +82,9 @@ def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                   "model_version": rendered.model_version, "variant": rendered.variant, "gated": rendered.gated,
                   "sections": len(rendered.sections), "bytes": path.stat().st_size,
                   "render_seconds": round(seconds, 2), "render_cpu_seconds": round(cpu_seconds, 2)},
-        data_version=dg.DataVersion(fingerprint(REPORT_CODE_VERSION, rendered.model_version, rendered.html)))
+        # what the report says, not when it was rendered (the page carries its generation time)
+        data_version=dg.DataVersion(fingerprint(REPORT_CODE_VERSION, rendered.model_version,
+                                                rendered.summary_markdown)))
 
 
 def warehouse_table(con, qualified: str) -> bool:
@@ -137,7 +139,8 @@ def bi_publication(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     src = pd.DataFrame(sources)
     context.log.info(f"published {sum(counts.values())} rows in {len(counts)} mart tables to {published} and "
                      f"{n_reports} report files to {reports_dst}")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=dg.DataVersion(fingerprint(REPORT_CODE_VERSION, counts, n_reports)),
+                                metadata={
         "published_file": dg.MetadataValue.path(str(published)),
         "reports": dg.MetadataValue.path(str(reports_dst / "index.html")),
         "tables": len(counts), "rows": sum(counts.values()), "report_files": n_reports,

@@ -377,8 +377,8 @@ def plot_lift(fit: pd.DataFrame):
                         fmt="o", color=VARIANT_COLORS.get(r.variant, "k"), capsize=3,
                         label=f"predicted, {r.variant}" if i == 0 else None)
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("weekly lift (KPI)")
-    ax.set_title("Lift tests: measured vs predicted weekly lift")
+    ax.set_ylabel("lift over the test's readout (KPI)")
+    ax.set_title("Lift tests: measured vs predicted readout")
     fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False, fontsize=8)
     return fig
@@ -656,8 +656,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             r["change"] = r["calibrated"] - r["uncalibrated"]
             changed += "<h3>ROAS before and after calibration</h3>" + _table(r, {k: ratio for k in r.columns if k != "channel"})
         sections["calibration"] = {
-            "text": (f"Each lift test measured a weekly lift (black, +/- 1.96 sigma); each model predicts one for the same "
-                     f"spend change ({HDI_LABEL}). A calibrated model should agree with the tests (|z| below 2)."),
+            "text": (f"Each lift test measured the KPI its extra spend brought over its readout (the test window, or "
+                     f"the window plus carryover for scope 'total'; black, +/- 1.96 sigma); each model predicts the "
+                     f"same readout from the actual spend path ({HDI_LABEL}). A calibrated model should agree with "
+                     f"the tests (|z| below 2)."),
             "html": _table(lft, {k: (lambda v: f"{v:,.0f}") for k in
                                  ("observed", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high")}
                            | {"z_score": lambda v: f"{v:.2f}"}, flag_rows=lft["z_score"].abs() > 2) + changed,

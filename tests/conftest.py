@@ -21,6 +21,7 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 FIT_FIXTURES = {"sample_run", "fitted", "mmm", "curves", "default_alloc", "webserver"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))

@@ -34,7 +34,7 @@ import duckdb
 import pytest
 from filelock import FileLock
 
-from mmm_pipeline import ingest, warehouse
+from mmm_pipeline import ingest, readers, warehouse
 from tests.conftest import REPO
 
 # Every test here runs the pipeline's model fits (in subprocesses).
@@ -305,7 +305,7 @@ def test_sigkill_during_ingestion_then_rerun_loses_and_duplicates_nothing(sample
     shas = {(k, f): s for k, f, _, s in events}
     for kind in ("ad_reporting", "kpi"):
         for f in ingest.list_files(input_dir, kind):
-            assert shas[(kind, f.rel)] == ingest.sha256_file(f.path), (kind, f.rel)
+            assert shas[(kind, f.rel)] == readers.sha256_file(f.path), (kind, f.rel)
     assert superseded == 0 and n_current == sum(good for _, good in current["ad_reporting"].values())
     assert media_weeks == 105 * 6 * 4  # staging rebuilt from the complete raw tables
 

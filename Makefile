@@ -31,7 +31,7 @@ venv: $(VENV)/.installed
 
 # The embedded sample is generated deterministically on first use (~1 s).
 data/sample/truth.json: | $(VENV)/.installed
-	$(PY) -m mmm_pipeline.sample_data data/sample
+	$(PY) -m mmm_pipeline.sample data/sample
 
 sample: data/sample/truth.json
 

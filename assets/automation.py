@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from mmm_pipeline import readers
+from mmm_pipeline.ingestion import readers
 from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings
 

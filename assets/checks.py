@@ -5,7 +5,7 @@ raw.quarantine); these checks assert the loaded tables hold the contract and
 stop downstream assets in the run when they do not. The metadata carries a
 markdown table of the failed expectations with counts and a link to the
 result's page in the GX Data Docs site (MMM_ARTIFACT_DIR/gx, see
-`mmm_pipeline.data_docs`): each suite runs through its own Checkpoint.
+`mmm_pipeline.validation.data_docs`): each suite runs through its own Checkpoint.
 """
 
 
@@ -17,7 +17,7 @@ import pandas as pd
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_ad_reporting, raw_kpi, raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
-from mmm_pipeline import staging
+from mmm_pipeline.ingestion import staging
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Above this many raw rows the raw suite is counted in DuckDB instead of a GX
@@ -47,7 +47,8 @@ def _dates(series: pd.Series) -> list[date]:
                 description="Keys not null, metrics non-negative, natural key unique, dates in range, "
                 "platforms in the catalogue (GX suite; SQL counts above 1M rows).")
 def raw_ad_reporting_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from mmm_pipeline import data_docs, validation
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
 
     with warehouse.get_connection() as con:
         con.execute("CREATE OR REPLACE TEMP VIEW _raw_ad_check AS SELECT * REPLACE "
@@ -133,7 +134,8 @@ def raw_kpi_contract(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                 description="Lift tests: unique ids, positive sigma, known channels (GX); warns only, "
                 "valid tests still calibrate.")
 def raw_lift_tests_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from mmm_pipeline import data_docs, validation
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
 
     with warehouse.get_connection() as con:
         df = con.execute("SELECT test_id, channel, geo, start_date, end_date, delta_spend, delta_y, sigma "
@@ -151,7 +153,8 @@ def raw_lift_tests_contract(warehouse: WarehouseResource, artifacts: ArtifactSto
                 "non-negative, spend with zero units counted (GX).")
 def staging_media_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings,
                                   artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from mmm_pipeline import data_docs, validation
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
 
     config, _ = settings.config()
     with warehouse.get_connection() as con:
@@ -168,7 +171,8 @@ def staging_media_weekly_contract(warehouse: WarehouseResource, settings: Pipeli
                 "metadata lists missing weeks. Plus the GX suite (not null, non-negative, unique).")
 def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings,
                                 artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from mmm_pipeline import data_docs, validation
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
 
     config, _ = settings.config()
     with warehouse.get_connection() as con:
@@ -190,7 +194,8 @@ def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: Pipeline
                 description="Cost per unit positive and present on every row (pymc-marketing rejects "
                 "zero or missing rates), units known, key unique (GX).")
 def cost_per_unit_contract(warehouse: WarehouseResource, artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from mmm_pipeline import data_docs, validation
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
 
     with warehouse.get_connection() as con:
         df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM marts.cost_per_unit_latest").df()

@@ -1,17 +1,17 @@
-"""Cost per unit and its forecast (group `costs`). Logic lives in mmm_pipeline.cost_per_unit."""
+"""Cost per unit and its forecast (group `costs`). Logic lives in mmm_pipeline.ingestion.cost_per_unit."""
 
 
 import dagster as dg
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, plots_metadata, source_version, table_metadata
+from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.staging import staging_media_weekly, staging_kpi_weekly
-from mmm_pipeline import cost_per_unit as cpu_lib
-from mmm_pipeline import staging
+from mmm_pipeline.ingestion import cost_per_unit as cpu_lib
+from mmm_pipeline.ingestion import staging
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-COST_CODE_VERSION = source_version("mmm_pipeline.cost_per_unit")
+COST_CODE_VERSION = source_version("mmm_pipeline.ingestion.cost_per_unit")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="costs", owners=OWNERS, code_version=COST_CODE_VERSION,
               kinds={"duckdb", "pandas"}, pool="duckdb")
 

@@ -1,14 +1,15 @@
-"""Raw loads of the input folder (group `ingestion`). Logic lives in mmm_pipeline.ingest."""
+"""Raw loads of the input folder (group `ingestion`). Logic lives in mmm_pipeline.ingestion.ingest."""
 
 
 import dagster as dg
 
-from assets._meta import OWNERS, source_version, table_metadata
-from mmm_pipeline import ingest
+from assets.metadata import OWNERS, source_version, table_metadata
+from mmm_pipeline.ingestion import ingest
 from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings, WarehouseResource
 
-INGEST_CODE_VERSION = source_version("mmm_pipeline.ingest", "mmm_pipeline.readers")
+INGEST_CODE_VERSION = source_version("mmm_pipeline.ingestion.ingest", "mmm_pipeline.ingestion.load",
+                                     "mmm_pipeline.ingestion.readers")
 COMMON = dict(group_name="ingestion", owners=OWNERS, code_version=INGEST_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 

@@ -2,7 +2,7 @@
 
 Every asset here is partitioned by market (pipeline.yaml `markets`, default one
 market `all`), so each market's fits run, fail and retry on their own. The
-modelling itself lives in `mmm_pipeline.model` / `mmm_pipeline.lift_tests`.
+modelling itself lives in `mmm_pipeline.model` (the lift tests' conversion in `mmm_pipeline.ingestion.lift_tests`).
 """
 
 import os
@@ -12,11 +12,11 @@ import dagster as dg
 import pandas as pd
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, plots_metadata, source_version, table_metadata
+from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
-from mmm_pipeline import staging as staging_lib
+from mmm_pipeline.ingestion import staging as staging_lib
 from mmm_pipeline.alerts import record_alert
 from mmm_pipeline.settings import RunSettings, market_geos, market_names
 from mmm_pipeline.warehouse import append_history, fingerprint
@@ -24,9 +24,9 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # A change to the fitting code refits (it is part of every model_version); the report's own code
 # only re-runs the report.
-MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.lift_tests", "mmm_pipeline.lift_likelihood",
-                                    "mmm_pipeline.roas_targets")
-REPORT_CODE_VERSION = source_version("mmm_pipeline.model_report")
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests")
+REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", "mmm_pipeline.model.summaries",
+                                     "mmm_pipeline.model.saturation", "mmm_pipeline.model.lift_likelihood")
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)
@@ -39,7 +39,10 @@ def _latest(con, table: str) -> pd.DataFrame:
     return df
 
 
-def _market_inputs(con, settings: PipelineSettings, market: str):
+def market_inputs(con, settings: PipelineSettings, market: str):
+    """What every per-market model and output asset reads: (pipeline config, its hash, the market's
+    geos, latest staging.media_weekly, staging.kpi_weekly and marts.cost_per_unit, and the data
+    version they make together). Fails when `market` is not in pipeline.yaml's markets."""
     config, pipeline_hash = settings.config()
     cal = staging_lib.build_calendar(con, config.geo_weights)
     geos = market_geos(config, cal.geos)
@@ -64,11 +67,11 @@ def _market_inputs(con, settings: PipelineSettings, market: str):
           "week) kept for the steady_state option. Unusable tests are quarantined.", **COMMON)
 def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                            settings: PipelineSettings) -> dg.MaterializeResult:
-    from mmm_pipeline import lift_tests as lift_lib
+    from mmm_pipeline.ingestion import lift_tests as lift_lib
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, _, geos, *_ = _market_inputs(con, settings, market)
+        config, _, geos, *_ = market_inputs(con, settings, market)
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
         tests = lift_lib.with_scope(tests, Path(settings.input_dir) / "lift_tests.csv")
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
@@ -121,18 +124,18 @@ def _gate_checks(variant: str) -> list[dg.AssetCheckSpec]:
 def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: PipelineSettings,
                  artifacts: ArtifactStore, variant: str) -> dg.MaterializeResult:
     from mmm_pipeline import model as model_lib
-    from mmm_pipeline import model_report
+    from mmm_pipeline.reporting import model_report
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, pipeline_hash, geos, media, kpi, cpu, data_version = _market_inputs(con, settings, market)
+        config, pipeline_hash, geos, media, kpi, cpu, data_version = market_inputs(con, settings, market)
         lift = None
         if variant == "calibrated":
             lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
                 if _exists(con, "marts.lift_tests_latest") else pd.DataFrame()
             lift = lift.dropna(subset=["x"]) if "x" in lift else lift
     # experiments read out as iROAS / CPA: pymc-marketing's cost-per-target calibration
-    from mmm_pipeline import roas_targets as rt_lib
+    from mmm_pipeline.model import roas_targets as rt_lib
 
     targets = rt_lib.read_roas_targets(settings.input_dir) if variant == "calibrated" else None
     if targets is not None:
@@ -180,7 +183,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         mmm = fit.mmm
         for stage, seconds in fit.stage_seconds.items():
             context.log.info(f"stage {stage}: {seconds:.1f} s")
-    diag = fit.diagnostics if fit else model_lib.diagnostics(
+    diag = fit.diagnostics if fit else model_lib.diagnose(
         mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
     if fit:
         passed, failures, warns = fit.gate_passed, fit.gate_failures, fit.gate_warnings
@@ -288,7 +291,7 @@ def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from mmm_pipeline import model as model_lib
-    from mmm_pipeline import model_report
+    from mmm_pipeline.reporting import model_report
 
     market = context.partition_key
     with warehouse.get_connection() as con:

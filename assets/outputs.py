@@ -1,5 +1,5 @@
 """What a marketer acts on (group `outputs`), per market: response curves and ROAS in money,
-budget allocations. Logic lives in `mmm_pipeline.curves` and `mmm_pipeline.allocation`.
+budget allocations. Logic lives in `mmm_pipeline.decisions.curves` and `mmm_pipeline.decisions.allocation`.
 
 Each output reads the fitted models of its market. A model whose convergence
 gate failed blocks these assets (blocking checks); in the fast profile the
@@ -9,16 +9,18 @@ gates only warn and every row says `gated = false`.
 import dagster as dg
 import pandas as pd
 
-from assets._meta import OWNERS, plots_metadata, source_version, table_metadata
+from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.automation import DOWNSTREAM
-from assets.models import MARKETS, _market_inputs, mmm_calibrated, mmm_uncalibrated
+from assets.models import MARKETS, market_inputs, mmm_calibrated, mmm_uncalibrated
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Each output's code version follows the modules that compute it.
-CURVES_CODE_VERSION = source_version("mmm_pipeline.curves")
-ROAS_CODE_VERSION = source_version("mmm_pipeline.curves")
-ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.allocation", "mmm_pipeline.curves")
+# The decision modules and the model helpers they evaluate the posterior with.
+CURVES_MODULES = ("mmm_pipeline.decisions.curves", "mmm_pipeline.model.summaries", "mmm_pipeline.model.saturation")
+CURVES_CODE_VERSION = source_version(*CURVES_MODULES)
+ROAS_CODE_VERSION = source_version(*CURVES_MODULES)
+ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
               deps=[mmm_uncalibrated, mmm_calibrated])
 
@@ -63,11 +65,11 @@ def _append_per_variant(warehouse: WarehouseResource, tables: dict[str, dict[str
           code_version=CURVES_CODE_VERSION, **COMMON)
 def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from mmm_pipeline import curves
+    from mmm_pipeline.decisions import curves
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        _, _, geos, _, _, cpu, _ = _market_inputs(con, settings, market)
+        _, _, geos, _, _, cpu, _ = market_inputs(con, settings, market)
         fits = _fitted_models(con, market)
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
@@ -89,11 +91,11 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
           code_version=ROAS_CODE_VERSION, **COMMON)
 def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  settings: PipelineSettings) -> dg.MaterializeResult:
-    from mmm_pipeline import curves
+    from mmm_pipeline.decisions import curves
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        _, _, geos, media, _, cpu, _ = _market_inputs(con, settings, market)
+        _, _, geos, media, _, cpu, _ = market_inputs(con, settings, market)
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True) for v, f in fits.items()}
@@ -112,7 +114,7 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 def market_scenarios(config, market: str, current: pd.DataFrame):
     """The market's scenarios from pipeline.yaml `scenarios`, or the default one."""
-    from mmm_pipeline import allocation
+    from mmm_pipeline.decisions import allocation
 
     mine = [s for s in (config.scenarios or []) if s.get("market") == market]
     if not mine:
@@ -148,11 +150,11 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
           code_version=ALLOCATION_CODE_VERSION, **{k: v for k, v in COMMON.items() if k != "deps"})
 def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from mmm_pipeline import allocation
+    from mmm_pipeline.decisions import allocation
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, _, geos, _, _, _, _ = _market_inputs(con, settings, market)
+        config, _, geos, _, _, _, _ = market_inputs(con, settings, market)
         fits = _fitted_models(con, market)
         forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
         curves_now = con.execute(

@@ -1,6 +1,6 @@
 """What people read (group `reporting`): one HTML report per market, then the publication.
 
-`market_report` renders `mmm_pipeline.report` from the marts (no refit) into
+`market_report` renders `mmm_pipeline.reporting.report` from the marts (no refit) into
 MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html and index.html.
 `bi_publication` is the end of the graph: it copies the marts to the read-only
 BI file and the reports beside it, so the UI shows when they were last
@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets._meta import OWNERS, source_version
+from assets.metadata import OWNERS, source_version
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
 from assets.models import MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
@@ -24,7 +24,8 @@ from assets.outputs import budget_allocation, channel_roas, market_scenarios, re
 from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-REPORT_CODE_VERSION = source_version("mmm_pipeline.report", "mmm_pipeline.publish")  # follows the code (issue 9)
+REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts",
+                                     "mmm_pipeline.reporting.publish")  # follows the code (issue 9)
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
@@ -58,7 +59,7 @@ def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
           "MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html, plus reports/index.html.")
 def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: PipelineSettings,
                   artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from mmm_pipeline import report
+    from mmm_pipeline.reporting import report
 
     market = context.partition_key
     started, cpu_started = time.perf_counter(), time.process_time()

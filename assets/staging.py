@@ -4,13 +4,13 @@
 import dagster as dg
 
 from assets.automation import DOWNSTREAM
-from assets._meta import OWNERS, source_version, table_metadata
+from assets.metadata import OWNERS, source_version, table_metadata
 from assets.ingestion import files_version, raw_ad_reporting, raw_kpi
-from mmm_pipeline import staging
+from mmm_pipeline.ingestion import staging
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import PipelineSettings, WarehouseResource
 
-STAGING_CODE_VERSION = source_version("mmm_pipeline.staging")
+STAGING_CODE_VERSION = source_version("mmm_pipeline.ingestion.staging")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 

@@ -75,8 +75,8 @@ def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int,
     warnings.simplefilter("ignore")
     import duckdb
 
-    from mmm_pipeline import allocation as A
-    from mmm_pipeline import curves as C
+    from mmm_pipeline.decisions import allocation as A
+    from mmm_pipeline.decisions import curves as C
     from mmm_pipeline.model import load_model
 
     out: dict = {"market": market}

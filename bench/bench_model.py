@@ -5,7 +5,7 @@
                                           [--variants a,b] [--recovery]
 
 Both variants fit the *calibrated* model (lift tests converted with
-mmm_pipeline.lift_tests) of one market of the sample (default `west`: US-CA,
+mmm_pipeline.ingestion.lift_tests) of one market of the sample (default `west`: US-CA,
 US-TX, US-WA x 4 channels x 104 complete weeks) with nutpie, same seed, same
 data, same intercept / seasonality / likelihood priors; only the media priors
 (and, for the `*-diag` variants, the mass-matrix adaptation) differ:
@@ -55,8 +55,9 @@ sys.path.insert(0, str(ROOT))
 
 def weekly_tables(input_dir: Path) -> dict:
     """The staging / mart frames the pipeline would build, via the project's own code."""
-    from mmm_pipeline import cost_per_unit as cpu_lib
-    from mmm_pipeline import ingest, staging, warehouse
+    from mmm_pipeline.ingestion import cost_per_unit as cpu_lib
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.ingestion import ingest, staging
     from mmm_pipeline.settings import load_pipeline_config
 
     config, _ = load_pipeline_config(input_dir)
@@ -104,7 +105,7 @@ def _fit_one(args: dict) -> dict:
 
     warnings.filterwarnings("ignore")
     from mmm_pipeline import model as M
-    from mmm_pipeline.lift_tests import convert_lift_tests
+    from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
 
     t = weekly_tables(Path(args["input"]))
     geos = t["markets"][args["market"]] if args["market"] != "all" else sorted(t["media"]["geo"].unique())
@@ -142,9 +143,9 @@ def _fit_one(args: dict) -> dict:
 
 
 def _hdi(samples):
-    from mmm_pipeline.model import _hdi_bounds
+    from mmm_pipeline.model import hdi_bounds
 
-    lo, hi = _hdi_bounds(samples)
+    lo, hi = hdi_bounds(samples)
     return float(samples.mean()), float(lo), float(hi)
 
 
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     input_dir = Path(args.input)
     if not (input_dir / "truth.json").exists() and not (input_dir / "pipeline.yaml").exists():
-        from mmm_pipeline.sample_data import generate_sample
+        from mmm_pipeline.sample import generate_sample
 
         print(f"{input_dir} has no data: generating the sample there")
         generate_sample(input_dir)

@@ -4,7 +4,7 @@
                                              [--variants uncalibrated,calibrated] [--profile full]
                                              [--json OUT.json]
 
-Datasets (mmm_pipeline.sample_data with different seeds and structure; each
+Datasets (mmm_pipeline.sample with different seeds and structure; each
 simulates its lift tests as experiments on the true model, 2 to 8 weeks, one
 national test, one `total`-scope test):
 
@@ -17,7 +17,7 @@ national test, one `total`-scope test):
 Per dataset and market it fits the uncalibrated and the calibrated model
 (pipeline spec, `full` profile: nutpie, 4 chains x 1000 tune x 2000 draws, every
 2nd kept; each fit in its own spawned process), then per geo x channel the true
-and estimated ROAS under both variants (mmm_pipeline.model_report.marketer_rows:
+and estimated ROAS under both variants (mmm_pipeline.reporting.model_report.marketer_rows:
 contribution over the training weeks / spend, truth from truth.json on the same
 units). `steady_state` as a variant fits the previous calibration
 (pymc-marketing's add_lift_test_measurements on the weekly conversion) for
@@ -50,7 +50,7 @@ TEN_X = {"US-CA": 3.0, "US-TX": 1.6, "US-WA": 0.3, "US-NY": 2.4, "US-FL": 1.0, "
 def dataset_structure(name: str) -> tuple[int, dict]:
     from datetime import date
 
-    from mmm_pipeline.sample_data import DEFAULT_SEED
+    from mmm_pipeline.sample import DEFAULT_SEED
 
     if name == "sample":
         return DEFAULT_SEED, {}
@@ -75,8 +75,8 @@ def _fit_one(args: dict) -> dict:
     warnings.filterwarnings("ignore")
     from bench.bench_model import weekly_tables
     from mmm_pipeline import model as M
-    from mmm_pipeline import model_report as R
-    from mmm_pipeline.lift_tests import convert_lift_tests, with_scope
+    from mmm_pipeline.reporting import model_report as R
+    from mmm_pipeline.ingestion.lift_tests import convert_lift_tests, with_scope
     from mmm_pipeline.settings import load_pipeline_config
 
     input_dir = Path(args["input"])
@@ -105,7 +105,7 @@ def summarise(results: dict) -> list[dict]:
     import numpy as np
     import pandas as pd
 
-    from mmm_pipeline.model_report import compare_variants
+    from mmm_pipeline.reporting.model_report import compare_variants
 
     out = []
     for ds, markets in results.items():
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="full")
     ap.add_argument("--json", default=None, help="also write the results and summary here")
     a = ap.parse_args(argv)
-    from mmm_pipeline.sample_data import generate_sample
+    from mmm_pipeline.sample import generate_sample
 
     ctx = mp.get_context("spawn")
     results: dict = {}

@@ -143,7 +143,7 @@ def tree_rss_mb(root: int) -> float:
 def convert(src: Path, out_dir: Path, model_override: dict | None) -> dict:
     cmd = [str(CONVERT), str(src), str(out_dir), "--preset", "meridian"]
     if not CONVERT.exists():
-        cmd = [str(VENV_PY), "-m", "mmm_pipeline.convert", str(src), str(out_dir), "--preset", "meridian"]
+        cmd = [str(VENV_PY), "-m", "mmm_pipeline.ingestion.convert", str(src), str(out_dir), "--preset", "meridian"]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - t0

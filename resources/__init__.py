@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from mmm_pipeline import publish, warehouse
+from mmm_pipeline import warehouse
+from mmm_pipeline.reporting import publish
 from mmm_pipeline.settings import (
     PipelineConfig,
     RunSettings,

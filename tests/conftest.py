@@ -104,7 +104,7 @@ def pytest_configure(config):
     imports the assets at collection would otherwise fix them to the default input)."""
     import tempfile
 
-    from mmm_pipeline.sample_data import generate_sample
+    from mmm_pipeline.sample import generate_sample
 
     base = Path(tempfile.mkdtemp(prefix="mmm-test-sample-"))
     generate_sample(base / "input")

@@ -1,4 +1,4 @@
-"""The calibration report's arithmetic (mmm_pipeline.model_report), on hand-made frames: no fit."""
+"""The calibration report's arithmetic (mmm_pipeline.reporting.model_report), on hand-made frames: no fit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_pipeline import model_report as R
+from mmm_pipeline.reporting import model_report as R
 
 
 def _variant(mean, lo, hi, truth=2.0):
@@ -41,7 +41,7 @@ def test_without_truth_or_calibrated_model_the_columns_are_empty():
 def test_true_contribution_is_the_generators_formula():
     truth = {"adstock": {"l_max": 3}, "alpha": {"A": {"c": 0.5}}, "lam": {"A": {"c": 2.0}},
              "beta": {"A": {"c": 10.0}}, "unit_scale": {"c": 4.0}}
-    got = R._true_contribution(truth, np.array([4.0, 0.0, 0.0, 0.0]), "A", "c")
+    got = R.true_contribution(truth, np.array([4.0, 0.0, 0.0, 0.0]), "A", "c")
     w = np.array([1, 0.5, 0.25]) / 1.75
     ad = np.array([w[0], w[1], w[2], 0.0])
     np.testing.assert_allclose(got, 10 * (1 - np.exp(-2 * ad)) / (1 + np.exp(-2 * ad)))

@@ -7,20 +7,22 @@ import shutil
 import dagster as dg
 import pytest
 
-from assets import _meta, ingestion, models, outputs
+from assets import metadata, ingestion, models, outputs
 from mmm_pipeline import warehouse
 
 
 def test_a_changed_line_of_the_roas_module_changes_its_code_version(tmp_path):
     from importlib.util import find_spec
 
-    src = find_spec("mmm_pipeline.curves").origin
+    src = find_spec("mmm_pipeline.decisions.curves").origin
     copy = tmp_path / "curves.py"
     shutil.copy(src, copy)
-    before = _meta.hash_sources([copy])
+    before = metadata.hash_sources([copy])
     copy.write_text(copy.read_text().replace("roas_mean", "roas_mean_v2", 1))
-    assert _meta.hash_sources([copy]) != before
-    assert outputs.ROAS_CODE_VERSION == _meta.source_version("mmm_pipeline.curves") == before
+    assert metadata.hash_sources([copy]) != before
+    others = [p for m in outputs.CURVES_MODULES[1:] for p in metadata.module_sources(m)]
+    assert outputs.ROAS_CODE_VERSION == metadata.source_version(*outputs.CURVES_MODULES) \
+        == metadata.hash_sources([src, *others]) != metadata.hash_sources([copy, *others])
 
 
 def test_every_asset_carries_the_version_of_the_code_that_computes_it():
@@ -66,10 +68,21 @@ def test_rerunning_channel_roas_with_changed_code_appends_new_rows(sample_run, t
     assert len(latest) == 2
 
 
-@pytest.mark.parametrize("module", ["mmm_pipeline.ingest", "mmm_pipeline.model"])
+@pytest.mark.parametrize("module", ["mmm_pipeline.ingestion.ingest", "mmm_pipeline.model",
+                                    "mmm_pipeline.model.lift_likelihood"])
 def test_source_version_does_not_import_the_module(module):
     import sys
 
     was_loaded = module in sys.modules
-    _meta.source_version(module)
+    metadata.source_version(module)
     assert (module in sys.modules) == was_loaded
+
+
+def test_a_package_stands_for_all_its_modules():
+    from importlib.util import find_spec
+
+    files = metadata.module_sources("mmm_pipeline.model")
+    folder = find_spec("mmm_pipeline.model").submodule_search_locations[0]
+    assert {p.name for p in files} >= {"__init__.py", "fit.py", "diagnostics.py", "lift_likelihood.py"}
+    assert all(str(p).startswith(folder) for p in files)
+    assert models.MODEL_CODE_VERSION == metadata.source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests")

@@ -1,4 +1,4 @@
-"""Tests for mmm_pipeline.convert (wide MMM table -> input-contract folder)."""
+"""Tests for mmm_pipeline.ingestion.convert (wide MMM table -> input-contract folder)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmm_pipeline.convert import (
+from mmm_pipeline.ingestion.convert import (
     AD_REPORTING_COLUMNS,
     ROBYN_CHANNELS,
     ChannelSpec,

@@ -1,4 +1,4 @@
-"""Response curves, ROAS and budget allocation (mmm_pipeline.curves / mmm_pipeline.allocation).
+"""Response curves, ROAS and budget allocation (mmm_pipeline.decisions.curves / mmm_pipeline.decisions.allocation).
 
 One tiny model is fitted once for the module (2 geos x 2 channels x 60 weeks,
 nutpie 2 chains x 100 draws, ~10 s): `tv` is bought in impressions at a
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_pipeline import allocation as A
-from mmm_pipeline import curves as C
+from mmm_pipeline.decisions import allocation as A
+from mmm_pipeline.decisions import curves as C
 from mmm_pipeline import model as M
 
 GEOS = ["G1", "G2"]

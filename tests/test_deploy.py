@@ -97,7 +97,8 @@ def test_executor_setting_errors_name_the_setting_and_the_extra(monkeypatch):
 
 
 def test_marts_publish_as_parquet_files_bi_can_read(sample_run, tmp_path):
-    from mmm_pipeline import publish, warehouse
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.reporting import publish
     from resources import WarehouseResource
 
     db = tmp_path / "warehouse.duckdb"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmm_pipeline import ingest, warehouse
+from mmm_pipeline import warehouse
+from mmm_pipeline.ingestion import ingest
 from tests.conftest import fixture_path
 
 HEADER = ("source_relation,date_day,platform,account_id,account_name,campaign_id,campaign_name,"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmm_pipeline import ingest, warehouse
-from mmm_pipeline.readers import normalize_column
+from mmm_pipeline import warehouse
+from mmm_pipeline.ingestion import ingest
+from mmm_pipeline.ingestion.readers import normalize_column
 from mmm_pipeline.settings import ConfigError, IngestSettings, load_pipeline_config
 from tests.conftest import snapshot
 from tests.test_ingest import CHANNELS, HEADER, ad_row, load, rows, write
@@ -78,7 +79,7 @@ def test_a_hostile_kpi_column_name_is_quoted_not_run(tmp_path):
 
 
 def test_a_channel_named_with_quotes_keeps_every_row_through_staging_costs_and_lift_tests(sample_dir, tmp_path):
-    from mmm_pipeline import cost_per_unit, lift_tests, staging
+    from mmm_pipeline.ingestion import cost_per_unit, lift_tests, staging
 
     hostile = "x'; DROP TABLE raw.kpi; --"
     d = tmp_path / "in"
@@ -341,7 +342,7 @@ def test_an_unknown_pipeline_key_fails_naming_the_closest_valid_one(tmp_path, te
 def test_paths_with_quotes_publish_and_export(tmp_path):
     import duckdb
 
-    from mmm_pipeline import publish
+    from mmm_pipeline.reporting import publish
 
     odd = tmp_path / "o'brien $$ \"x\""
     db = odd / "warehouse.duckdb"

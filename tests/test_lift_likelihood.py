@@ -1,4 +1,4 @@
-"""The in-graph window/total lift likelihood (mmm_pipeline.lift_likelihood), on toy paths.
+"""The in-graph window/total lift likelihood (mmm_pipeline.model.lift_likelihood), on toy paths.
 
 Models are built, not sampled (except the HSGP test's short fit): the implied
 lift is evaluated at the model's initial point and compared with a numpy hand
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_pipeline import lift_likelihood as LL
+from mmm_pipeline.model import lift_likelihood as LL
 from mmm_pipeline import model as M
 
 WEEKS = pd.date_range("2024-01-01", periods=14, freq="7D")
@@ -217,7 +217,7 @@ def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
 
 
 def test_roas_targets_add_cost_per_target_terms(cfg):
-    from mmm_pipeline import roas_targets as RT
+    from mmm_pipeline.model import roas_targets as RT
 
     data = toy_data()
     keys = data.X[["date", "geo"]]

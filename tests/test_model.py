@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from mmm_pipeline import model as M
-from mmm_pipeline.lift_tests import convert_lift_tests
+from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
 
 WEST = ["US-CA", "US-TX", "US-WA"]
 CHANNELS = ["retail", "search", "social", "youtube"]
@@ -70,7 +70,7 @@ def sample_tables(input_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> dict:
-    from mmm_pipeline.sample_data import generate_sample
+    from mmm_pipeline.sample import generate_sample
 
     input_dir = tmp_path_factory.mktemp("model_sample") / "input"
     generate_sample(input_dir)

@@ -134,8 +134,8 @@ def test_definitions_validate_with_the_project_instance_config(tmp_path):
 
 
 def test_domain_package_does_not_import_dagster():
-    code = ("import sys, mmm_pipeline.ingest, mmm_pipeline.staging, mmm_pipeline.cost_per_unit, "
-            "mmm_pipeline.validation, mmm_pipeline.warehouse, mmm_pipeline.sample_data, mmm_pipeline.convert; "
+    code = ("import sys, mmm_pipeline.ingestion.ingest, mmm_pipeline.ingestion.staging, mmm_pipeline.ingestion.cost_per_unit, "
+            "mmm_pipeline.validation, mmm_pipeline.warehouse, mmm_pipeline.sample, mmm_pipeline.ingestion.convert; "
             "bad = [m for m in ('dagster', 'great_expectations', 'pymc', 'pymc_marketing') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
@@ -171,7 +171,7 @@ def test_bi_reader_in_another_process_queries_published_marts_while_a_run_writes
     import shutil
     import time
 
-    from mmm_pipeline import publish
+    from mmm_pipeline.reporting import publish
 
     db = tmp_path / "wh" / "warehouse.duckdb"
     db.parent.mkdir()

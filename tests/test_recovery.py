@@ -34,7 +34,8 @@ import duckdb
 import pytest
 from filelock import FileLock
 
-from mmm_pipeline import ingest, readers, warehouse
+from mmm_pipeline import warehouse
+from mmm_pipeline.ingestion import ingest, readers
 from tests.conftest import REPO
 
 # Every test here runs the pipeline's model fits (in subprocesses).

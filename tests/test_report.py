@@ -13,7 +13,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mmm_pipeline import data_docs, report, validation, warehouse
+from mmm_pipeline import validation, warehouse
+from mmm_pipeline.reporting import report
+from mmm_pipeline.validation import data_docs
 
 
 def _latest_runs(wh: Path) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Tests for mmm_pipeline.sample_data: the deterministic sample folder and its truth."""
+"""Tests for mmm_pipeline.sample: the deterministic sample folder and its truth."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mmm_pipeline.sample_data import generate_sample, main
+from mmm_pipeline.sample import generate_sample, main
 
 START = pd.Timestamp("2024-01-01")
 GEOS = ["US-CA", "US-TX", "US-WA", "US-NY", "US-FL", "US-IL"]

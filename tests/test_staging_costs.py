@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_pipeline import convert, cost_per_unit, ingest, staging, warehouse
+from mmm_pipeline import warehouse
+from mmm_pipeline.ingestion import convert, cost_per_unit, ingest, staging
 from mmm_pipeline.settings import load_pipeline_config
 from tests.conftest import fixture_path
 

@@ -243,7 +243,7 @@ def _broken_images(driver) -> list:
 def test_report_index_and_a_market_report_render_from_file(file_browser, sample_run):
     from selenium.webdriver.common.by import By
 
-    from mmm_pipeline.report import SECTIONS
+    from mmm_pipeline.reporting.report import SECTIONS
 
     index = sample_run["artifacts"] / "reports" / "index.html"
     file_browser.get(index.as_uri())

@@ -441,13 +441,15 @@ def test_nothing_printed(suites, capsys):
 
 
 def test_repeated_runs_reuse_context_and_leave_no_assets(suites):
+    from mmm_pipeline.validation import runtime
+
     v.run_suite("kpi", kpi_frame(), suites["kpi"])
-    ds = v._STATE["datasource"]
-    ctx = v._STATE["context"]
+    ctx, ds = runtime.ephemeral_context_and_datasource()
     for _ in range(3):
         # same suite name and same expectation objects each time: no collisions
         assert v.run_suite("kpi", kpi_frame(), suites["kpi"]).success
-    assert v._STATE["datasource"] is ds and v._STATE["context"] is ctx
+    ctx_again, ds_again = runtime.ephemeral_context_and_datasource()
+    assert ds_again is ds and ctx_again is ctx
     assert ds.assets == []
     # expectation objects were not bound to a suite
     assert all(e.id is None for e in suites["kpi"])

@@ -21,15 +21,30 @@ def hash_sources(paths: list[Path]) -> str:
     return h.hexdigest()[:12]
 
 
+def module_sources(module: str) -> list[Path]:
+    """The source files of a module (``a.b.c`` -> ``a/b/c.py``) or of a package and everything
+    below it (``a/b/**/*.py``, sorted), found from the top package's folder without importing
+    anything below it (``find_spec`` of a submodule would import its parent packages)."""
+    top, *rest = module.split(".")
+    base = Path(importlib.util.find_spec(top).submodule_search_locations[0]).joinpath(*rest)
+    if base.is_dir():
+        return sorted(base.rglob("*.py"))
+    path = base.with_suffix(".py")
+    if not path.is_file():
+        raise ModuleNotFoundError(f"no source for {module} ({path})")
+    return [path]
+
+
 def source_version(*modules: str) -> str:
     """An asset's `code_version`: a hash of the source of the `mmm_pipeline` modules that compute it.
 
     It changes whenever that code does (no constant to forget to bump), so Dagster
     shows the old materializations as stale and the asset's data version, which
-    includes it, appends new history rows. Modules are found without importing
-    them (the model stack is slow to import when the code location loads).
+    includes it, appends new history rows. A package stands for all its modules
+    (``mmm_pipeline.model``). Modules are found without importing them (the model
+    stack is slow to import when the code location loads).
     """
-    return hash_sources([Path(importlib.util.find_spec(m).origin) for m in modules])
+    return hash_sources([path for m in modules for path in module_sources(m)])
 
 
 def table_metadata(df: pd.DataFrame, table: str, preview_rows: int = 10) -> dict:

@@ -54,7 +54,9 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model import HDI_PROB, NATIONAL, _hdi_bounds
+from mmm_pipeline.model.config import HDI_PROB, NATIONAL
+from mmm_pipeline.model.saturation import logistic_saturation
+from mmm_pipeline.model.summaries import hdi_bounds
 
 __all__ = [
     "CurveError", "spend_summary", "response_curves", "channel_roas", "roas_summary",
@@ -119,8 +121,8 @@ def response_draws(mmm, geo: str, channel: str, units: np.ndarray) -> np.ndarray
     """Steady-state weekly response (KPI units) per posterior draw at weekly `units`.
 
     Shape (draws, len(units)). ``beta * T * logistic(lam * units / s)`` for
-    LogisticSaturation (numpy); other saturations through the model's own
-    ``saturation.function``.
+    LogisticSaturation (``LogisticSaturation.function`` on the posterior draws, compiled
+    once); other saturations through the model's own ``saturation.function``.
     """
     post = mmm.idata.posterior
     cd = mmm.idata.constant_data
@@ -131,8 +133,7 @@ def response_draws(mmm, geo: str, channel: str, units: np.ndarray) -> np.ndarray
     if name == "LogisticSaturation":
         lam = _pick(post["saturation_lam"], geo, channel)[:, None]
         beta = _pick(post["saturation_beta"], geo, channel)[:, None]
-        e = np.exp(-lam * x)
-        return beta * target * (1.0 - e) / (1.0 + e)
+        return logistic_saturation(x, lam, beta) * target
     # Generic path: the saturation's own function on numpy inputs.
     import pytensor.tensor as pt
 
@@ -242,7 +243,7 @@ def spend_summary(frame: pd.DataFrame, weeks: Sequence, *, recent_weeks: int = 1
 
 
 def _summary(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lo, hi = _hdi_bounds(draws, HDI_PROB)
+    lo, hi = hdi_bounds(draws, HDI_PROB)
     return draws.mean(axis=0), lo, hi
 
 
@@ -305,10 +306,10 @@ def roas_summary(contribution_draws: np.ndarray, spend: float) -> dict:
     """
     c = np.asarray(contribution_draws, dtype=float).reshape(-1)
     c_mean = float(c.mean())
-    c_lo, c_hi = _hdi_bounds(c[:, None], HDI_PROB)
+    c_lo, c_hi = hdi_bounds(c[:, None], HDI_PROB)
     if spend > 0:
         roas = c / spend
-        r_lo, r_hi = _hdi_bounds(roas[:, None], HDI_PROB)
+        r_lo, r_hi = hdi_bounds(roas[:, None], HDI_PROB)
         out_roas = (float(roas.mean()), float(r_lo[0]), float(r_hi[0]))
         cpik = spend / c_mean if c_mean != 0 else float("inf")
     else:

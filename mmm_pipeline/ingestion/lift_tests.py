@@ -1,6 +1,6 @@
 """Lift tests converted to the model's units (pure pandas).
 
-The calibrated model's default likelihood (``mmm_pipeline.lift_likelihood``)
+The calibrated model's default likelihood (``mmm_pipeline.model.lift_likelihood``)
 models the experiment on the actual spend path and needs from here, per test
 and geo, the window, ``delta_spend`` (the geo's share for a national test),
 ``cost_per_unit_used`` and ``scope`` (``window`` default, or ``total``; a
@@ -82,7 +82,7 @@ CONVERTED_COLUMNS = [
     "weeks_in_window", "cost_per_unit_used",
     # provenance
     "start_date", "end_date", "unit", "delta_spend", "geo_share", "national",
-    # the window likelihood's term (mmm_pipeline.lift_likelihood): one per test and market
+    # the window likelihood's term (mmm_pipeline.model.lift_likelihood): one per test and market
     "scope", "delta_y_test", "sigma_test", "market_share",
 ]
 REJECTED_COLUMNS = [

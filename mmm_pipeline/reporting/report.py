@@ -14,9 +14,7 @@ so the file opens from disk or as an e-mail attachment. Beside each report a
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 import tempfile
@@ -27,12 +25,14 @@ from typing import Callable
 
 import pandas as pd
 
+from mmm_pipeline.reporting.charts import (  # noqa: F401  (the formats are this module's API too)
+    HDI_LABEL, MONEY_KPI_WORDS, html_table, interval, money, pct, plot_contributions, plot_curves, plot_fit,
+    plot_headline, plot_lift, plot_plan, plot_roas, png_image, ratio,
+)
+
 TEMPLATE = Path(__file__).with_name("report_template.html.j2")
 INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
-HDI_LABEL = "94% interval"
-# KPI names that are money, so they are shown in the reporting currency.
-MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
-ALL_MEDIA = "all media"  # mmm_pipeline.curves.ALL_MEDIA (not imported: curves pulls in pymc)
+ALL_MEDIA = "all media"  # mmm_pipeline.decisions.curves.ALL_MEDIA (not imported: curves pulls in pymc)
 
 SECTIONS = [
     ("headline", "1. Headline"),
@@ -186,221 +186,6 @@ def runs_geos(tables: dict[str, pd.DataFrame]) -> list[str]:
     return []
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def money(v, currency: str, digits: int = 0) -> str:
-    if v is None or pd.isna(v):
-        return "n/a"
-    return f"{v:,.{digits}f} {currency}"
-
-
-def ratio(v, digits: int = 2) -> str:
-    return "n/a" if v is None or pd.isna(v) else f"{v:,.{digits}f}"
-
-
-def pct(v, digits: int = 1) -> str:
-    return "n/a" if v is None or pd.isna(v) else f"{100 * v:.{digits}f}%"
-
-
-def interval(lo, hi, fmt: Callable) -> str:
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return "interval not stored"
-    return f"{fmt(lo)} to {fmt(hi)}"
-
-
-def _table(df: pd.DataFrame, formats: dict[str, Callable] | None = None, flag_rows=None) -> str:
-    """A small HTML table; `formats` per column, `flag_rows` a boolean Series marking rows."""
-    formats = formats or {}
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for i, (_, r) in enumerate(df.iterrows()):
-        cells = "".join(
-            f"<td class='{'num' if isinstance(r[c], (int, float)) and not isinstance(r[c], bool) else ''}'>"
-            f"{html.escape(formats[c](r[c]) if c in formats else ('' if pd.isna(r[c]) else str(r[c])))}</td>"
-            if not isinstance(r[c], (list, dict)) else f"<td>{html.escape(str(r[c]))}</td>"
-            for c in df.columns)
-        cls = " class='flag'" if flag_rows is not None and bool(flag_rows.iloc[i]) else ""
-        rows.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, alt: str) -> dict:
-    plt = _plt()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)  # fixed margins: a layout engine would draw the text twice
-    plt.close(fig)
-    return {"alt": alt, "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
-
-
-VARIANT_COLORS = {"uncalibrated": "#8c8c8c", "calibrated": "#1f77b4"}
-
-
-def _money_axis(ax, currency: str, axis: str = "y"):
-    from matplotlib.ticker import FuncFormatter
-
-    def fmt(v, _):
-        a = abs(v)
-        return f"{v / 1e6:.1f}M" if a >= 1e6 else f"{v / 1e3:.0f}k" if a >= 1e3 else f"{v:.0f}"
-
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
-    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(currency)
-
-
-def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    x = range(len(ch))
-    ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
-    ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi}", color="#1f77b4")
-    ax.set_xticks(list(x), ch["channel"])
-    _money_axis(ax, currency)
-    fig.subplots_adjust(left=0.11, right=0.98, top=0.88, bottom=0.1)
-    ax.set_title("Spend and what it brought, per channel (training period)")
-    ax.set_ylim(top=1.25 * float(max(ch["spend"].max(), ch["contribution_mean"].max())))
-    ax.legend(frameon=False, loc="upper left", ncol=2)
-    return fig
-
-
-def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
-    plt = _plt()
-    geos = sorted(fit["geo"].unique())
-    fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False)
-    for ax, geo in zip(axes[:, 0], geos):
-        d = fit[fit["geo"] == geo].sort_values("week_start")
-        w = pd.to_datetime(d["week_start"])
-        ax.fill_between(w, d["predicted_low"], d["predicted_high"], color="#1f77b4", alpha=0.25,
-                        label=f"predicted, {HDI_LABEL}")
-        ax.plot(w, d["predicted_mean"], color="#1f77b4", lw=1.2, label="predicted mean")
-        ax.plot(w, d["actual"], color="black", lw=0.9, marker=".", ms=3, label="actual")
-        ax.set_title(geo, loc="left", fontsize=10)
-        _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
-    axes[0, 0].legend(frameon=False, ncol=3, fontsize=8, loc="upper right")
-    fig.suptitle(f"Weekly {kpi}: actual vs predicted")
-    fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.45 / (2.3 * len(geos)), bottom=0.25 / len(geos), hspace=0.3)
-    return fig
-
-
-def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
-    plt = _plt()
-    wide = contrib.pivot_table(index="week_start", columns="component", values="mean", aggfunc="sum").sort_index()
-    order = [c for c in ("baseline", "seasonality") if c in wide] + \
-        [c for c in wide.columns if c not in ("baseline", "seasonality")]
-    wide = wide[order]
-    fig, ax = plt.subplots(figsize=(10, 3.8))
-    idx = pd.to_datetime(wide.index)
-    pos = wide.clip(lower=0)
-    neg = wide.clip(upper=0)
-    ax.stackplot(idx, pos.T.values, labels=list(wide.columns), alpha=0.85)
-    if (neg < 0).any().any():
-        ax.stackplot(idx, neg.T.values, alpha=0.5)
-    ax.set_title(f"Weekly {kpi} by component (sum over geos, posterior mean)")
-    _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
-    ax.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.91, bottom=0.2)
-    return fig
-
-
-def plot_roas(roas: pd.DataFrame):
-    plt = _plt()
-    channels = sorted(roas["channel"].unique())
-    variants = [v for v in ("uncalibrated", "calibrated") if v in set(roas["variant"])]
-    geos = sorted(roas["geo"].unique())
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    step = 1.0 / (len(variants) * len(geos) + 1)
-    for vi, v in enumerate(variants):
-        for gi, g in enumerate(geos):
-            d = roas[(roas["variant"] == v) & (roas["geo"] == g)].set_index("channel").reindex(channels)
-            xs = [i + (vi * len(geos) + gi) * step - 0.4 for i in range(len(channels))]
-            ax.errorbar(xs, d["roas_mean"], yerr=[d["roas_mean"] - d["roas_hdi_low"], d["roas_hdi_high"] - d["roas_mean"]],
-                        fmt="o", ms=4, color=VARIANT_COLORS.get(v, "k"), alpha=0.9, capsize=2,
-                        label=v if gi == 0 else None)
-    ax.axhline(1.0, color="#c0392b", lw=0.8, ls="--")
-    ax.set_xticks(range(len(channels)), channels)
-    ax.set_ylabel("ROAS (revenue per 1 spent)")
-    ax.set_title(f"ROAS per channel, one point per geo, {HDI_LABEL} (dashed: break-even)")
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.1)
-    ax.legend(frameon=False)
-    return fig
-
-
-def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
-    plt = _plt()
-    channels = sorted(curves["channel"].unique())
-    cols = min(2, len(channels))
-    rows = (len(channels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False)
-    for ax, ch in zip(axes.ravel(), channels):
-        for g, d in curves[curves["channel"] == ch].groupby("geo"):
-            d = d.sort_values("spend")
-            line, = ax.plot(d["spend"], d["response_mean"], lw=1.3, label=g)
-            ax.fill_between(d["spend"], d["hdi_low"], d["hdi_high"], color=line.get_color(), alpha=0.15)
-            cur, top = float(d["current_weekly_spend"].iloc[0]), float(d["max_weekly_spend"].iloc[0])
-            ax.axvline(cur, color=line.get_color(), ls="--", lw=0.8)
-            ax.axvline(top, color=line.get_color(), ls=":", lw=0.8)
-        ax.set_title(f"{ch} (dashed: current weekly spend, dotted: largest seen)", fontsize=9, loc="left")
-        _money_axis(ax, f"weekly spend ({currency})", axis="x")
-        ax.set_ylabel(f"weekly {kpi}")
-        ax.legend(frameon=False, fontsize=7)
-    for ax in axes.ravel()[len(channels):]:
-        ax.set_visible(False)
-    fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.3 / (3.0 * rows), bottom=0.5 / (3.0 * rows),
-                        wspace=0.3, hspace=0.45)
-    return fig
-
-
-def plot_lift(fit: pd.DataFrame):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    labels = [f"{r.test_id}\n{r.geo}" if "geo" in fit and pd.notna(getattr(r, "geo", None)) else r.test_id
-              for r in fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else [])).itertuples()]
-    keys = fit.drop_duplicates(["test_id"] + (["geo"] if "geo" in fit else []))
-    for i, k in enumerate(keys.itertuples()):
-        rows = fit[(fit["test_id"] == k.test_id) & ((fit["geo"] == k.geo) if "geo" in fit else True)]
-        ax.errorbar([i - 0.25], [k.observed], yerr=[[1.96 * k.sigma], [1.96 * k.sigma]], fmt="s", color="black",
-                    capsize=3, label="measured (+/- 1.96 sigma)" if i == 0 else None)
-        for j, r in enumerate(rows.itertuples()):
-            ax.errorbar([i + 0.05 + 0.2 * j], [r.predicted_mean],
-                        yerr=[[r.predicted_mean - r.predicted_hdi_low], [r.predicted_hdi_high - r.predicted_mean]],
-                        fmt="o", color=VARIANT_COLORS.get(r.variant, "k"), capsize=3,
-                        label=f"predicted, {r.variant}" if i == 0 else None)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("lift over the test's readout (KPI)")
-    ax.set_title("Lift tests: measured vs predicted readout")
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.2)
-    ax.legend(frameon=False, fontsize=8)
-    return fig
-
-
-def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
-    plt = _plt()
-    d = alloc.sort_values(["channel", "geo"])
-    labels = [f"{c}\n{g}" for c, g in zip(d["channel"], d["geo"])]
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    x = range(len(d))
-    ax.bar([i - 0.2 for i in x], d["current_spend"], width=0.4, color="#bbbbbb", label="current plan")
-    colors = ["#e67e22" if e else "#1f77b4" for e in d["extrapolated"]]
-    ax.bar([i + 0.2 for i in x], d["optimal_spend"], width=0.4, color=colors, label="recommended")
-    ax.set_xticks(list(x), labels, fontsize=7)
-    _money_axis(ax, currency)
-    ax.set_title(title + " (orange: beyond the largest weekly spend seen)", fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2)
-    ax.legend(frameon=False)
-    return fig
-
-
 # --------------------------------------------------------------------------- the report
 
 
@@ -542,7 +327,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         + ("The model passed its gates." if gated else "The model is NOT gated: treat every number as provisional.")
         + stale_note)
     sections["headline"] = {"text": head_text, "facts": facts,
-                            "images": [_png(plot_headline(chp, cur, kpi), "spend and incremental KPI per channel")]
+                            "images": [png_image(plot_headline(chp, cur, kpi), "spend and incremental KPI per channel")]
                             if len(chp) else []}
 
     # 2. fit
@@ -553,20 +338,20 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     if len(diag):
         d = diag.sort_values(["variant", "max_rhat"], ascending=[True, False])[
             ["variant", "parameter", "max_rhat", "min_ess_bulk", "min_ess_tail"]]
-        diag_html = _table(d, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
+        diag_html = html_table(d, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
                                "min_ess_tail": lambda v: f"{v:,.0f}"},
                            flag_rows=(d["max_rhat"] > 1.01) | (d["min_ess_bulk"] < 400))
     val = inp.t("validation")
-    oos = ("<p>Out-of-sample: " + _table(val) + "</p>") if len(val) else \
+    oos = ("<p>Out-of-sample: " + html_table(val) + "</p>") if len(val) else \
         "<p class='gap'>Out-of-sample: no out-of-sample validation configured (the marts hold no held-out " \
         "weeks), so only in-sample figures are shown.</p>"
-    fit_images = [_png(plot_fit(fit_p, kpi, cur), "actual vs predicted KPI per geo")] if len(fit_p) else []
+    fit_images = [png_image(plot_fit(fit_p, kpi, cur), "actual vs predicted KPI per geo")] if len(fit_p) else []
     sections["fit"] = {
         "text": (f"The {variant} model explains {pct(prim['r2'])} of the weekly variation of {kpi} in sample "
                  f"(R-squared), misses by {pct(prim['mape'])} on average (MAPE), and {pct(prim['coverage_94'])} of the "
                  f"weeks fall inside its {HDI_LABEL} (should be near 94%). Gates: max R-hat <= 1.01, bulk ESS >= 400, "
                  "no divergences." + ("" if len(fit_p) else " The weekly fit table is not in the marts for this run.")),
-        "html": _table(fit_rows, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
+        "html": html_table(fit_rows, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
                                   "r2": lambda v: f"{v:.3f}", "mape": pct, "coverage_94": pct})
         + oos + "<h3>Worst R-hat and ESS per parameter group</h3>" + diag_html,
         "images": fit_images}
@@ -583,8 +368,8 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                      f"{kfmt(tot.loc[tot['component'] == 'seasonality', f'total_{kpi}'].sum())}, and media {kfmt(media)}."
                      + (" Controls: no control variables configured." if no_controls else "")
                      + " The marts hold a 94% interval per week and geo, not one for these sums."),
-            "html": _table(tot, {f"total_{kpi}": kfmt, "share_of_kpi": pct}),
-            "images": [_png(plot_contributions(contrib_p, kpi, cur), "weekly decomposition")]}
+            "html": html_table(tot, {f"total_{kpi}": kfmt, "share_of_kpi": pct}),
+            "images": [png_image(plot_contributions(contrib_p, kpi, cur), "weekly decomposition")]}
     else:
         sections["contributions"] = {"text": "No decomposition in the marts for this market.", "html": "", "images": []}
 
@@ -619,10 +404,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                      f"{cur} would return at today's weekly spend (below 1: spending more loses money); cost per "
                      f"incremental {kpi} is in {cur}. The market table sums geos per posterior draw (so its "
                      f"{HDI_LABEL} is the market's own); the per-geo table has each geo's. Uncalibrated and calibrated side by side."),
-            "html": _table(side, fm) + "<h3>Per geo</h3>" + _table(
+            "html": html_table(side, fm) + "<h3>Per geo</h3>" + html_table(
                 per_geo, {"spend": m, "ROAS": ratio, "mROAS": ratio,
                            f"{cur} per incr. {kpi}": lambda v: money(v, cur, 2)}),
-            "images": [_png(plot_roas(roas), "ROAS per channel and geo")]}
+            "images": [png_image(plot_roas(roas), "ROAS per channel and geo")]}
     else:
         sections["economics"] = {"text": "No ROAS in the marts for this market.", "html": "", "images": []}
 
@@ -635,8 +420,8 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             "text": (f"Weekly {kpi} a channel brings at each weekly spend ({variant} model, {HDI_LABEL} shaded). Dashed: "
                      "today's weekly spend (last 13 weeks); dotted: the largest weekly spend in the data, beyond which "
                      "the curve is extrapolated."),
-            "html": _table(now, {"current_weekly_spend": m, "max_weekly_spend": m}),
-            "images": [_png(plot_curves(cp, cur, kpi), "response curves in money")]}
+            "html": html_table(now, {"current_weekly_spend": m, "max_weekly_spend": m}),
+            "images": [png_image(plot_curves(cp, cur, kpi), "response curves in money")]}
     else:
         sections["curves"] = {"text": "No response curves in the marts for this market.", "html": "", "images": []}
 
@@ -648,22 +433,22 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         changed = ""
         if len(cal) and "precision_improvement_pct" in cal:
             c = cal.groupby(["channel", "parameter"], as_index=False)["precision_improvement_pct"].mean()
-            changed = "<h3>What calibration changed (HDI narrower by, %, mean over geos)</h3>" + _table(
+            changed = "<h3>What calibration changed (HDI narrower by, %, mean over geos)</h3>" + html_table(
                 c.pivot(index="channel", columns="parameter", values="precision_improvement_pct").reset_index(),
                 {k: (lambda v: f"{v:.1f}") for k in c["parameter"].unique()})
         if len(ch) and {"uncalibrated", "calibrated"} <= set(ch["variant"]):
             r = ch.pivot(index="channel", columns="variant", values="roas").reset_index()
             r["change"] = r["calibrated"] - r["uncalibrated"]
-            changed += "<h3>ROAS before and after calibration</h3>" + _table(r, {k: ratio for k in r.columns if k != "channel"})
+            changed += "<h3>ROAS before and after calibration</h3>" + html_table(r, {k: ratio for k in r.columns if k != "channel"})
         sections["calibration"] = {
             "text": (f"Each lift test measured the KPI its extra spend brought over its readout (the test window, or "
                      f"the window plus carryover for scope 'total'; black, +/- 1.96 sigma); each model predicts the "
                      f"same readout from the actual spend path ({HDI_LABEL}). A calibrated model should agree with "
                      f"the tests (|z| below 2)."),
-            "html": _table(lft, {k: (lambda v: f"{v:,.0f}") for k in
+            "html": html_table(lft, {k: (lambda v: f"{v:,.0f}") for k in
                                  ("observed", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high")}
                            | {"z_score": lambda v: f"{v:.2f}"}, flag_rows=lft["z_score"].abs() > 2) + changed,
-            "images": [_png(plot_lift(lf), "lift tests measured vs predicted")]}
+            "images": [png_image(plot_lift(lf), "lift tests measured vs predicted")]}
     else:
         sections["calibration"] = {"text": "No calibrated model for this market (no valid lift test), so there is "
                                            "nothing to compare.", "html": "", "images": []}
@@ -696,10 +481,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                    "(the plan's interval is not in the marts for this run). ")
                 + "Highlighted rows sit at a bound of the scenario or beyond the largest weekly spend seen "
                 "(extrapolated).</p>"
-                + _table(t, {k: m for k in ("current_spend", "optimal_spend", "change")}
+                + html_table(t, {k: m for k in ("current_spend", "optimal_spend", "change")}
                          | {k: kfmt for k in ("current_response_mean", "expected_response_mean")},
                          flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
-            imgs.append(_png(plot_plan(a, cur, f"Scenario {p['id']}: spend per channel and geo"), f"plan {p['id']}"))
+            imgs.append(png_image(plot_plan(a, cur, f"Scenario {p['id']}: spend per channel and geo"), f"plan {p['id']}"))
         sections["plan"] = {"text": (f"Current vs recommended spend over the planning horizon in {cur}, with the "
                                      f"{kpi} each is expected to bring (incl. carryover)."),
                             "html": "".join(parts), "images": imgs}
@@ -734,11 +519,11 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                     f"{inp.freshness_days} days)." if stale.empty else
                     f"Stale: {', '.join(f'{r.source} (newest {r.newest_day}, {r.age_days} days old)' for r in stale.itertuples())}"
                     f" against a limit of {inp.freshness_days} days.")),
-        "html": "<h3>Input files</h3>" + _table(inp.load_log) + "<h3>Quarantined rows by reason</h3>"
-        + (_table(q) if len(q) else "<p>Nothing quarantined.</p>")
-        + "<h3>Imputed cost-per-unit weeks</h3>" + (_table(imp[imp["imputed_weeks"] > 0]) if len(imp) and
+        "html": "<h3>Input files</h3>" + html_table(inp.load_log) + "<h3>Quarantined rows by reason</h3>"
+        + (html_table(q) if len(q) else "<p>Nothing quarantined.</p>")
+        + "<h3>Imputed cost-per-unit weeks</h3>" + (html_table(imp[imp["imputed_weeks"] > 0]) if len(imp) and
                                                      (imp["imputed_weeks"] > 0).any() else "<p>None imputed.</p>")
-        + "<h3>Freshness</h3>" + _table(fresh, flag_rows=~fresh["fresh"]) + docs,
+        + "<h3>Freshness</h3>" + html_table(fresh, flag_rows=~fresh["fresh"]) + docs,
         "images": []}
 
     env = Environment(autoescape=select_autoescape(["html", "j2"]))
@@ -817,3 +602,4 @@ def write_index(reports_dir: Path) -> Path:
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), fmt_money=lambda v, c="": (
             "n/a" if v is None else f"{v:,.0f} {c}".strip()), fmt_pct=lambda v: "n/a" if v is None else f"{100 * v:.1f}%")
     return _write_atomic(Path(reports_dir) / "index.html", page)
+

@@ -20,8 +20,9 @@ example, (|mean_uncal - true| - |mean_cal - true|) / hdi_width_uncal x 100.
 
 `lift_test_fit`: per test and variant, the lift the model implies **in the
 test's own scope** (window, or window + carryover) on the actual spend path
-(`lift_likelihood.implied_lift_draws`, the calibrated likelihood's expression,
-evaluated on each model's posterior) against the reported readout and sigma.
+against the reported readout and sigma: the calibrated posterior's own deterministic
+`lift_window_implied`, and for a model without the term (uncalibrated) the same
+expression evaluated on its posterior (`lift_likelihood.implied_lift_draws`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model import HDI_PROB, _hdi_bounds, _target_scale, parameter_summary
+from mmm_pipeline.model.config import HDI_PROB
+from mmm_pipeline.model.saturation import logistic_saturation
+from mmm_pipeline.model.summaries import hdi_bounds, parameter_summary, target_scale
 
 REPORT_PARAMETERS = {"saturation_lam": "saturation_lam", "saturation_beta_kpi": "saturation_beta",
                      "adstock_alpha": "adstock_alpha"}
@@ -83,8 +86,12 @@ def model_data_of(mmm) -> SimpleNamespace:
     return SimpleNamespace(X=X, weeks=weeks, geos=geos, channels=channels, dims=dims)
 
 
-def _true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) -> np.ndarray:
-    """The generating model's weekly contribution (KPI units) on `units` (weeks,) of one cell."""
+def true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) -> np.ndarray:
+    """The generating model's weekly contribution (KPI units) on `units` (weeks,) of one cell.
+
+    `truth` is a sample's truth.json (``mmm_pipeline.sample``): its alpha, lam, beta and
+    unit_scale of the cell, through the normalised geometric adstock and the logistic saturation.
+    """
     l_max = int(truth["adstock"]["l_max"])
     a, lam, beta = truth["alpha"][geo][channel], truth["lam"][geo][channel], truth["beta"][geo][channel]
     x = np.asarray(units, float) / truth["unit_scale"][channel]
@@ -93,8 +100,7 @@ def _true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) -
     ad = np.zeros_like(x)
     for k in range(l_max):
         ad[k:] += w[k] * x[: len(x) - k]
-    e = np.exp(-lam * ad)
-    return beta * (1 - e) / (1 + e)
+    return logistic_saturation(ad, lam, beta)
 
 
 def marketer_rows(mmm, truth: dict | None = None) -> pd.DataFrame:
@@ -102,11 +108,11 @@ def marketer_rows(mmm, truth: dict | None = None) -> pd.DataFrame:
 
     Columns: geo, channel, parameter, mean, hdi_low, hdi_high, hdi_width, truth.
     """
-    from mmm_pipeline.curves import response_draws
+    from mmm_pipeline.decisions.curves import response_draws
 
     post = mmm.idata.posterior
     cd = mmm.idata.constant_data
-    contrib = (post["channel_contribution"].sum("date") * _target_scale(mmm)).stack(sample=("chain", "draw"))
+    contrib = (post["channel_contribution"].sum("date") * target_scale(mmm)).stack(sample=("chain", "draw"))
     units = cd["channel_data"]
     spend = cd["channel_spend"] if "channel_spend" in cd else None
     geo_model = "geo" in units.dims
@@ -123,14 +129,14 @@ def marketer_rows(mmm, truth: dict | None = None) -> pd.DataFrame:
             t_roas = t_resp = np.nan
             if truth is not None:
                 try:
-                    t_roas = float(_true_contribution(truth, u, geo, ch).sum()) / sp if sp > 0 else np.nan
-                    t_resp = float(_true_contribution(truth, np.full(4 * int(truth["adstock"]["l_max"]), current),
+                    t_roas = float(true_contribution(truth, u, geo, ch).sum()) / sp if sp > 0 else np.nan
+                    t_resp = float(true_contribution(truth, np.full(4 * int(truth["adstock"]["l_max"]), current),
                                                       geo, ch)[-1])
                 except (KeyError, TypeError):
                     pass
             for name, draws, t in (("roas", c / sp if sp > 0 else c * np.nan, t_roas),
                                    ("response_at_current_spend", resp, t_resp)):
-                lo, hi = _hdi_bounds(draws[:, None], HDI_PROB)
+                lo, hi = hdi_bounds(draws[:, None], HDI_PROB)
                 rows.append({"geo": geo, "channel": ch, "parameter": name, "mean": float(draws.mean()),
                              "hdi_low": float(lo[0]), "hdi_high": float(hi[0]),
                              "hdi_width": float(hi[0] - lo[0]), "truth": t})
@@ -187,10 +193,23 @@ def calibration_tables(models: dict[str, tuple[str, object]], lift: pd.DataFrame
     return report, lift_test_fit(models, lift, market, extra_spend_in_data=extra_spend_in_data)
 
 
+def _lift_draws(mmm, design) -> np.ndarray:
+    """(samples, tests) implied lift: the calibrated posterior's own ``lift_window_implied`` when it
+    holds these tests, else the same expression evaluated on the posterior (a model without the term)."""
+    from mmm_pipeline.model.lift_likelihood import LIFT_NAME, implied_lift_draws
+
+    name = f"{LIFT_NAME}_implied"
+    post = mmm.idata.posterior
+    if name in post and set(design.test_ids) <= set(map(str, post[name].coords["lift_test"].values)):
+        da = post[name].sel(lift_test=design.test_ids).stack(sample=("chain", "draw"))
+        return da.transpose("sample", "lift_test").to_numpy()
+    return implied_lift_draws(mmm, design)
+
+
 def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, market: str, *,
                   extra_spend_in_data: bool = True) -> pd.DataFrame:
     """Per test and variant: the implied lift in the test's scope (mean, 94% HDI) vs the readout."""
-    from mmm_pipeline.lift_likelihood import DESIGN_COLUMNS, implied_lift_draws, window_design
+    from mmm_pipeline.model.lift_likelihood import DESIGN_COLUMNS, window_design
 
     if lift is None or not len(lift) or not set(DESIGN_COLUMNS) <= set(lift.columns):
         return pd.DataFrame()
@@ -200,8 +219,8 @@ def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, mar
         design = window_design(lift, data, int(mmm.adstock.l_max), extra_spend_in_data=extra_spend_in_data)
         if not design.test_ids:
             continue
-        draws = implied_lift_draws(mmm, design)
-        lo, hi = _hdi_bounds(draws, HDI_PROB)
+        draws = _lift_draws(mmm, design)
+        lo, hi = hdi_bounds(draws, HDI_PROB)
         meta = lift.drop_duplicates("test_id").set_index("test_id")
         for k, test_id in enumerate(design.test_ids):
             m = meta.loc[test_id]
@@ -215,34 +234,6 @@ def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, mar
                 "z_score": (float(design.observed[k]) - mean) / float(design.sigma[k]),
             })
     return pd.DataFrame(rows)
-
-
-def predicted_lift_draws(mmm, geo: str, channel: str, x: float, delta_x: float) -> np.ndarray:
-    """Posterior draws of the weekly KPI lift of adding `delta_x` units on top of `x` (steady state).
-
-    The same quantity pymc-marketing's lift-test likelihood compares with the
-    measured lift: beta * (logistic(lam * (x + dx) / s) - logistic(lam * x / s)),
-    in KPI units.
-    """
-    post = mmm.idata.posterior
-    cd = mmm.idata.constant_data
-
-    def pick(da):
-        sel = {"channel": channel}
-        if "geo" in da.dims:
-            sel["geo"] = geo
-        return np.asarray(da.sel(sel)).reshape(-1)
-
-    lam = pick(post["saturation_lam"])
-    beta = pick(post["saturation_beta"])
-    ch_scale = cd["channel_scale"]
-    s = float(np.asarray(ch_scale.sel({d: v for d, v in (("channel", channel), ("geo", geo)) if d in ch_scale.dims})).ravel()[0])
-    target = float(np.asarray(_target_scale(mmm)).ravel()[0])
-
-    def logistic(z):
-        return (1 - np.exp(-z)) / (1 + np.exp(-z))
-
-    return beta * target * (logistic(lam * (x + delta_x) / s) - logistic(lam * x / s))
 
 
 # --------------------------------------------------------------------------- plots

@@ -1,6 +1,6 @@
 """Validation through a file-backed GX context, so every result is a Great Expectations Data Docs page.
 
-`validate(spec, df, gx_root)` runs a :class:`~mmm_pipeline.validation.SuiteSpec`
+`validate(spec, df, gx_root)` runs a :class:`~mmm_pipeline.validation.suites.SuiteSpec`
 as GX intends: one stored suite (runtime values kept as suite parameters), one
 ``ValidationDefinition`` and one ``Checkpoint`` with ``UpdateDataDocsAction``
 per check, in the context at ``<gx_root>`` (``MMM_ARTIFACT_DIR/gx``). The run
@@ -31,7 +31,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from mmm_pipeline import validation as v
+from mmm_pipeline.validation import runtime
+from mmm_pipeline.validation.outcomes import SAMPLE_SIZE, SuiteOutcome, from_gx_result
+from mmm_pipeline.validation.suites import SuiteSpec
 
 DATASOURCE = "mmm_pipeline"
 SITE = "local_site"
@@ -46,7 +48,7 @@ def site_index(gx_root: Path) -> Path:
 
 def context(gx_root: Path):
     """The file-backed context at `gx_root` (created on first use), one per process and folder."""
-    gx = v._gx()
+    gx = runtime.import_gx()
     gx_root = Path(gx_root)
     key = (os.getpid(), str(gx_root))
     if key not in _CONTEXTS:
@@ -68,24 +70,24 @@ def _get_or_add(getter, adder, name):
         return adder(name)
 
 
-def validate(spec: v.SuiteSpec, df, gx_root: Path | None) -> v.SuiteOutcome:
+def validate(spec: SuiteSpec, df, gx_root: Path | None) -> SuiteOutcome:
     """Run `spec` on `df`: through its Checkpoint (and Data Docs) when `gx_root` is set, else ephemerally."""
     if gx_root is None:
-        return v.run_suite(spec.name, df, spec.expectations())
-    gx = v._gx()
-    frame = v._normalise_frame(df)
+        return runtime.run_suite(spec.name, df, spec.expectations())
+    gx = runtime.import_gx()
+    frame = runtime.normalise_frame(df)
     with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
         ctx = context(gx_root)
         ds = _get_or_add(ctx.data_sources.get, lambda n: ctx.data_sources.add_pandas(name=n), DATASOURCE)
         asset = _get_or_add(ds.get_asset, lambda n: ds.add_dataframe_asset(name=n), spec.name)
         batch = _get_or_add(asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, "whole")
         suite = ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[v._detached_copy(copy, e) for e in spec.template()]))
+            name=spec.name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
         vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
         checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
             name=spec.name, validation_definitions=[vd],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[SITE])],
-            result_format={"result_format": "BASIC", "partial_unexpected_count": v._SAMPLE_SIZE}))
+            result_format={"result_format": "BASIC", "partial_unexpected_count": SAMPLE_SIZE}))
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=spec.parameters)
         (identifier, suite_result), = result.run_results.items()
         url = _url(ctx, identifier)
@@ -97,23 +99,23 @@ def _url(ctx, identifier) -> str | None:
     return urls[0]["site_url"] if urls else None
 
 
-def _flatten(spec: v.SuiteSpec, suite_result, url: str | None) -> v.SuiteOutcome:
+def _flatten(spec: SuiteSpec, suite_result, url: str | None) -> SuiteOutcome:
     # report in the order the suite lists them (GX groups results by domain)
-    order = {v._config_key(e.configuration): i for i, e in reversed(list(enumerate(spec.expectations())))}
-    results = sorted(suite_result.results, key=lambda r: order.get(v._config_key(r.expectation_config), len(order)))
-    outcomes = [v._outcome(r) for r in results]
-    return v.SuiteOutcome(suite=spec.name, success=bool(suite_result.success) and all(o.success for o in outcomes),
+    order = {runtime.config_key(e.configuration): i for i, e in reversed(list(enumerate(spec.expectations())))}
+    results = sorted(suite_result.results, key=lambda r: order.get(runtime.config_key(r.expectation_config), len(order)))
+    outcomes = [from_gx_result(r) for r in results]
+    return SuiteOutcome(suite=spec.name, success=bool(suite_result.success) and all(o.success for o in outcomes),
                           outcomes=outcomes, data_docs_url=url)
 
 
-def record_outcome(spec: v.SuiteSpec, outcome: v.SuiteOutcome, gx_root: Path | None) -> v.SuiteOutcome:
+def record_outcome(spec: SuiteSpec, outcome: SuiteOutcome, gx_root: Path | None) -> SuiteOutcome:
     """Store an outcome counted outside GX (the SQL path) as a validation result of `spec` in the site.
 
     `outcome.outcomes` must follow `spec`'s expectations one to one (the SQL suite does).
     """
     if gx_root is None:
         return outcome
-    gx = v._gx()
+    gx = runtime.import_gx()
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
@@ -135,7 +137,7 @@ def record_outcome(spec: v.SuiteSpec, outcome: v.SuiteOutcome, gx_root: Path | N
     with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
         ctx = context(gx_root)
         ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[v._detached_copy(copy, e) for e in spec.template()]))
+            name=spec.name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
         identifier = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=spec.name),
             run_id=RunIdentifier(run_name=f"sql-{now:%Y%m%dT%H%M%S}", run_time=now), batch_identifier="duckdb-sql")

@@ -27,7 +27,7 @@ their counts are in the returned summary.
 
 Command line (exposed as ``mmm-convert-wide``)::
 
-    python -m mmm_pipeline.convert SRC OUT_DIR [--preset meridian|robyn]
+    python -m mmm_pipeline.ingestion.convert SRC OUT_DIR [--preset meridian|robyn]
         [--date-column time] [--geo-column geo | --no-geo]
         [--kpi-column conversions] [--extra-kpi COL ...]
         [--channel name:unit:units_col:spend_col ...] [--currency USD]

@@ -5,7 +5,7 @@ Contract (see DESIGN.md / README): `ad_reporting/*.csv|*.parquet`,
 `fx_rates.csv` and `pipeline.yaml`.
 
 How a load behaves:
-- Files are read by `mmm_pipeline.readers` (paths and names bound, never
+- Files are read by `mmm_pipeline.ingestion.readers` (paths and names bound, never
   formatted into SQL). Row rules run as SQL and a failing row goes to
   `raw.quarantine` with the file, its 1-based data row and the reason; good
   rows load. Among the rows that pass the row rules, an exact duplicate keeps
@@ -26,20 +26,22 @@ How a load behaves:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pandas as pd
 import regex
 
-from mmm_pipeline.readers import (  # noqa: F401  (IngestError and list_files are this module's API too)
+from mmm_pipeline.ingestion.readers import (  # noqa: F401  (IngestError and list_files are this module's API too)
     IngestError, SourceFile, TypedRead, column_names, list_files, normalize_column, read_as_text, read_typed,
     source_file,
 )
+from mmm_pipeline.ingestion.load import (  # noqa: F401  (LoadReport, load_context, PROVENANCE: its API too)
+    PROVENANCE, LoadReport, TableSpec, col_sql, current_files, date_check, load_context, load_files, log_whole_file,
+    metric_checks, null_key_check, row_reason, unparseable_check,
+)
 from mmm_pipeline.settings import IngestSettings
-from mmm_pipeline.warehouse import fingerprint, quote_ident, quote_literal, register, unregister, utcnow
+from mmm_pipeline.warehouse import fingerprint, register, unregister, utcnow
 
 UNITS = ("impressions", "clicks", "spend")
 NATIONAL = "national"
@@ -57,7 +59,6 @@ AD_NATURAL_KEY = [
 ]
 AD_METRICS = ["clicks", "impressions", "spend", "conversions", "conversions_value"]
 # Columns that describe where a row came from, not what it says (left out of "exact duplicate").
-PROVENANCE = ("source_file", "source_row", "source_mtime")
 
 # Display names and renamed connectors that the dbt package names differently.
 PLATFORM_ALIASES = {
@@ -75,105 +76,6 @@ def normalize_platform(name: str | None) -> str | None:
         return None
     key = re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
     return PLATFORM_ALIASES.get(key, key) or None
-
-
-@dataclass
-class LoadReport:
-    kind: str
-    files_loaded: list[str] = field(default_factory=list)
-    files_unchanged: list[str] = field(default_factory=list)
-    files_retired: list[str] = field(default_factory=list)
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-    rows_superseded: int = 0
-    table_rows: int = 0
-
-    def as_metadata(self) -> dict:
-        return {
-            "files_loaded": len(self.files_loaded),
-            "files_unchanged": len(self.files_unchanged),
-            "files_retired": len(self.files_retired),
-            "rows_loaded": self.rows_loaded,
-            "rows_quarantined": self.rows_quarantined,
-            "rows_superseded": self.rows_superseded,
-            "table_rows": self.table_rows,
-        }
-
-
-def current_files(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str]:
-    """File -> sha256 of the files whose rows are in the warehouse now."""
-    rows = con.execute(
-        """
-        SELECT source_file, sha256, event FROM raw.load_log WHERE kind = ?
-        QUALIFY row_number() OVER (PARTITION BY source_file ORDER BY logged_at DESC, event) = 1
-        """,
-        [kind],
-    ).fetchall()
-    return {f: sha for f, sha, event in rows if event == "loaded"}
-
-
-def load_context(con: duckdb.DuckDBPyConnection, kind: str) -> str | None:
-    """The context the kind's rows were last derived with (None before the first load)."""
-    row = con.execute("SELECT context FROM raw.load_context WHERE kind = ? ORDER BY logged_at DESC LIMIT 1",
-                      [kind]).fetchone()
-    return row[0] if row else None
-
-
-# --------------------------------------------------------------------------
-# Row rules: SQL over alias `s` (the typed read). Column names are quoted
-# identifiers; a name that comes from a config (the KPI column) is labelled in
-# reasons through a bound parameter, never spliced in as text.
-
-
-def _col(col: str) -> str:
-    return f"s.{quote_ident(col)}"
-
-
-def _label(col: str, label: str | None) -> str:
-    return label or quote_literal(col)  # `col` is then one of this module's constant column names
-
-
-def _unparseable(col: str, read: TypedRead, label: str | None = None) -> str:
-    if col not in read.raw_text:
-        return ""
-    raw = f"s.{quote_ident(col + '__raw')}"
-    return f"WHEN {raw} IS NOT NULL AND {_col(col)} IS NULL THEN 'unparseable ' || {_label(col, label)} || ': ' || {raw}"
-
-
-def _metric_checks(col: str, read: TypedRead, required_if: str | None = None, allow_negative: bool = False,
-                   label: str | None = None) -> str:
-    """Reason for a bad number cell: unparseable, missing when it is needed, not finite (inf,
-    NaN), beyond `$max_metric_value`, or negative."""
-    c, name = _col(col), _label(col, label)
-    whens = [
-        _unparseable(col, read, label),
-        f"WHEN {c} IS NULL AND ({required_if}) THEN 'missing ' || {name}" if required_if else "",
-        f"WHEN NOT isfinite({c}) THEN 'non-finite ' || {name} || ': ' || {c}",
-        f"WHEN abs({c}) > $max_metric_value THEN {name} || ' ' || {c} || ' is above the ceiling ' "
-        f"|| $max_metric_value || ' (pipeline.yaml ingest.max_metric_value)'",
-        "" if allow_negative else f"WHEN {c} < 0 THEN 'negative ' || {name}",
-    ]
-    return f"CASE {' '.join(w for w in whens if w)} END"
-
-
-def _null_key(col: str) -> str:
-    return f"CASE WHEN {_col(col)} IS NULL OR {_col(col)} = '' THEN 'null key {col}' END"
-
-
-def _date_check(col: str, read: TypedRead) -> str:
-    return f"CASE {_unparseable(col, read)} WHEN {_col(col)} IS NULL THEN 'null key {col}' END"
-
-
-def _row_reason(reasons: list[str]) -> str:
-    """`_row_reason`: every row-rule problem, '; '-joined (the string work only on bad rows)."""
-    bad = " OR ".join(f"({r}) IS NOT NULL" for r in reasons)
-    return f"CASE WHEN {bad} THEN concat_ws('; ', {', '.join(reasons)}) END AS _row_reason"
-
-
-def _bind(sql: str, params: dict) -> dict:
-    """The named parameters `sql` uses (DuckDB refuses unused ones)."""
-    return {k: v for k, v in params.items() if f"${k}" in sql}
-
 
 # --------------------------------------------------------------------------
 # Channel catalogue and FX rates
@@ -236,7 +138,7 @@ def load_channels(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str |
             register(con, "_fx_df", fx)
             con.execute("INSERT INTO raw.fx_rates SELECT date, currency, rate_to_reporting FROM _fx_df")
             unregister(con, "_fx_df")
-        _log_whole_file(con, "channels", src, len(out), run_id)
+        log_whole_file(con, "channels", src, len(out), run_id)
         con.commit()
     except Exception:
         con.rollback()
@@ -299,148 +201,6 @@ def reporting_currency(con, configured: str | None) -> str:
     return _check_currencies(cats, fx if len(fx) else None, configured)
 
 
-def _log_whole_file(con, kind: str, src: SourceFile, rows: int, run_id: str | None) -> None:
-    if current_files(con, kind).get(src.rel) == src.sha256:
-        return
-    con.execute(
-        "INSERT INTO raw.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?, 0, ?, ?)",
-        [kind, src.rel, src.sha256, src.mtime, rows, rows, utcnow(), run_id],
-    )
-
-
-# --------------------------------------------------------------------------
-# Generic incremental file loader
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    kind: str
-    table: str
-    required: list[str]
-    optional: list[str]
-    types: dict[str, str]             # target SQL type per column (others VARCHAR)
-    # (typed read, file) -> SELECT over alias `s` giving the table's columns plus `_row_reason`;
-    # it may use the bound parameters $source_file, $source_mtime and those in `params`.
-    typed_select: Callable[[TypedRead, SourceFile], str]
-    natural_key: tuple[str, ...]      # output columns that identify a row within a file
-    params: dict = field(default_factory=dict)
-    # What the rows are derived with besides the files: a change re-reads every file.
-    context: str = ""
-    # Share of the loaded files one load may retire (more fails, see IngestSettings).
-    max_retired_share: float = 1.0
-    # Runs inside the load's transaction after the rows are written (derived views, restatements).
-    after_load: Callable[[duckdb.DuckDBPyConnection], None] | None = None
-
-
-def _mark_duplicates(select: str, key: tuple[str, ...], content: list[str]) -> str:
-    """`select` plus `_reason`: its row-rule reason or, for rows that pass them, a duplicate reason.
-
-    Among rows sharing a natural key, identical rows keep the first copy and
-    quarantine the others (`exact duplicate of row N`); rows whose values differ
-    are all quarantined (`conflicting values ...`): which one is right cannot
-    be known. Grouping on a hash is cheap; the exact key decides on the few
-    candidate rows.
-    """
-    k = ", ".join(quote_ident(c) for c in key)
-    kh, ch = f"hash({k})", f"hash({', '.join(quote_ident(c) for c in content)})"
-    return f"""
-    WITH b AS MATERIALIZED ({select}),
-    cand AS (SELECT {kh} AS h FROM b WHERE _row_reason IS NULL GROUP BY 1 HAVING count(*) > 1),
-    d AS (
-        SELECT source_row,
-               CASE WHEN min({ch}) OVER w <> max({ch}) OVER w
-                    THEN 'conflicting values for natural key (' || count(*) OVER w || ' rows in this file)'
-                    WHEN source_row <> min(source_row) OVER w
-                    THEN 'exact duplicate of row ' || min(source_row) OVER w END AS _dup_reason
-        FROM b WHERE _row_reason IS NULL AND {kh} IN (SELECT h FROM cand)
-        WINDOW w AS (PARTITION BY {k}))
-    SELECT b.* EXCLUDE (_row_reason), coalesce(b._row_reason, d._dup_reason) AS _reason
-    FROM b LEFT JOIN d USING (source_row)"""
-
-
-def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[SourceFile],
-               run_id: str | None = None) -> LoadReport:
-    report = LoadReport(spec.kind)
-    loaded_now = current_files(con, spec.kind)
-    stale = load_context(con, spec.kind) != spec.context
-    # A file never loaded is read at once, without waiting for its hash.
-    changed = [f for f in files if stale or f.rel not in loaded_now or loaded_now[f.rel] != f.sha256]
-    report.files_unchanged = [f.rel for f in files if f not in changed]
-    removed = sorted(set(loaded_now) - {f.rel for f in files})
-    if loaded_now and len(removed) / len(loaded_now) > spec.max_retired_share:
-        raise IngestError(
-            f"{spec.kind}/: {len(removed)} of the {len(loaded_now)} loaded file(s) are gone "
-            f"({', '.join(removed[:5])}{', ...' if len(removed) > 5 else ''}); retiring more than "
-            f"{spec.max_retired_share:.0%} of them in one load looks like a missing or half-copied folder. "
-            "Nothing was changed; if the files were removed on purpose, set pipeline.yaml "
-            "ingest.max_retired_share (1.0 allows all) for this load"
-        )
-
-    target_cols = [d[0] for d in con.execute(f"SELECT * FROM {spec.table} LIMIT 0").description]
-    content = [c for c in target_cols if c not in PROVENANCE]
-    # Read and judge every changed file before writing anything: an unreadable one fails here.
-    staged = []
-    for i, src in enumerate(changed):
-        read = read_typed(con, src, f"_src_{spec.kind}_{i}", spec.required, spec.optional, spec.types)
-        sql = _mark_duplicates(spec.typed_select(read, src), spec.natural_key, content)
-        params = {**spec.params, "source_file": src.rel, "source_mtime": src.mtime}
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {read.temp}_out AS {sql}", _bind(sql, params))
-        staged.append((src, read))
-
-    cols = ", ".join(quote_ident(c) for c in target_cols)
-    now = utcnow()
-    con.begin()
-    try:
-        for rel in removed:
-            con.execute(f"DELETE FROM {spec.table} WHERE source_file = ?", [rel])
-            con.execute("DELETE FROM raw.quarantine WHERE kind = ? AND source_file = ?", [spec.kind, rel])
-            con.execute(
-                "INSERT INTO raw.load_log VALUES (?, ?, NULL, NULL, 'retired', NULL, 0, 0, ?, ?)",
-                [spec.kind, rel, now, run_id],
-            )
-            report.files_retired.append(rel)
-        for src, read in staged:
-            out = f"{read.temp}_out"
-            con.execute(f"DELETE FROM {spec.table} WHERE source_file = ?", [src.rel])
-            con.execute("DELETE FROM raw.quarantine WHERE kind = ? AND source_file = ?", [spec.kind, src.rel])
-            n_good = con.execute(
-                f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {out} WHERE _reason IS NULL"
-            ).fetchall()[0][0]
-            con.execute(
-                f"""INSERT INTO raw.quarantine
-                    SELECT ?, ?, t.source_row, t._reason, to_json(s), ?
-                    FROM {out} t JOIN {read.temp} s ON {read.row_expr} = t.source_row
-                    WHERE t._reason IS NOT NULL""",
-                [spec.kind, src.rel, now],
-            ).fetchall()
-            if read.rejects:
-                con.execute(
-                    f"INSERT INTO raw.quarantine SELECT ?, ?, source_row, reason, to_json(record), ? FROM {read.rejects}",
-                    [spec.kind, src.rel, now],
-                ).fetchall()
-            n_read = con.execute(f"SELECT count(*) FROM {read.temp}").fetchall()[0][0] + read.n_rejected
-            n_bad = n_read - n_good
-            con.execute(
-                "INSERT INTO raw.load_log VALUES (?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?)",
-                [spec.kind, src.rel, src.sha256, src.mtime, n_read, n_good, n_bad, now, run_id],
-            )
-            report.files_loaded.append(src.rel)
-            report.rows_loaded += n_good
-            report.rows_quarantined += n_bad
-        if stale:
-            con.execute("INSERT INTO raw.load_context VALUES (?, ?, ?)", [spec.kind, spec.context, now])
-        if spec.after_load:
-            spec.after_load(con)
-        con.commit()
-    except Exception:
-        con.rollback()
-        raise
-    finally:
-        for _, read in staged:
-            for suffix in ("", "_bad", "_out", "_map"):  # the read and its helper tables
-                con.execute(f"DROP TABLE IF EXISTS {read.temp}{suffix}")
-    report.table_rows = con.execute(f"SELECT count(*) FROM {spec.table}").fetchall()[0][0]
-    return report
 
 
 # --------------------------------------------------------------------------
@@ -501,7 +261,7 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str,
     def typed_select(read: TypedRead, src: SourceFile) -> str:
         temp, cols = read.temp, read.columns
         _campaign_channel_map(con, temp, limits.pattern_timeout_seconds)
-        opt = {c: (f"coalesce({_col(c)}, '')" if c in cols else "''") for c in ("ad_group_id", "ad_id")}
+        opt = {c: (f"coalesce({col_sql(c)}, '')" if c in cols else "''") for c in ("ad_group_id", "ad_id")}
         geo = "nullif(s.geo, '')" if "geo" in cols else "NULL"
         unit_required = {
             "impressions": "m.unit = 'impressions'",
@@ -509,13 +269,13 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str,
             "spend": "TRUE",
         }
         reasons = [
-            _null_key("source_relation"), _date_check("date_day", read), _null_key("platform"),
-            _null_key("account_id"), _null_key("campaign_id"),
+            null_key_check("source_relation"), date_check("date_day", read), null_key_check("platform"),
+            null_key_check("account_id"), null_key_check("campaign_id"),
             "CASE WHEN m.platform IS NOT NULL AND NOT list_contains($platforms, m.platform) "
             "THEN 'unknown platform ' || s.platform || ' (not in channels.csv)' "
             "WHEN m.platform IS NOT NULL AND m.channel IS NULL "
             "THEN 'unmapped campaign: no channels.csv pattern for platform ' || m.platform END",
-            *(_metric_checks(c, read, unit_required.get(c)) for c in AD_METRICS),
+            *(metric_checks(c, read, unit_required.get(c)) for c in AD_METRICS),
         ]
         if needs_fx:
             fx_join = "ASOF LEFT JOIN raw.fx_rates fx ON fx.currency = m.currency AND fx.date <= s.date_day"
@@ -549,7 +309,7 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str,
             s.spend AS spend_original,
             coalesce(s.conversions, 0) AS conversions,
             coalesce(s.conversions_value, 0) AS conversions_value,
-            {_row_reason(reasons)}
+            {row_reason(reasons)}
         FROM {temp} s
         LEFT JOIN {temp}_map m
           ON m.raw_platform IS NOT DISTINCT FROM s.platform
@@ -614,11 +374,11 @@ def load_ad_reporting(con: duckdb.DuckDBPyConnection, input_dir: Path, currency:
 def kpi_spec(kpi_column: str, limits: IngestSettings = IngestSettings()) -> TableSpec:
     def typed_select(read: TypedRead, src: SourceFile) -> str:
         geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
-        reasons = [_date_check("date_day", read), _metric_checks(kpi_column, read, "TRUE", label="$kpi_name")]
+        reasons = [date_check("date_day", read), metric_checks(kpi_column, read, "TRUE", label="$kpi_name")]
         return f"""
         SELECT $source_file AS source_file, {read.row_expr} AS source_row, $source_mtime AS source_mtime,
-               s.date_day, {geo} AS geo, $kpi_name AS kpi_name, {_col(kpi_column)} AS kpi_value,
-               {_row_reason(reasons)}
+               s.date_day, {geo} AS geo, $kpi_name AS kpi_name, {col_sql(kpi_column)} AS kpi_value,
+               {row_reason(reasons)}
         FROM {read.temp} s
         """
 
@@ -666,13 +426,13 @@ def load_kpi(con: duckdb.DuckDBPyConnection, input_dir: Path, configured_kpi: st
 def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
     def typed_select(read: TypedRead, src: SourceFile) -> str:
         reasons = [
-            _null_key("test_id"), _null_key("channel"), _date_check("start_date", read),
-            _date_check("end_date", read),
+            null_key_check("test_id"), null_key_check("channel"), date_check("start_date", read),
+            date_check("end_date", read),
             "CASE WHEN s.end_date < s.start_date THEN 'end_date before start_date' END",
             # A go-dark test removes spend: a negative delta_spend is valid.
-            _metric_checks("delta_spend", read, "TRUE", allow_negative=True),
-            _metric_checks("delta_y", read, "TRUE", allow_negative=True),
-            f"CASE {_unparseable('sigma', read)} WHEN s.sigma IS NULL THEN 'missing sigma' "
+            metric_checks("delta_spend", read, "TRUE", allow_negative=True),
+            metric_checks("delta_y", read, "TRUE", allow_negative=True),
+            f"CASE {unparseable_check('sigma', read)} WHEN s.sigma IS NULL THEN 'missing sigma' "
             "WHEN NOT isfinite(s.sigma) OR s.sigma > $max_metric_value THEN 'sigma must be a finite number' "
             "WHEN NOT (s.sigma > 0) THEN 'sigma must be a positive number' END",
         ]
@@ -681,7 +441,7 @@ def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
         SELECT $source_file AS source_file, {read.row_expr} AS source_row, trim(s.test_id) AS test_id,
                trim(s.channel) AS channel, {geo} AS geo, s.start_date, s.end_date,
                s.delta_spend, s.delta_y, s.sigma,
-               {_row_reason(reasons)}
+               {row_reason(reasons)}
         FROM {read.temp} s
         """
 
@@ -700,3 +460,4 @@ def load_lift_tests(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str
     path = Path(input_dir) / "lift_tests.csv"
     files = [source_file(input_dir, path)] if path.exists() else []
     return load_files(con, lift_tests_spec(limits), files, run_id)
+

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
-from mmm_pipeline.ingest import NATIONAL
+from mmm_pipeline.ingestion.ingest import NATIONAL
 from mmm_pipeline.warehouse import register, unregister
 
 MEDIA_COLUMNS = [

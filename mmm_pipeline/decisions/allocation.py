@@ -63,7 +63,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mmm_pipeline.model import HDI_PROB, NATIONAL, _hdi_bounds
+from mmm_pipeline.model.config import HDI_PROB, NATIONAL
+from mmm_pipeline.model.summaries import hdi_bounds
 
 __all__ = ["AllocationError", "Scenario", "default_scenario", "allocate", "plot_allocation",
            "ALLOCATION_COLUMNS", "SUM_TOLERANCE"]
@@ -173,7 +174,7 @@ def default_scenario(market: str, current_spend: pd.DataFrame, *, horizon_weeks:
     """Budget = current spend of all cells over the horizon; each cell within +/-50 % of its current spend.
 
     `current_spend` has columns geo, channel, current_weekly_spend (e.g.
-    :func:`mmm_pipeline.curves.response_curves` or ``spend_summary`` output).
+    :func:`mmm_pipeline.decisions.curves.response_curves` or ``spend_summary`` output).
     """
     cur = _cell_values(current_spend, "current_weekly_spend")
     budget = float(cur.sum()) * horizon_weeks
@@ -447,7 +448,7 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
 
     opt_draws = incremental(r_opt)
     cur_draws = incremental(r_cur)
-    lo_r, hi_r = _hdi_bounds(opt_draws, HDI_PROB)
+    lo_r, hi_r = hdi_bounds(opt_draws, HDI_PROB)
 
     rate_arr = rate.to_numpy().reshape(H, len(cells))            # (week, cell)
     units = (opt_w[None, :] / rate_arr).sum(axis=0)
@@ -485,7 +486,7 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
                "horizon_weeks": H}
     for name, draws in (("expected_response", opt_draws.sum(axis=1)), ("current_response", cur_draws.sum(axis=1)),
                         ("gain", (opt_draws - cur_draws).sum(axis=1))):
-        lo, hi = _hdi_bounds(draws[:, None], HDI_PROB)
+        lo, hi = hdi_bounds(draws[:, None], HDI_PROB)
         summary.update({f"{name}_mean": float(draws.mean()), f"{name}_hdi_low": float(lo[0]),
                         f"{name}_hdi_high": float(hi[0])})
     return out, summary

@@ -1,0 +1,110 @@
+"""Config + data to an unfitted pymc-marketing MMM: priors, the model object, calibration terms.
+
+``model_priors`` writes the non-centered hierarchies of the package docstring as a
+pymc-marketing ``model_config``; ``make_mmm`` creates the MMM (adstock,
+saturation, scaling, seasonality, cost per unit); ``build_mmm`` builds its graph
+and adds the lift-test likelihood and ROAS/CPA targets. Nothing is sampled here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from mmm_pipeline.model.config import HierarchicalPrior, ModelConfig
+from mmm_pipeline.model.data import ModelData, lift_tests_for_model
+
+
+def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
+    """pymc-marketing model_config with the non-centered hierarchies."""
+    from pymc_extras.prior import Prior
+
+    p = cfg.priors
+    media_dims = (*dims, "channel")
+    sigma_dims = ("channel",) if p.geo_sigma_per_channel else None
+
+    def hier(spec: HierarchicalPrior, transform: str):
+        mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
+        if not dims:  # single geo: no geo level to pool over
+            return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims,
+                         transform=transform)
+        if p.geo_sigma_prior == "halfnormal":
+            sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
+        elif p.geo_sigma_prior == "lognormal":
+            sigma = Prior("LogNormal", mu=math.log(spec.geo_sigma), sigma=0.5, dims=sigma_dims)
+        else:
+            sigma = spec.geo_sigma
+        return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
+
+    config: dict[str, Any] = {
+        "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
+        "saturation_lam": hier(p.saturation_lam, "exp"),
+        "saturation_beta": hier(p.saturation_beta, "exp"),
+        "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
+        "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
+                            dims=("date", *dims)),
+        "gamma_fourier": Prior("Normal", mu=0, sigma=p.fourier_sigma, dims=(*dims, "fourier_mode")),
+        "gamma_control": Prior("Normal", mu=0, sigma=p.control_sigma, dims=(*dims, "control")),
+    }
+    if cfg.time_varying_media:
+        from pymc_marketing.hsgp_kwargs import HSGPKwargs
+
+        t = cfg.time_varying_media_config
+        config["media_tvp_config"] = HSGPKwargs(m=t.m, L=None, eta_lam=t.eta_lam, ls_mu=t.ls_mu,
+                                                ls_sigma=t.ls_sigma, cov_func=None)
+    return config
+
+
+def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None):
+    """An unbuilt pymc-marketing MMM for `data` (priors from `cfg` unless model_config given)."""
+    from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+    from pymc_marketing.mmm.scaling import DataDerivedScaling, Scaling
+
+    scaling = Scaling(
+        target=DataDerivedScaling(method="max", dims=data.dims),
+        channel=DataDerivedScaling(method="max", dims=data.dims),
+    )
+    return MMM(
+        date_column="date",
+        channel_columns=list(data.channels),
+        target_column=data.kpi_name,
+        adstock=GeometricAdstock(l_max=cfg.l_max),
+        saturation=LogisticSaturation(),
+        dims=data.dims or None,
+        scaling=scaling,
+        model_config=model_config if model_config is not None else model_priors(cfg, data.dims),
+        control_columns=list(cfg.control_columns) or None,
+        yearly_seasonality=cfg.yearly_seasonality,
+        time_varying_media=cfg.time_varying_media,
+        cost_per_unit=data.cost_per_unit,
+    )
+
+
+def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
+              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None):
+    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says, + ROAS/CPA
+    targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
+    mmm = make_mmm(data, cfg, model_config)
+    mmm.build_model(data.X, data.y)
+    if roas_targets is not None and len(roas_targets):
+        from mmm_pipeline.model import roas_targets as rt
+
+        usable, _ = rt.targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))
+        rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
+    if lift_tests is None:
+        return mmm
+    cal = cfg.calibration
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood)
+    if not len(lift):
+        return mmm
+    if cal.likelihood == "window":
+        from mmm_pipeline.model.lift_likelihood import add_window_lift_likelihood, window_design
+
+        design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
+        add_window_lift_likelihood(mmm, design, likelihood=cal.distribution, nu=cal.studentt_nu)
+    else:
+        mmm.add_lift_test_measurements(lift)
+    return mmm
+

@@ -1,0 +1,204 @@
+"""Is the fit usable? Convergence of the free parameters, in-sample fit in KPI units, and the gate.
+
+Convergence is ArviZ's ``az.summary(kind="diagnostics")`` (rank-normalised split
+R-hat, bulk and tail ESS) per element of every free parameter; the in-sample
+fit compares the observed KPI with pymc-marketing's posterior predictive
+(``mmm.sample_posterior_predictive`` on the training data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from mmm_pipeline.model.config import NATIONAL, ModelConfig
+from mmm_pipeline.model.summaries import target_scale
+
+# Per-observation deterministics never enter the convergence gate.
+_PER_OBSERVATION = {
+    "channel_contribution", "mu", "y", "intercept_contribution_original_scale",
+    "control_contribution", "fourier_contribution", "yearly_seasonality_contribution",
+    "total_media_contribution_original_scale", "lift_measurements_model_estimated_lift",
+    "lift_measurements_model_estimated_lift_original_scale", "lift_window_implied",
+}
+PPC_MAX_DRAWS = 4000
+
+
+def _ds(node):
+    """A DataTree node as an xarray Dataset (Datasets pass through)."""
+    return node.to_dataset() if hasattr(node, "to_dataset") else node
+
+
+def free_parameter_names(mmm) -> list[str]:
+    """Sampled variables plus the named per-geo media parameters present in the posterior."""
+    post = mmm.idata.posterior
+    names: list[str] = []
+    model = getattr(mmm, "model", None)
+    if model is not None:
+        names = [v.name for v in model.free_RVs]
+    else:  # pragma: no cover - models are rebuilt on load
+        names = [n for n in post.data_vars if n.endswith(("_offset", "_mu", "_sigma"))]
+    for extra in ("adstock_alpha", "saturation_lam", "saturation_beta", "intercept_contribution"):
+        if extra in post.data_vars and extra not in names:
+            names.append(extra)
+    return [n for n in names if n in post.data_vars and n not in _PER_OBSERVATION]
+
+
+def posterior_predictive_kpi(mmm, n_max: int = PPC_MAX_DRAWS, seed: int = 0) -> np.ndarray:
+    """In-sample posterior predictive draws of y in KPI units: (samples, date, *dims).
+
+    pymc-marketing's ``mmm.sample_posterior_predictive`` on the training data
+    (``mmm.X``; y ~ the likelihood for every posterior draw, not added to the
+    idata) times the target scale; at most `n_max` draws (a fixed random subset).
+    """
+    idata = mmm.idata
+    dims = idata.constant_data["target_data"].dims
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        pp = mmm.sample_posterior_predictive(mmm.X, extend_idata=False, combined=True, random_seed=seed,
+                                             progressbar=False)
+    arr = (pp["y"] * target_scale(mmm)).transpose("sample", *dims).to_numpy()
+    if arr.shape[0] > n_max:
+        arr = arr[np.random.default_rng(seed).choice(arr.shape[0], n_max, replace=False)]
+    return arr
+
+
+def convergence(idata, names: list[str]) -> pd.DataFrame:
+    """``az.summary(kind="diagnostics")`` of the posterior variables `names`, one row per element
+    (labels like ``saturation_lam[US-CA, social]``), plus the variable's name in column ``parameter``."""
+    import arviz as az
+
+    summ = az.summary(_ds(idata.posterior)[names], kind="diagnostics", round_to="none")
+    return summ.assign(parameter=summ.index.str.split("[").str[0])
+
+
+def fit_metrics(y_obs: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    """(R-squared, MAPE) of the predictive mean `y_pred` against `y_obs` (any shape, flattened).
+
+    MAPE is ``pymc_marketing.mmm.evaluation``'s ``mape`` (scikit-learn's) over the
+    non-zero observations. R-squared is the classical 1 - SS_res / SS_tot
+    (scikit-learn's ``r2_score``): the evaluation module's ``r_squared`` is the
+    Bayesian R-squared per draw, another quantity.
+    """
+    from pymc_marketing.mmm.evaluation import calculate_metric_distributions
+    from sklearn.metrics import r2_score
+
+    y, p = np.asarray(y_obs, float).ravel(), np.asarray(y_pred, float).ravel()
+    r2 = float(r2_score(y, p, force_finite=False)) if y.size > 1 else float("nan")
+    nz = np.abs(y) > 0
+    mape = float(calculate_metric_distributions(y[nz], p[nz][:, None], ["mape"])["mape"][0]) if nz.any() \
+        else float("nan")
+    return r2, mape
+
+
+def diagnose(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> dict:
+    """Convergence over the free parameters and in-sample fit in KPI units.
+
+    Free parameters: the model's sampled variables (offsets, per-channel means,
+    intercepts, Fourier coefficients, noise, any learned geo spread) plus the
+    named per-geo media parameters adstock_alpha, saturation_lam and
+    saturation_beta; per-observation deterministics (channel_contribution, mu,
+    ...) are left out. Keys: max_rhat, min_ess_bulk, min_ess_tail, divergences
+    (post-warmup), chains, draws, parameters, per_parameter {name: {max_rhat,
+    min_ess_bulk, min_ess_tail}}, rhat_offenders / ess_offenders (elements
+    beyond `max_rhat` / `min_ess_bulk`, e.g. "saturation_lam[US-CA, social]"),
+    worst_rhat, worst_ess_bulk, and the fit: r2, mape, coverage_94 (share of
+    observed weeks inside the 94% posterior predictive interval), n_obs.
+    fit_table: per week (and geo) the actual KPI and the posterior predictive mean and
+    94% interval (read by the report: marts.model_fit).
+    """
+    idata = mmm.idata
+    names = free_parameter_names(mmm)
+    summ = convergence(idata, names)
+    # NaN R-hat (stuck chain) counts as failed, NaN bulk ESS as none.
+    summ["r_hat"] = summ["r_hat"].where(np.isfinite(summ["r_hat"]), np.inf)
+    summ["ess_bulk"] = summ["ess_bulk"].where(np.isfinite(summ["ess_bulk"]), 0.0)
+    by_param = summ.groupby("parameter", sort=False)
+    per_param = {n: {"max_rhat": float(g["r_hat"].max()), "min_ess_bulk": float(g["ess_bulk"].min()),
+                     "min_ess_tail": float(g["ess_tail"].min())} for n, g in by_param}
+    per_param = {n: per_param[n] for n in names}
+    max_rhat_seen = max(1.0, float(summ["r_hat"].max()))
+    min_ess = float(summ["ess_bulk"].min()) if len(summ) else float("inf")
+    min_ess_tail = float(summ["ess_tail"].min()) if summ["ess_tail"].notna().any() else float("inf")
+    worst_rhat = sorted(zip(summ["r_hat"].astype(float), summ.index), reverse=True)
+    worst_ess = sorted(zip(summ["ess_bulk"].astype(float), summ.index))
+
+    stats = idata.sample_stats
+    div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+    post = idata.posterior
+    n_chains = int(post.sizes["chain"])
+    n_draws = int(post.sizes["draw"])
+
+    # In-sample fit in KPI units.
+    target = idata.constant_data["target_data"]
+    y_obs = np.asarray(target.to_numpy(), dtype=float)
+    yrep = posterior_predictive_kpi(mmm)
+    y_mean = yrep.mean(axis=0)
+    lo, hi = np.quantile(yrep, [0.03, 0.97], axis=0)
+    r2, mape = fit_metrics(y_obs, y_mean)
+    coverage = float(np.mean((y_obs >= lo) & (y_obs <= hi)))
+    # Actual vs predicted per week (and geo), kept so reports read it instead of resampling.
+    fit_table = pd.DataFrame({
+        **{d: np.broadcast_to(np.asarray(target.coords[d].values).reshape(
+            [-1 if j == i else 1 for j in range(len(target.dims))]), y_obs.shape).ravel()
+           for i, d in enumerate(target.dims)},
+        "actual": y_obs.ravel(), "predicted_mean": y_mean.ravel(),
+        "predicted_low": lo.ravel(), "predicted_high": hi.ravel()})
+    fit_table = fit_table.rename(columns={"date": "week_start"})
+    if "geo" not in fit_table:
+        fit_table["geo"] = NATIONAL
+    fit_table["week_start"] = pd.to_datetime(fit_table["week_start"]).dt.date
+    fit_table["geo"] = fit_table["geo"].astype(str)
+
+    return {
+        "max_rhat": max_rhat_seen,
+        "min_ess_bulk": min_ess if np.isfinite(min_ess) else 0.0,
+        "min_ess_tail": min_ess_tail if np.isfinite(min_ess_tail) else 0.0,
+        "divergences": div,
+        "chains": n_chains,
+        "draws": n_draws,
+        "n_parameters": len(names),
+        "parameters": names,
+        "rhat_offenders": [lbl for v, lbl in worst_rhat if not v <= max_rhat][:25],
+        "ess_offenders": [lbl for v, lbl in worst_ess if v < min_ess_bulk][:25],
+        "worst_rhat": [(lbl, round(v, 4)) for v, lbl in worst_rhat[:5]],
+        "worst_ess_bulk": [(lbl, round(v, 1)) for v, lbl in worst_ess[:5]],
+        "per_parameter": per_param,
+        "r2": r2,
+        "mape": mape,
+        "coverage_94": coverage,
+        "n_obs": int(y_obs.size),
+        "fit_table": fit_table[["week_start", "geo", "actual", "predicted_mean", "predicted_low",
+                                "predicted_high"]],
+    }
+
+
+def gate_result(diag: dict, cfg: ModelConfig) -> tuple[bool, list[str], list[str]]:
+    """(passed, failures, warnings). Convergence fails the gate; poor fit only warns."""
+    g = cfg.gates
+    failures: list[str] = []
+    warns: list[str] = []
+    per = diag.get("per_parameter", {})
+    if not diag["max_rhat"] <= g.max_rhat:
+        bad = sorted(n for n, v in per.items() if not v["max_rhat"] <= g.max_rhat)
+        failures.append(f"max R-hat {diag['max_rhat']:.4f} > {g.max_rhat} "
+                        f"(parameters: {', '.join(bad) or '?'}; worst: "
+                        f"{', '.join(l for l, _ in diag.get('worst_rhat', [])[:3])})")
+    if not diag["min_ess_bulk"] >= g.min_ess_bulk:
+        bad = sorted(n for n, v in per.items() if not v["min_ess_bulk"] >= g.min_ess_bulk)
+        failures.append(f"min bulk ESS {diag['min_ess_bulk']:.0f} < {g.min_ess_bulk:g} "
+                        f"(parameters: {', '.join(bad) or '?'}; worst: "
+                        f"{', '.join(l for l, _ in diag.get('worst_ess_bulk', [])[:3])})")
+    if diag["divergences"] > g.max_divergences:
+        failures.append(f"{diag['divergences']} divergent transitions > {g.max_divergences}")
+    if not diag["r2"] >= g.min_r2:
+        warns.append(f"in-sample R2 {diag['r2']:.3f} < {g.min_r2}")
+    cov = diag["coverage_94"]
+    if not (g.min_coverage <= cov <= g.max_coverage):
+        warns.append(f"94% interval coverage {cov:.3f} outside [{g.min_coverage}, {g.max_coverage}]")
+    return (not failures), failures, warns
+

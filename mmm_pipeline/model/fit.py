@@ -1,0 +1,168 @@
+"""Fitting one market's MMM: data, build, sample (nutpie), thin, diagnose; the result as :class:`FitResult`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from mmm_pipeline.model.build import build_mmm
+from mmm_pipeline.model.config import ModelConfig, SamplerConfig, config_hash
+from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_model_data
+from mmm_pipeline.model.diagnostics import diagnose, gate_result
+from mmm_pipeline.model.progress import ProgressCallback, SamplingProgress, nutpie_progress
+
+
+@dataclass
+class FitResult:
+    mmm: Any
+    data: ModelData
+    config: ModelConfig
+    config_hash: str
+    variant: str                      # "calibrated" | "uncalibrated"
+    diagnostics: dict
+    gate_passed: bool
+    gate_failures: list[str]
+    gate_warnings: list[str]
+    fit_seconds: float
+    stage_seconds: dict[str, float]
+    sampler_stats: dict[str, float]
+    lift_tests_used: pd.DataFrame | None = None
+
+
+
+def _nuts_kwargs(s: SamplerConfig) -> dict:
+    nuts: dict[str, Any] = {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth}
+    if s.nuts_sampler == "nutpie" and s.adaptation != "diag":
+        nuts["adaptation"] = s.adaptation
+    return {"nuts": nuts}
+
+
+def fit_model(
+    media_weekly: pd.DataFrame,
+    kpi_weekly: pd.DataFrame,
+    cost_per_unit: pd.DataFrame | None,
+    cfg: ModelConfig,
+    *,
+    lift_tests: pd.DataFrame | None = None,
+    progress_callback: ProgressCallback | None = None,
+    geos: Sequence[str] | None = None,
+    controls: pd.DataFrame | None = None,
+    model_config: dict | None = None,
+    roas_targets: pd.DataFrame | None = None,
+) -> FitResult:
+    """Fit one market's MMM (calibrated when `lift_tests` is given) and diagnose it.
+
+    `geos` restricts the staging frames to a market's geos (default: all).
+    `lift_tests` is :func:`mmm_pipeline.ingestion.lift_tests.convert_lift_tests` output
+    (rows of other geos / channels are ignored). `model_config` replaces the
+    priors built from `cfg` (used by the benchmark). Raises ModelError for bad
+    input; a fit that does not converge is *returned* with gate_passed False.
+    """
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    progress = SamplingProgress(progress_callback)
+
+    def stage(name: str, start: float) -> float:
+        now = time.perf_counter()
+        stages[name] = round(now - start, 3)
+        return now
+
+    t = time.perf_counter()
+    progress.emit("preparing model data")
+    data = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,
+                              control_columns=cfg.control_columns, controls=controls)
+    progress.emit(f"model data: {len(data.weeks)} complete weeks x {len(data.geos)} geo(s) "
+                  f"x {len(data.channels)} channels; dropped weeks {[str(w.date()) for w in data.dropped_weeks]}")
+    t = stage("prepare_data", t)
+
+    progress.emit("importing pymc-marketing")
+    import pymc_marketing.mmm  # noqa: F401  (import time is its own stage)
+
+    t = stage("import", t)
+    cal = cfg.calibration.likelihood
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal) if lift_tests is not None else None
+    n_targets = 0
+    if roas_targets is not None and len(roas_targets):
+        from mmm_pipeline.model.roas_targets import targets_for_model
+
+        n_targets = len(targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))[0])
+    variant = "calibrated" if (lift is not None and len(lift)) or n_targets else "uncalibrated"
+    if lift_tests is not None and (lift is None or not len(lift)):
+        progress.emit("no lift test applies to this market" + ("" if n_targets else ": fitting uncalibrated"))
+    mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config,
+                    roas_targets=roas_targets if n_targets else None)
+    if n_targets:
+        progress.emit(f"added {n_targets} ROAS/CPA target term(s) (add_cost_per_target_calibration)")
+    if lift is not None and len(lift):
+        n_terms = lift["test_id"].nunique() if cal == "window" else len(lift)
+        progress.emit(f"added {n_terms} lift test likelihood term(s) ({cal}) from {len(lift)} row(s)")
+    t = stage("build", t)
+
+    s = cfg.sampler
+    cores = s.cores or max(1, min(s.chains, os.cpu_count() or 1))
+    progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws"
+                  f"{f' (1 in {s.thin} kept)' if s.thin > 1 else ''}, {cores} in parallel (compiling first)")
+    hook = nutpie_progress(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
+    # pymc-marketing recomputes deterministics with pymc's default rich progress
+    # bar ("Computing ...") and no way to turn it off: keep it out of the run log.
+    with hook, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
+        mmm.fit(
+            data.X, data.y,
+            progressbar=False,
+            random_seed=cfg.random_seed,
+            nuts_sampler=s.nuts_sampler,
+            chains=s.chains,
+            tune=s.tune,
+            draws=s.draws,
+            cores=cores,
+            **_nuts_kwargs(s),
+        )
+    t = stage("sample", t)
+    from mmm_pipeline.model import roas_targets as rt
+    from mmm_pipeline.model.lift_likelihood import lift_attrs
+
+    # so load_model re-adds the window-lift and ROAS-target terms
+    mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
+    sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
+    if s.thin > 1:
+        # The gate then judges exactly the posterior that is saved and used downstream.
+        mmm.idata = mmm.idata.isel(draw=slice(None, None, s.thin))
+
+    diag = diagnose(mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
+    passed, failures, warns = gate_result(diag, cfg)
+    t = stage("diagnostics", t)
+    total = time.perf_counter() - t0
+
+    steps = int(sum(c["steps"] for c in progress.final)) if progress.final else None
+    runtime_ms = float(sum(c["runtime_ms"] for c in progress.final)) if progress.final else None
+    n_steps = mmm.idata.sample_stats["n_steps"] if "n_steps" in mmm.idata.sample_stats else None
+    sampler_stats = {
+        "sampling_seconds": round(sampling_time, 3),
+        "mean_leapfrog_steps_per_draw": float(n_steps.mean()) if n_steps is not None else None,
+        "total_leapfrog_steps": steps,
+        "us_per_gradient": (1000.0 * runtime_ms / steps) if steps else None,
+        "chains": s.chains, "draws": s.draws, "tune": s.tune, "cores": cores,
+    }
+    progress.emit(
+        f"fit done in {total:.1f}s ({variant}): max R-hat {diag['max_rhat']:.4f}, "
+        f"min bulk ESS {diag['min_ess_bulk']:.0f}, {diag['divergences']} divergences, "
+        f"R2 {diag['r2']:.3f}, 94% coverage {diag['coverage_94']:.3f}; gate "
+        f"{'passed' if passed else 'FAILED: ' + '; '.join(failures)}"
+    )
+    return FitResult(
+        mmm=mmm, data=data, config=cfg, config_hash=config_hash(cfg), variant=variant,
+        diagnostics=diag, gate_passed=passed, gate_failures=failures, gate_warnings=warns,
+        fit_seconds=round(total, 3), stage_seconds=stages, sampler_stats=sampler_stats,
+        lift_tests_used=(lift_tests_for_model(lift_tests, data, keep_extra=True, likelihood=cal)
+                         if variant == "calibrated" else None),
+    )
+

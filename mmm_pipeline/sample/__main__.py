@@ -1,0 +1,3 @@
+from mmm_pipeline.sample.generate import main
+
+raise SystemExit(main())

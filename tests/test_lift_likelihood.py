@@ -211,6 +211,12 @@ def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
     design = LL.window_design(pd.DataFrame([make_row()]), data, 8)
     draws = LL.implied_lift_draws(mmm, design)
     np.testing.assert_allclose(draws[:, 0], implied.stack(s=("chain", "draw")).values[0], rtol=1e-8)
+    # the report reads a calibrated posterior's own deterministic, and recomputes only without it
+    from mmm_pipeline.reporting.model_report import model_lift_draws
+
+    np.testing.assert_array_equal(model_lift_draws(mmm, design)[:, 0], implied.stack(s=("chain", "draw")).values[0])
+    other = LL.window_design(pd.DataFrame([{**make_row(), "test_id": "not-in-the-graph"}]), data, 8)
+    np.testing.assert_allclose(model_lift_draws(mmm, other), draws, rtol=1e-12)  # evaluated, same expression
     path = M.save_model(mmm, tmp_path / "m.nc")
     back = M.load_model(path)
     assert "lift_window_obs" in back.model.named_vars

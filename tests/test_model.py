@@ -277,6 +277,26 @@ def test_tiny_fast_fit_end_to_end(fitted):
 
 
 @pytest.mark.slow
+def test_in_sample_fit_is_pymc_marketings_posterior_predictive(fitted):
+    from mmm_pipeline.model.diagnostics import posterior_predictive_kpi
+
+    res, _ = fitted
+    mmm = res.mmm
+    post = mmm.idata.posterior
+    n = post.sizes["chain"] * post.sizes["draw"]
+    draws = posterior_predictive_kpi(mmm)
+    assert draws.shape == (n, *mmm.idata.constant_data["target_data"].shape)
+    np.testing.assert_array_equal(draws, posterior_predictive_kpi(mmm))  # seeded
+    # the predictive mean is the posterior mean of mu, up to the likelihood noise averaged over n draws
+    scale = float(np.asarray(M.target_scale(mmm)).ravel()[0])
+    mu = (post["mu"] * scale).mean(("chain", "draw")).transpose(*mmm.idata.constant_data["target_data"].dims)
+    noise = float(post["y_sigma"].max()) * scale
+    np.testing.assert_allclose(draws.mean(axis=0), mu.to_numpy(), atol=5 * noise / np.sqrt(n))
+    # and it is what the diagnostics (marts.model_fit) report
+    np.testing.assert_allclose(res.diagnostics["fit_table"]["predicted_mean"].to_numpy(), draws.mean(axis=0).ravel())
+
+
+@pytest.mark.slow
 def test_save_load_round_trip(fitted, tmp_path):
     res, _ = fitted
     path = M.save_model(res.mmm, tmp_path / "models" / "west.nc")

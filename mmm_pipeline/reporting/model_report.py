@@ -193,7 +193,7 @@ def calibration_tables(models: dict[str, tuple[str, object]], lift: pd.DataFrame
     return report, lift_test_fit(models, lift, market, extra_spend_in_data=extra_spend_in_data)
 
 
-def _lift_draws(mmm, design) -> np.ndarray:
+def model_lift_draws(mmm, design) -> np.ndarray:
     """(samples, tests) implied lift: the calibrated posterior's own ``lift_window_implied`` when it
     holds these tests, else the same expression evaluated on the posterior (a model without the term)."""
     from mmm_pipeline.model.lift_likelihood import LIFT_NAME, implied_lift_draws
@@ -219,7 +219,7 @@ def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, mar
         design = window_design(lift, data, int(mmm.adstock.l_max), extra_spend_in_data=extra_spend_in_data)
         if not design.test_ids:
             continue
-        draws = _lift_draws(mmm, design)
+        draws = model_lift_draws(mmm, design)
         lo, hi = hdi_bounds(draws, HDI_PROB)
         meta = lift.drop_duplicates("test_id").set_index("test_id")
         for k, test_id in enumerate(design.test_ids):

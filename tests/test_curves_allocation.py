@@ -172,6 +172,18 @@ def test_channel_roas_incrementality_equals_posterior_contribution(mmm, tables):
     pd.testing.assert_frame_equal(a, b, rtol=1e-8)
 
 
+def test_roas_is_pymc_marketings_contribution_over_spend_when_spend_is_units_times_cost(mmm, tables):
+    # The mart divides by the staging spend, the library by the model's units x cost per unit: the
+    # same money here (and wherever no spend is booked in a week without units), so the same ROAS.
+    roas = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="incrementality")
+    lib = mmm.incrementality.contribution_over_spend(frequency="all_time", central_tendency="mean")
+    for r in roas.to_dict("records"):
+        draws = np.asarray(lib.sel(geo=r["geo"], channel=r["channel"])).reshape(-1)
+        assert r["roas_mean"] == pytest.approx(float(draws.mean()), rel=1e-9)
+        lo, hi = M.hdi_bounds(draws)
+        assert (r["roas_hdi_low"], r["roas_hdi_high"]) == pytest.approx((float(lo), float(hi)), rel=1e-9)
+
+
 # ----------------------------------------------------------------------------- allocation
 
 

@@ -308,9 +308,11 @@ def roas_summary(contribution_draws: np.ndarray, spend: float) -> dict:
     c_mean = float(c.mean())
     c_lo, c_hi = hdi_bounds(c[:, None], HDI_PROB)
     if spend > 0:
+        # staging spend, not the model's units x cost per unit (contribution_over_spend): README, definitions
         roas = c / spend
         r_lo, r_hi = hdi_bounds(roas[:, None], HDI_PROB)
         out_roas = (float(roas.mean()), float(r_lo[0]), float(r_hi[0]))
+        # spend / mean contribution; the library's spend_over_contribution is per draw (README, definitions)
         cpik = spend / c_mean if c_mean != 0 else float("inf")
     else:
         out_roas = (float("nan"),) * 3
@@ -380,6 +382,7 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
             acc[0], acc[1] = acc[0] + np.asarray(draws, dtype=float), acc[1] + r["spend_total"]
         row = {"geo": geo, "channel": channel, **roas_summary(draws, r["spend_total"])}
         rate = float(rates.loc[(geo, channel)])
+        # slope at today's spend; marginal_contribution_over_spend is a historical +1 % counterfactual
         row["mroas_mean"] = float(marginal_response_draws(mmm, geo, channel, r["current_weekly_spend"],
                                                           rate).mean())
         row["current_weekly_spend"] = r["current_weekly_spend"]

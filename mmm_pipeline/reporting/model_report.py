@@ -95,6 +95,7 @@ def true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) ->
     l_max = int(truth["adstock"]["l_max"])
     a, lam, beta = truth["alpha"][geo][channel], truth["lam"][geo][channel], truth["beta"][geo][channel]
     x = np.asarray(units, float) / truth["unit_scale"][channel]
+    # the generator's own adstock (sample/simulate.py), on one cell's numpy history
     w = a ** np.arange(l_max)
     w = w / w.sum()
     ad = np.zeros_like(x)

@@ -25,7 +25,10 @@ from mmm_pipeline.sample.design import (
 
 
 def _adstock(x: np.ndarray, alpha: np.ndarray, l_max: int = L_MAX) -> np.ndarray:
-    """Normalised geometric adstock along axis 0; alpha broadcasts over the rest."""
+    """Normalised geometric adstock along axis 0; alpha broadcasts over the rest.
+
+    Written out: pymc-marketing's geometric_adstock is a pytensor op, compiled per shape, and any
+    change in its summation order would move the sample's rounded cents."""
     lags = np.arange(l_max)
     w = np.power(alpha[None, ...], lags.reshape((-1,) + (1,) * alpha.ndim))
     w = w / w.sum(axis=0, keepdims=True)

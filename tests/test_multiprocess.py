@@ -8,9 +8,11 @@ run gets a DAGSTER_HOME of its own with the project's dagster.yaml. Only the war
 lock (`<warehouse>.lock`, held by every connection) stands between the processes of the two
 runs: their instances, and so their `duckdb` / `model_fit` pools, are separate.
 
-To stay within a few minutes on 2 cores the runs select the fitting steps of `model_job`
-(`lift_tests_model_units`, `mmm_uncalibrated`, `mmm_calibrated`): every one of them reads the
-warehouse and writes marts, and the fits of the two markets overlap.
+To stay within a few minutes on 2 cores the runs select two steps of `model_job`
+(`lift_tests_model_units` and the `mmm_uncalibrated` fit): both read the warehouse and write
+marts, each runs in a process of its own, and the fits of the two markets overlap. (The
+calibrated fit is the same asset code path with one more likelihood term; it would double the
+test's time without exercising anything more of the executor or the locks.)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tests.conftest import REPO, materialize
 # Every test here runs the pipeline's model fits (in subprocesses).
 pytestmark = pytest.mark.fit
 
-FIT_STEPS = ("mmm_uncalibrated", "mmm_calibrated")
+FIT_STEPS = ("mmm_uncalibrated",)
 STEPS = ("lift_tests_model_units", *FIT_STEPS)
 RUN_TIMEOUT_S = 420
 # A DuckDB lock conflict ("IO Error: Could not set lock on file ... Conflicting lock is held"),
@@ -131,7 +133,8 @@ def test_two_markets_run_at_once_under_the_multiprocess_executor(sample_dir, cop
         assert codes[market] == 0, f"model_job {market} exited {codes[market]}:\n{text[-6000:]}"
         assert "RUN_SUCCESS" in text and "STEP_FAILURE" not in text, text[-6000:]
         # Each step ran in a process of its own (the multiprocess executor), not in the CLI's.
-        assert len(set(re.findall(r" - (\d+) - mmm_\w+ - STEP_START", text))) == 2, text[-3000:]
+        pids = {step: set(re.findall(rf" - (\d+) - {step} - STEP_START", text)) for step in STEPS}
+        assert all(len(p) == 1 for p in pids.values()) and len(set.union(*pids.values())) == len(STEPS), pids
         lock_errors = [line for line in text.splitlines() if LOCK_ERROR.search(line)]
         assert not lock_errors, f"model_job {market}: lock errors:\n" + "\n".join(lock_errors[:20])
 
@@ -157,9 +160,8 @@ def test_two_markets_run_at_once_under_the_multiprocess_executor(sample_dir, cop
         lift = con.execute("SELECT DISTINCT market FROM marts.lift_tests ORDER BY 1").fetchall()
         contrib = con.execute("SELECT market, variant, count(DISTINCT model_version) FROM marts.contributions "
                               "GROUP BY ALL ORDER BY 1, 2").fetchall()
-    assert len(runs) == 4, runs
-    assert [(m, v) for m, v, *_ in runs] == [(m, v) for m in markets for v in ("calibrated", "uncalibrated")]
-    assert len({version for _, _, version, _ in runs}) == 4
+    assert [(m, v) for m, v, *_ in runs] == [(m, "uncalibrated") for m in markets], runs
+    assert len({version for _, _, version, _ in runs}) == 2
     assert all(Path(uri).is_file() for *_, uri in runs)
     assert lift == [(m,) for m in markets]
-    assert contrib == [(m, v, 1) for m in markets for v in ("calibrated", "uncalibrated")]
+    assert contrib == [(m, "uncalibrated", 1) for m in markets]

@@ -5,6 +5,7 @@ market `all`), so each market's fits run, fail and retry on their own. The
 modelling itself lives in `mmm_pipeline.model` (the lift tests' conversion in `mmm_pipeline.ingestion.lift_tests`).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from assets.ingestion import raw_lift_tests
 from assets.staging import staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline.ingestion import staging as staging_lib
 from mmm_pipeline.alerts import record_alert
+from mmm_pipeline.model.ladder import ATTEMPTS_ATTR, fit_with_ladder
 from mmm_pipeline.settings import RunSettings, market_geos, market_names
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
@@ -148,7 +150,10 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         lift_version = fingerprint(lift_version, targets.to_json())
     model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version)
     checks_enforced = settings.profile == "full"
-    severity = dg.AssetCheckSeverity.ERROR if checks_enforced else dg.AssetCheckSeverity.WARN
+    # A failed gate blocks the outputs only with model.strict_gates; otherwise they materialize
+    # with gated = false and the reason (the fast profile's gate always only warns).
+    blocks = checks_enforced and cfg.strict_gates
+    severity = dg.AssetCheckSeverity.ERROR if blocks else dg.AssetCheckSeverity.WARN
 
     if variant == "calibrated" and (lift is None or lift.empty) and (targets is None or targets.empty):
         context.log.warning(f"market {market}: no valid lift test, so the calibrated model is not fitted")
@@ -165,9 +170,11 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     artifact = artifacts.path(variant, market, f"{model_version}.nc")
     reused = False
     fit = None
+    attempts: list[dict] = []
     if artifact.exists():
         try:
             mmm = model_lib.load_model(artifact)
+            attempts = json.loads(mmm.idata.attrs.get(ATTEMPTS_ATTR, "[]"))
             reused = True
             context.log.info(f"model version {model_version} already exists at {artifact}: loaded, not refitted")
         except model_lib.ModelError as exc:
@@ -177,8 +184,12 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         context.log.info(f"fitting {variant} model for market {market} ({settings.profile} profile, "
                          f"geos {geos}), version {model_version}")
         use_lift = variant == "calibrated" and lift is not None and not lift.empty
-        fit = model_lib.fit_model(media, kpi, cpu, cfg, lift_tests=lift if use_lift else None,
-                                  geos=geos, progress_callback=context.log.info, roas_targets=targets)
+        fit, attempts = fit_with_ladder(
+            lambda attempt_cfg: model_lib.fit_model(
+                media, kpi, cpu, attempt_cfg, lift_tests=lift if use_lift else None, geos=geos,
+                progress_callback=context.log.info, roas_targets=targets),
+            cfg, log=context.log.warning)
+        fit.mmm.idata.attrs[ATTEMPTS_ATTR] = json.dumps(attempts)
         model_lib.save_model(fit.mmm, artifact)
         mmm = fit.mmm
         for stage, seconds in fit.stage_seconds.items():
@@ -193,7 +204,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     run_row = pd.DataFrame([{
         "market": market, "variant": variant, "data_version": data_version, "config_hash": cfg_hash,
         "profile": settings.profile, "sampler": cfg.sampler.nuts_sampler, "chains": diag["chains"],
-        "draws": diag["draws"], "fit_seconds": fit.fit_seconds if fit else None,
+        "draws": diag["draws"], "fit_seconds": sum(a["fit_seconds"] for a in attempts) if fit else None,
+        "attempts": len(attempts) or None, "attempt_history": json.dumps(attempts) if attempts else None,
+        "strict_gates": bool(cfg.strict_gates), "divergence_share": float(diag.get("divergence_share", 0.0)),
         "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"], "divergences": diag["divergences"],
         "r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
         "passed_gates": bool(passed), "gated": bool(passed and checks_enforced),
@@ -229,8 +242,14 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     meta.update(plots_metadata(artifacts, model_report.model_figures(mmm, contributions, title=f"{market} {variant}"),
                                f"{variant}/{market}"))
     offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
+    if len(attempts) > 1:
+        meta["attempts"] = dg.MetadataValue.md(pd.DataFrame(attempts).to_markdown(index=False))
     if not passed:
-        problem = f"convergence gate failed for {variant} model {model_version}: {'; '.join(failures)}"
+        tried = f" after {len(attempts)} attempt(s)" if len(attempts) > 1 else ""
+        consequence = ("it blocks the outputs (model.strict_gates)" if blocks else
+                       "the outputs still materialize, marked gated = false" if checks_enforced else "")
+        problem = (f"convergence gate failed for {variant} model {model_version}{tried}: {'; '.join(failures)}"
+                   + (f"; {consequence}" if consequence else ""))
         (context.log.error if checks_enforced else context.log.warning)(problem)
         with warehouse.get_connection() as con:
             record_alert(con, f"mmm_{variant}[{market}]", problem, context.run_id,
@@ -242,6 +261,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                 check_name="convergence", passed=bool(passed), severity=severity,
                 metadata={"max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"],
                           "divergences": diag["divergences"], "enforced": checks_enforced,
+                          "blocks_outputs": blocks, "attempts": len(attempts) or 1,
                           "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures) or "none"),
                           "offending_parameters": dg.MetadataValue.json(offenders)}),
             dg.AssetCheckResult(

@@ -2,8 +2,11 @@
 budget allocations. Logic lives in `mmm_pipeline.decisions.curves` and `mmm_pipeline.decisions.allocation`.
 
 Each output reads the fitted models of its market. A model whose convergence
-gate failed blocks these assets (blocking checks); in the fast profile the
-gates only warn and every row says `gated = false`.
+gate failed after its retries still feeds these assets: its rows say
+`gated = false` and `gate_reason` why, and a plan is made with a gated model
+when the market has one. With `model.strict_gates: true` a failed gate blocks
+them (blocking checks). In the fast profile the gates only warn and every row
+says `gated = false`.
 """
 
 import dagster as dg
@@ -31,12 +34,36 @@ def _fitted_models(con, market: str) -> dict[str, dict]:
 
     runs = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = ?", [market]).df()
     return {r["variant"]: {"model_version": r["model_version"], "gated": bool(r["gated"]),
-                           "mmm": model_lib.load_model(r["artifact_uri"])}
+                           "gate_reason": gate_reason(r), "mmm": model_lib.load_model(r["artifact_uri"])}
             for r in runs.to_dict("records")}
+
+
+def gate_reason(run: dict) -> str:
+    """Why a model's outputs are not gated ("" when they are), from its marts.model_runs row."""
+    if run["gated"]:
+        return ""
+    if run["profile"] != "full":
+        return f"{run['profile']} profile: its gate only warns (use the full profile to publish)"
+    return f"convergence gate failed: {run.get('gate_failures') or '?'}"
+
+
+def plan_variant(wanted: str, fits: dict) -> tuple[str, str]:
+    """(the variant a plan uses, why it is not `wanted` or ""): the wanted one when it is fitted
+    and gated, else a gated other variant; an ungated model plans only when none is gated."""
+    if wanted in fits and fits[wanted]["gated"]:
+        return wanted, ""
+    gated = [v for v in ("calibrated", "uncalibrated") if v in fits and fits[v]["gated"]]
+    if gated:
+        why = "was not fitted" if wanted not in fits else f"is not gated ({fits[wanted]['gate_reason']})"
+        return gated[0], f"the {wanted} model {why}"
+    if wanted in fits:
+        return wanted, ""
+    return "uncalibrated", f"the {wanted} model was not fitted"
 
 
 def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFrame:
     df = df.copy()
+    df.insert(0, "gate_reason", fit["gate_reason"])
     df.insert(0, "gated", fit["gated"])
     df.insert(0, "variant", variant)
     df.insert(0, "market", market)
@@ -164,22 +191,23 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     current = curves_now.drop_duplicates(["geo", "channel"])
     results, figures, plans = [], {}, []
     for scenario in market_scenarios(config, market, current):
-        variant = scenario.variant if scenario.variant in fits else "uncalibrated"
-        if variant != scenario.variant:
-            context.log.warning(f"{scenario.allocation_id}: the {scenario.variant} model was not fitted; "
-                                f"allocating with the {variant} model")
+        variant, why = plan_variant(scenario.variant, fits)
+        if why:
+            context.log.warning(f"{scenario.allocation_id}: {why}; allocating with the {variant} model")
         fit = fits[variant]
         context.log.info(f"allocating {scenario.allocation_id} ({variant} model, "
                          f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
         df, plan = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current,
                                        return_summary=True)
-        plans.append({**plan, "variant": variant, "model_version": fit["model_version"], "gated": fit["gated"]})
+        plans.append({**plan, "variant": variant, "model_version": fit["model_version"], "gated": fit["gated"],
+                      "gate_reason": fit["gate_reason"]})
         if not df["optimizer_converged"].all():
             context.log.warning(f"{scenario.allocation_id}: the optimizer stopped before converging "
                                 f"({df['optimizer_message'].iloc[0]}); its last point satisfies the budget and "
                                 "the bounds and is kept")
         df["model_version"] = fit["model_version"]
         df["gated"] = fit["gated"]
+        df["gate_reason"] = fit["gate_reason"]
         df["variant"] = variant
         results.append(df)
         figures[f"allocation_{scenario.allocation_id}"] = allocation.plot_allocation(df)

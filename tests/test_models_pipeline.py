@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -97,20 +99,45 @@ def test_calibration_report_compares_both_models_with_the_truth(sample_run):
 
 
 @pytest.mark.fit
-def test_starved_fit_fails_its_gate_and_blocks_downstream(sample_dir, copy_input, tmp_path):
+def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_strict_gates(
+        sample_dir, copy_input, tmp_path):
     folder = copy_input(sample_dir)
     with open(folder / "pipeline.yaml", "a") as fh:
-        fh.write("model:\n  profiles:\n    full:\n      sampler: {chains: 1, tune: 5, draws: 5}\n")
-    result = materialize(folder, tmp_path / "w.duckdb", tmp_path / "art", profile="full", markets=["west"])
-    assert not result.success
+        fh.write("model:\n  retry: {ladder: [{name: longer tuning, tune_multiplier: 2}]}\n"
+                 "  profiles:\n    full:\n      sampler: {chains: 1, tune: 5, draws: 5}\n")
+    db, art = tmp_path / "w.duckdb", tmp_path / "art"
+    result = materialize(folder, db, art, profile="full", markets=["west"])
+    assert result.success  # the failed gates warn: the user still gets an answer
     gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
              e.asset_check_evaluation_data for e in events(result, "ASSET_CHECK_EVALUATION")}
     gate = gates[("mmm_uncalibrated", "convergence")]
-    assert not gate.passed and gate.severity.value == "ERROR"
+    assert not gate.passed and gate.severity.value == "WARN" and gate.metadata["attempts"].value == 2
     assert gate.metadata["offending_parameters"].value  # names the parameters
+    with warehouse.connect(db) as con:
+        runs = con.execute("SELECT * FROM marts.model_runs_latest ORDER BY variant").df()
+        roas = con.execute("SELECT DISTINCT variant, gated, gate_reason FROM marts.channel_roas_latest").df()
+        plan = con.execute("SELECT * FROM marts.allocation_plan_latest").df()
+    assert (runs.attempts == 2).all() and not runs.gated.any()
+    history = [json.loads(h) for h in runs.attempt_history]
+    assert [[(a["rung"], a["tune"], a["draws"]) for a in h] for h in history] == \
+        [[("as configured", 5, 5), ("longer tuning", 10, 5)]] * 2
+    assert sorted(roas.variant) == ["calibrated", "uncalibrated"] and not roas.gated.any()
+    assert roas.gate_reason.str.startswith("convergence gate failed: max R-hat").all()
+    assert plan.variant.tolist() == ["calibrated"] and not plan.gated.any()
+
+    # strict_gates (and no retry, to keep the test short): the failed gates block every output
+    text = (folder / "pipeline.yaml").read_text().replace("model:\n  retry: {ladder: [{name: longer tuning, "
+                                                          "tune_multiplier: 2}]}\n",
+                                                          "model:\n  strict_gates: true\n  retry: {ladder: []}\n")
+    (folder / "pipeline.yaml").write_text(text)
+    strict = materialize(folder, db, art, profile="full", markets=["west"])
+    assert not strict.success
+    gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
+             e.asset_check_evaluation_data for e in events(strict, "ASSET_CHECK_EVALUATION")}
+    assert gates[("mmm_calibrated", "convergence")].severity.value == "ERROR"
     mats = {e.event_specific_data.materialization.asset_key.to_user_string()
-            for e in events(result, "ASSET_MATERIALIZATION")}
-    assert "mmm_uncalibrated" in mats and "calibration_report" not in mats
+            for e in events(strict, "ASSET_MATERIALIZATION")}
+    assert "mmm_uncalibrated" in mats and not mats & {"calibration_report", "channel_roas", "budget_allocation"}
 
 
 @pytest.mark.fit
@@ -136,15 +163,19 @@ def test_without_valid_lift_tests_the_calibrated_variant_is_not_fitted(sample_di
 
 @pytest.mark.slow
 def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(sample_dir, copy_input, tmp_path):
-    """The newcomer's `make run`: full profile on the sample, every gate green; calibration narrows
-    the tested channels' beta HDIs and the model-implied lift at every test."""
+    """The newcomer's `make run` on one market: full profile on the sample, every gate green;
+    calibration narrows the tested channels' beta HDIs and the model-implied lift at every test.
+
+    West only (2 of `make run`'s 4 full fits): its market holds two geo tests (social US-TX,
+    search US-WA) and its share of the national test; the markets are fitted independently, and
+    east's full fits are measured by `make run` and bench/bench_recovery.py."""
     folder = copy_input(sample_dir)
     # Sampling is not bit-identical across processes: on the sample a full fit has shown one
     # divergence in 8,000 draws now and then (issue 12: retry ladder). One fresh attempt is allowed;
     # the second must pass every gate.
     for attempt in (1, 2):
         db, art = tmp_path / f"w{attempt}.duckdb", tmp_path / f"art{attempt}"
-        result = materialize(folder, db, art, profile="full")
+        result = materialize(folder, db, art, profile="full", markets=["west"])
         if result.success:
             break
     assert result.success
@@ -153,17 +184,19 @@ def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(samp
         report = con.execute("SELECT * FROM marts.calibration_report_latest WHERE parameter = 'saturation_beta'").df()
         tests = con.execute("SELECT test_id, geo, channel FROM raw.lift_tests WHERE geo IS NOT NULL").df()
         fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
-    assert len(runs) == 4 and runs.passed_gates.all() and runs.gated.all()
+    assert len(runs) == 2 and set(runs.market) == {"west"} and runs.passed_gates.all() and runs.gated.all()
     assert (runs.max_rhat <= 1.01).all() and (runs.min_ess_bulk >= 400).all() and (runs.divergences == 0).all()
     tested = tests.merge(report, on=["geo", "channel"])
-    assert len(tested) == 4
+    assert sorted(tested.test_id) == ["LT-2025-01", "LT-2025-02"]
     shown = tested[["test_id", "geo", "channel", "precision_improvement_pct"]]
     # beta trades off against lam along a ridge, so a single cell need not narrow (fits are not
     # bit-identical across processes: WA search measured +4.6% and -10.8%); together they do
     assert tested.hdi_width_calibrated.sum() < tested.hdi_width_uncalibrated.sum(), shown
     # what a lift test measures directly: the lift at its operating point
     width = (fit.predicted_hdi_high - fit.predicted_hdi_low)
-    widths = fit.assign(width=width).pivot_table(index=["test_id", "geo"], columns="variant", values="width")
+    widths = fit.assign(width=width).pivot_table(index=["test_id", "market", "geo"], columns="variant",
+                                                 values="width")
+    assert {"LT-2025-01", "LT-2025-02", "LT-2025-05"} <= set(fit.test_id)  # the national test too
     assert (widths.calibrated < widths.uncalibrated).all(), widths
 
 

@@ -65,6 +65,7 @@ Modules (the order a fit goes through them):
   ``lift_likelihood`` and ``roas_targets``);
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
+* ``ladder``: ``fit_with_ladder``, the retry ladder a fit that fails its gate climbs (``model.retry``);
 * ``artifacts``: ``save_model`` / ``load_model``;
 * ``summaries``: contributions, parameter summary, and the shared ``target_scale``,
   ``hdi_bounds``, ``summarise``.
@@ -76,19 +77,21 @@ from mmm_pipeline.model.artifacts import load_model, save_model
 from mmm_pipeline.model.build import build_mmm, make_mmm, model_priors
 from mmm_pipeline.model.config import (
     HDI_PROB, MEDIA_PARAMETERS, NATIONAL, PROFILES, CalibrationConfig, GateConfig, HierarchicalPrior,
-    ModelConfig, ModelError, PriorsConfig, SamplerConfig, TimeVaryingMediaConfig, config_hash,
-    load_model_config,
+    ModelConfig, ModelError, PriorsConfig, RetryConfig, RetryStep, SamplerConfig, TimeVaryingMediaConfig,
+    config_hash, load_model_config,
 )
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_model_data
 from mmm_pipeline.model.diagnostics import diagnose, free_parameter_names, fit_metrics, gate_result
 from mmm_pipeline.model.fit import FitResult, fit_model
+from mmm_pipeline.model.ladder import fit_with_ladder
 from mmm_pipeline.model.summaries import (
     contributions_frame, hdi_bounds, parameter_summary, predict_mean, summarise, target_scale,
 )
 
 __all__ = [
     "ModelConfig", "CalibrationConfig", "PriorsConfig", "HierarchicalPrior", "SamplerConfig", "GateConfig",
-    "TimeVaryingMediaConfig", "ModelError", "PROFILES", "NATIONAL", "MEDIA_PARAMETERS", "HDI_PROB",
+    "TimeVaryingMediaConfig", "RetryConfig", "RetryStep", "fit_with_ladder", "ModelError", "PROFILES",
+    "NATIONAL", "MEDIA_PARAMETERS", "HDI_PROB",
     "ModelData", "FitResult", "load_model_config", "config_hash", "prepare_model_data", "model_priors",
     "make_mmm", "build_mmm", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
     "free_parameter_names", "save_model", "load_model", "contributions_frame", "parameter_summary",

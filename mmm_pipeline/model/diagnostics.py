@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 
 import numpy as np
@@ -17,6 +18,9 @@ import pandas as pd
 
 from mmm_pipeline.model.config import NATIONAL, ModelConfig
 from mmm_pipeline.model.summaries import target_scale
+
+# idata attr: [divergent transitions, draws sampled] over every draw, before any thinning.
+DIVERGENCE_ATTR = "mmm_pipeline_divergences"
 
 # Per-observation deterministics never enter the convergence gate.
 _PER_OBSERVATION = {
@@ -128,10 +132,15 @@ def diagnose(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> dict:
     worst_ess = sorted(zip(summ["ess_bulk"].astype(float), summ.index))
 
     stats = idata.sample_stats
-    div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
     post = idata.posterior
     n_chains = int(post.sizes["chain"])
     n_draws = int(post.sizes["draw"])
+    # A thinned posterior keeps 1 draw in k: the fit records divergences over every draw sampled.
+    if DIVERGENCE_ATTR in idata.attrs:
+        div, sampled = (int(v) for v in json.loads(idata.attrs[DIVERGENCE_ATTR]))
+    else:
+        div = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+        sampled = n_chains * n_draws
 
     # In-sample fit in KPI units.
     target = idata.constant_data["target_data"]
@@ -159,6 +168,7 @@ def diagnose(mmm, *, max_rhat: float = 1.01, min_ess_bulk: float = 400) -> dict:
         "min_ess_bulk": min_ess if np.isfinite(min_ess) else 0.0,
         "min_ess_tail": min_ess_tail if np.isfinite(min_ess_tail) else 0.0,
         "divergences": div,
+        "divergence_share": div / max(sampled, 1),
         "chains": n_chains,
         "draws": n_draws,
         "n_parameters": len(names),
@@ -193,8 +203,11 @@ def gate_result(diag: dict, cfg: ModelConfig) -> tuple[bool, list[str], list[str
         failures.append(f"min bulk ESS {diag['min_ess_bulk']:.0f} < {g.min_ess_bulk:g} "
                         f"(parameters: {', '.join(bad) or '?'}; worst: "
                         f"{', '.join(l for l, _ in diag.get('worst_ess_bulk', [])[:3])})")
-    if diag["divergences"] > g.max_divergences:
-        failures.append(f"{diag['divergences']} divergent transitions > {g.max_divergences}")
+    share = diag.get("divergence_share",
+                     diag["divergences"] / max(diag.get("chains", 1) * diag.get("draws", 1), 1))
+    if diag["divergences"] and share > g.max_divergence_share:
+        failures.append(f"{diag['divergences']} divergent transitions ({share:.3%} of draws) > "
+                        f"{g.max_divergence_share:.3%}")
     if not diag["r2"] >= g.min_r2:
         warns.append(f"in-sample R2 {diag['r2']:.3f} < {g.min_r2}")
     cov = diag["coverage_94"]

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from mmm_pipeline.model.build import build_mmm
 from mmm_pipeline.model.config import ModelConfig, SamplerConfig, config_hash
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_model_data
-from mmm_pipeline.model.diagnostics import diagnose, gate_result
+from mmm_pipeline.model.diagnostics import DIVERGENCE_ATTR, diagnose, gate_result
 from mmm_pipeline.model.progress import ProgressCallback, SamplingProgress, nutpie_progress
 
 
@@ -133,6 +135,10 @@ def fit_model(
     # so load_model re-adds the window-lift and ROAS-target terms
     mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
+    sampled = mmm.idata.sample_stats
+    mmm.idata.attrs[DIVERGENCE_ATTR] = json.dumps([
+        int(np.asarray(sampled["diverging"]).sum()) if "diverging" in sampled else 0,
+        int(sampled.sizes["chain"] * sampled.sizes["draw"])])
     if s.thin > 1:
         # The gate then judges exactly the posterior that is saved and used downstream.
         mmm.idata = mmm.idata.isel(draw=slice(None, None, s.thin))

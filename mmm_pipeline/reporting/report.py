@@ -190,8 +190,12 @@ def runs_geos(tables: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def _primary(runs: pd.DataFrame) -> pd.Series:
-    """The variant the headline and the plan speak for: calibrated when it was fitted."""
+    """The variant the headline and the plan speak for: calibrated when it was fitted, unless it is
+    ungated and the uncalibrated model is gated (as budget_allocation's default plan chooses)."""
     by = runs.set_index("variant")
+    gated = [v for v in ("calibrated", "uncalibrated") if v in by.index and bool(by.loc[v, "gated"])]
+    if gated:
+        return by.loc[gated[0]]
     return by.loc["calibrated"] if "calibrated" in by.index else by.iloc[0]
 
 
@@ -230,7 +234,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                 why.append(f"{r['variant']}: " + (f"fitted in the {r['profile']} profile, gates not enforced"
                                                   if r.get("profile") != "full" else
                                                   f"failed its convergence gate ({r.get('gate_failures') or 'see model_runs'})"))
-        banner = ("UNGATED MODEL: do not act on these numbers. " + "; ".join(why) + ".")
+        banner = ("UNGATED MODEL: do not act on these numbers. " + "; ".join(why) + "." if not gated else
+                  f"The headline and the plan use the gated {variant} model; " + "; ".join(why) +
+                  ": its rows in the marts say gated = false.")
     # A failed gate blocks the outputs: what the marts then hold comes from an earlier model.
     out_versions = set()
     for key in ("roas", "curves", "allocation"):

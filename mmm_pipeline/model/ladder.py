@@ -1,0 +1,71 @@
+"""The retry ladder: a fit that fails its convergence gate is refitted with stronger settings.
+
+`model.retry.ladder` lists the rungs (README "When a gate fails"); each rung says how the
+*first* attempt's sampler settings change (tuning and draws multiplied, thinning multiplied so
+the stored posterior keeps its size, a higher target_accept). The rungs run in order until an
+attempt passes, the ladder ends, or the next attempt would not finish within
+`model.retry.time_budget_seconds` (estimated from the first attempt's time, scaled by the
+rung's tune + draws). Every attempt is returned, so the model run records what was tried.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from mmm_pipeline.model.config import ModelConfig, RetryStep
+from mmm_pipeline.model.fit import FitResult
+
+# idata attr: the attempts (JSON list of attempt_record), saved with the artifact.
+ATTEMPTS_ATTR = "mmm_pipeline_attempts"
+
+
+def escalate(cfg: ModelConfig, step: RetryStep) -> ModelConfig:
+    """`cfg` with the rung's sampler settings (relative to `cfg`'s own)."""
+    s = cfg.sampler
+    sampler = s.model_copy(update={
+        "tune": int(round(s.tune * step.tune_multiplier)),
+        "draws": int(round(s.draws * step.draws_multiplier)),
+        "thin": s.thin * step.thin_multiplier,
+        "target_accept": step.target_accept if step.target_accept is not None else s.target_accept,
+    })
+    return cfg.model_copy(update={"sampler": sampler})
+
+
+def _cost(cfg: ModelConfig) -> float:
+    return cfg.sampler.chains * (cfg.sampler.tune + cfg.sampler.draws)
+
+
+def attempt_record(n: int, rung: str, cfg: ModelConfig, fit: FitResult) -> dict:
+    d, s = fit.diagnostics, cfg.sampler
+    return {"attempt": n, "rung": rung, "tune": s.tune, "draws": s.draws, "thin": s.thin,
+            "target_accept": s.target_accept, "fit_seconds": fit.fit_seconds,
+            "max_rhat": round(float(d["max_rhat"]), 5), "min_ess_bulk": round(float(d["min_ess_bulk"]), 1),
+            "divergences": int(d["divergences"]), "passed": bool(fit.gate_passed),
+            "failures": "; ".join(fit.gate_failures)}
+
+
+def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConfig, *,
+                    log: Callable[[str], None] = lambda _: None,
+                    clock: Callable[[], float] = time.monotonic) -> tuple[FitResult, list[dict]]:
+    """(the first passing fit, or the last one tried; every attempt's record)."""
+    start = clock()
+    fit = fit_once(cfg)
+    attempts = [attempt_record(1, "as configured", cfg, fit)]
+    first_seconds = max(clock() - start, 1e-9)
+    for step in cfg.retry.ladder:
+        if fit.gate_passed:
+            break
+        nxt = escalate(cfg, step)
+        elapsed = clock() - start
+        estimate = first_seconds * _cost(nxt) / _cost(cfg)
+        if elapsed + estimate > cfg.retry.time_budget_seconds:
+            log(f"retry '{step.name}' not started: {elapsed:.0f} s spent + about {estimate:.0f} s would exceed "
+                f"model.retry.time_budget_seconds = {cfg.retry.time_budget_seconds:g}")
+            break
+        log(f"gate failed ({'; '.join(fit.gate_failures)}); retry {len(attempts)} of {len(cfg.retry.ladder)}: "
+            f"'{step.name}' (tune {nxt.sampler.tune}, draws {nxt.sampler.draws}, thin {nxt.sampler.thin}, "
+            f"target_accept {nxt.sampler.target_accept})")
+        fit = fit_once(nxt)
+        attempts.append(attempt_record(len(attempts) + 1, step.name, nxt, fit))
+    return fit, attempts

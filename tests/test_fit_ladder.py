@@ -1,0 +1,98 @@
+"""The retry ladder and the gate rules, on synthetic fits (no sampling)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from assets.outputs import gate_reason, plan_variant
+from mmm_pipeline import model as M
+from mmm_pipeline.model.ladder import escalate, fit_with_ladder
+
+
+def _fake_fit(passes_from: int, seconds: float, clock: list[float], seen: list):
+    def fit_once(cfg):
+        seen.append(cfg.sampler)
+        clock[0] += seconds * (cfg.sampler.tune + cfg.sampler.draws) / 2000
+        ok = len(seen) >= passes_from
+        return SimpleNamespace(gate_passed=ok, gate_failures=[] if ok else ["max R-hat 1.03 > 1.01"],
+                               fit_seconds=seconds, config=cfg,
+                               diagnostics={"max_rhat": 1.0 if ok else 1.03, "min_ess_bulk": 500, "divergences": 0})
+    return fit_once
+
+
+def test_full_profile_ladder_escalates_tuning_then_steps_then_draws():
+    cfg = M.load_model_config("full")
+    rungs = [escalate(cfg, step).sampler for step in cfg.retry.ladder]
+    assert [(r.tune, r.draws, r.thin, r.target_accept) for r in rungs] == [
+        (2000, 2000, 2, 0.9), (2000, 2000, 2, 0.95), (2000, 4000, 4, 0.95)]
+    assert M.load_model_config("fast").retry.ladder == ()  # the smoke profile never retries
+
+
+def test_ladder_stops_at_the_first_passing_attempt_and_records_every_attempt():
+    cfg, clock, seen, lines = M.load_model_config("full"), [0.0], [], []
+    fit, attempts = fit_with_ladder(_fake_fit(3, 100, clock, seen), cfg, log=lines.append, clock=lambda: clock[0])
+    assert fit.gate_passed and len(seen) == 3
+    assert [(a["rung"], a["passed"]) for a in attempts] == [
+        ("as configured", False), ("longer tuning", False), ("smaller steps", True)]
+    assert attempts[1]["tune"] == 2000 and attempts[2]["target_accept"] == 0.95
+    assert "retry 1 of 3: 'longer tuning'" in lines[0]
+
+
+def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():
+    cfg = M.load_model_config("full", {"retry": {"time_budget_seconds": 300}})
+    clock, seen, lines = [0.0], [], []
+    fit, attempts = fit_with_ladder(_fake_fit(99, 100, clock, seen), cfg, log=lines.append, clock=lambda: clock[0])
+    # the first attempt takes 150 s; the next rung (tune 2,000 + draws 2,000 against 1,000 + 2,000)
+    # is estimated at 200 s more: over the 300 s budget, so it is not started
+    assert not fit.gate_passed and len(attempts) == 1 and len(seen) == 1
+    assert any("time_budget_seconds = 300" in line for line in lines)
+    clock, seen = [0.0], []
+    fit, attempts = fit_with_ladder(_fake_fit(1, 100, clock, seen), M.load_model_config("full"))
+    assert fit.gate_passed and len(attempts) == 1
+
+
+def test_bad_ladder_settings_name_the_setting():
+    with pytest.raises(ValueError, match=r"model.retry.ladder.0.tune_multiplier"):
+        M.load_model_config("full", {"retry": {"ladder": [{"name": "x", "tune_multiplier": 0.5}]}})
+    with pytest.raises(ValueError, match=r"model.gates.max_divergence_share"):
+        M.load_model_config("full", {"gates": {"max_divergence_share": 1.5}})
+
+
+def _diag(divergences: int, share: float) -> dict:
+    return {"max_rhat": 1.0, "min_ess_bulk": 1000, "divergences": divergences, "divergence_share": share,
+            "r2": 0.9, "coverage_94": 0.94, "per_parameter": {}}
+
+
+def test_divergences_are_judged_as_a_share_of_draws():
+    strict = M.load_model_config("full")
+    ok, failures, _ = M.gate_result(_diag(1, 1 / 8000), strict)
+    assert not ok and "1 divergent transitions (0.013% of draws) > 0.000%" in failures[0]
+    tolerant = M.load_model_config("full", {"gates": {"max_divergence_share": 0.001}})
+    assert M.gate_result(_diag(1, 1 / 8000), tolerant)[0]
+    assert not M.gate_result(_diag(9, 9 / 8000), tolerant)[0]
+
+
+def test_strict_gates_does_not_change_the_model_version():
+    base, strict = M.load_model_config("full"), M.load_model_config("full", {"strict_gates": True})
+    assert M.config_hash(base) == M.config_hash(strict)
+    assert M.config_hash(base) != M.config_hash(M.load_model_config("full", {"retry": {"ladder": []}}))
+
+
+def test_a_plan_uses_a_gated_model_when_the_market_has_one():
+    fits = {"calibrated": {"gated": False, "gate_reason": "convergence gate failed: max R-hat 1.02 > 1.01"},
+            "uncalibrated": {"gated": True, "gate_reason": ""}}
+    variant, why = plan_variant("calibrated", fits)
+    assert variant == "uncalibrated" and "calibrated model is not gated (convergence gate failed" in why
+    assert plan_variant("uncalibrated", fits) == ("uncalibrated", "")
+    fits["uncalibrated"]["gated"] = False  # none gated: the wanted model, marked ungated by its rows
+    assert plan_variant("calibrated", fits) == ("calibrated", "")
+    assert plan_variant("calibrated", {"uncalibrated": fits["uncalibrated"]})[0] == "uncalibrated"
+
+
+def test_gate_reason_says_why_rows_are_ungated():
+    assert gate_reason({"gated": True, "profile": "full"}) == ""
+    assert "fast profile" in gate_reason({"gated": False, "profile": "fast", "gate_failures": ""})
+    assert gate_reason({"gated": False, "profile": "full", "gate_failures": "max R-hat 1.02 > 1.01"}) == \
+        "convergence gate failed: max R-hat 1.02 > 1.01"

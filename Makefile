@@ -42,7 +42,7 @@ run: $(VENV)/.installed
 # Two workers: most of a fit is its single-threaded compile, so two fits compile at once.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters).
 test-fast: $(VENV)/.installed-test

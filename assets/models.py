@@ -117,9 +117,14 @@ def _gate_checks(variant: str) -> list[dg.AssetCheckSpec]:
                           description="max R-hat, min bulk ESS and divergences over the free parameters "
                           "(full profile: <= 1.01, >= 400, 0). Blocks curves and allocations; in the fast "
                           "profile it only warns."),
+        dg.AssetCheckSpec("data_informative", asset=key,
+                          description="Warns listing media parameters (per geo and channel) whose posterior "
+                          "is still their prior: variance narrowed by less than gates.min_posterior_contraction "
+                          "and mean moved by under half a prior sd (marts.prior_posterior)."),
         dg.AssetCheckSpec("in_sample_fit", asset=key,
-                          description="R-squared, MAPE and 94% interval coverage; warns outside the "
-                          "configured range."),
+                          description="R-squared, MAPE and 94% interval coverage, pooled and per geo "
+                          "(each geo against its own mean: marts.model_fit_geo); warns when the pooled or the "
+                          "worst geo's value is outside the configured range."),
     ]
 
 
@@ -164,7 +169,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             # WARN, not ERROR: the calibration report still runs and says the variant is missing.
             check_results=[dg.AssetCheckResult(check_name=n, passed=False, severity=dg.AssetCheckSeverity.WARN,
                                                metadata={"reason": "not fitted: no valid lift test"})
-                           for n in ("convergence", "in_sample_fit")],
+                           for n in ("convergence", "in_sample_fit", "data_informative")],
         )
 
     artifact = artifacts.path(variant, market, f"{model_version}.nc")
@@ -201,6 +206,10 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     else:
         passed, failures, warns = model_lib.gate_result(diag, cfg)
 
+    from mmm_pipeline.model.diagnostics import prior_posterior_shift
+
+    shift = prior_posterior_shift(mmm, seed=cfg.random_seed, min_contraction=cfg.gates.min_posterior_contraction)
+    dominated = shift[shift["prior_dominated"]]
     run_row = pd.DataFrame([{
         "market": market, "variant": variant, "data_version": data_version, "config_hash": cfg_hash,
         "profile": settings.profile, "sampler": cfg.sampler.nuts_sampler, "chains": diag["chains"],
@@ -209,6 +218,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         "strict_gates": bool(cfg.strict_gates), "divergence_share": float(diag.get("divergence_share", 0.0)),
         "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"], "divergences": diag["divergences"],
         "r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
+        "worst_geo": diag.get("worst_geo"), "worst_geo_r2": diag.get("worst_geo_r2"),
         "passed_gates": bool(passed), "gated": bool(passed and checks_enforced),
         "gate_failures": "; ".join(failures), "artifact_uri": str(artifact),
     }])
@@ -224,6 +234,10 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fit_rows = diag["fit_table"].assign(market=market, variant=variant)
         append_history(con, "marts.model_fit", fit_rows, version=model_version,
                        version_column="model_version", partition_columns=("market", "variant"))
+        append_history(con, "marts.prior_posterior", shift.assign(market=market, variant=variant),
+                       version=model_version, version_column="model_version", partition_columns=("market", "variant"))
+        append_history(con, "marts.model_fit_geo", diag["fit_by_geo"].assign(market=market, variant=variant),
+                       version=model_version, version_column="model_version", partition_columns=("market", "variant"))
         diag_rows = pd.DataFrame([{"market": market, "variant": variant, "parameter": n, **v}
                                   for n, v in diag["per_parameter"].items()])
         append_history(con, "marts.model_diagnostics", diag_rows, version=model_version,
@@ -265,8 +279,17 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                           "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures) or "none"),
                           "offending_parameters": dg.MetadataValue.json(offenders)}),
             dg.AssetCheckResult(
+                check_name="data_informative", passed=dominated.empty, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"prior_dominated": len(dominated), "elements": len(shift),
+                          "median_contraction": float(shift["contraction"].median()) if len(shift) else None,
+                          "parameters": dg.MetadataValue.md(
+                              dominated[["parameter", "element", "contraction", "shift_z"]].to_markdown(index=False)
+                              if len(dominated) else "Every media parameter moved away from its prior.")}),
+            dg.AssetCheckResult(
                 check_name="in_sample_fit", passed=not warns, severity=dg.AssetCheckSeverity.WARN,
                 metadata={"r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
+                          "worst_geo": diag.get("worst_geo") or "", "worst_geo_r2": diag.get("worst_geo_r2"),
+                          "by_geo": dg.MetadataValue.md(diag["fit_by_geo"].to_markdown(index=False)),
                           "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warns) or "none")}),
         ],
     )
@@ -282,8 +305,9 @@ MODEL_DESCRIPTION = (
     "pymc-marketing multidimensional MMM (dims geo) on weekly delivery units: geometric adstock, logistic "
     "saturation, yearly Fourier seasonality, non-centered partially pooled geo parameters, fitted with "
     "nutpie. Saved with MMM.save to MMM_ARTIFACT_DIR/<variant>/<market>/<model_version>.nc; an existing "
-    "valid artifact of the same version is loaded instead of refitted. Writes marts.model_runs and "
-    "marts.contributions."
+    "valid artifact of the same version is loaded instead of refitted. A fit that fails its gate climbs the "
+    "retry ladder (model.retry). Writes marts.model_runs (with every attempt), marts.contributions, "
+    "marts.model_fit, marts.model_fit_geo, marts.model_diagnostics and marts.prior_posterior."
 )
 
 

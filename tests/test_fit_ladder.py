@@ -96,3 +96,58 @@ def test_gate_reason_says_why_rows_are_ungated():
     assert "fast profile" in gate_reason({"gated": False, "profile": "fast", "gate_failures": ""})
     assert gate_reason({"gated": False, "profile": "full", "gate_failures": "max R-hat 1.02 > 1.01"}) == \
         "convergence gate failed: max R-hat 1.02 > 1.01"
+
+
+def test_fit_by_geo_judges_each_geo_against_its_own_mean_and_the_gate_warns_on_the_worst():
+    import numpy as np
+    import pandas as pd
+
+    from mmm_pipeline.model.diagnostics import fit_by_geo
+
+    rng = np.random.default_rng(0)
+    weeks = pd.date_range("2025-01-06", periods=52, freq="7D")
+    rows = []
+    for geo, level, noise in (("big", 1000.0, 5.0), ("small", 100.0, 40.0)):
+        signal = level + 50 * np.sin(np.arange(52) / 4)
+        pred = signal + rng.normal(scale=noise, size=52) * (geo == "small")
+        rows.append(pd.DataFrame({"week_start": weeks, "geo": geo, "actual": signal + rng.normal(scale=5, size=52),
+                                  "predicted_mean": pred, "predicted_low": pred - 20, "predicted_high": pred + 20}))
+    table = pd.concat(rows)
+    by_geo = fit_by_geo(table).set_index("geo")
+    pooled = 1 - ((table.actual - table.predicted_mean) ** 2).sum() / ((table.actual - table.actual.mean()) ** 2).sum()
+    assert pooled > 0.95  # the levels alone make the pooled R-squared look good
+    assert by_geo.loc["big", "r2"] > 0.9 and by_geo.loc["small", "r2"] < 0.5
+    worst = by_geo["r2"].idxmin()
+    diag = {**_diag(0, 0.0), "r2": pooled, "worst_geo": worst, "worst_geo_r2": by_geo.loc[worst, "r2"],
+            "fit_by_geo": by_geo.reset_index()}
+    ok, _, warns = M.gate_result(diag, M.load_model_config("full"))
+    assert ok  # fit warns, it never fails the gate
+    assert any("within geo small" in w for w in warns), warns
+    assert any("coverage outside" in w and "small" in w for w in warns), warns
+
+
+def test_prior_posterior_shift_flags_parameters_the_data_did_not_inform():
+    import numpy as np
+    import pymc as pm
+    import xarray as xr
+
+    from mmm_pipeline.model.diagnostics import prior_posterior_shift
+
+    with pm.Model(coords={"channel": ["informed", "silent"]}) as model:
+        pm.HalfNormal("saturation_beta", 1.0, dims="channel")
+        pm.Beta("adstock_alpha", 2, 2, dims="channel")
+    rng = np.random.default_rng(0)
+    n = 2000
+    beta = np.stack([rng.normal(0.3, 0.02, n), np.abs(rng.normal(0, 1.0, n))], axis=-1)  # silent = its prior
+    alpha = np.stack([rng.beta(40, 10, n), rng.beta(2, 2, n)], axis=-1)
+    post = xr.Dataset({v: (("chain", "draw", "channel"), a.reshape(2, n // 2, 2))
+                       for v, a in (("saturation_beta", beta), ("adstock_alpha", alpha))},
+                      coords={"channel": ["informed", "silent"]})
+    fake = SimpleNamespace(model=model, idata=SimpleNamespace(posterior=post))
+    shift = prior_posterior_shift(fake, draws=4000, seed=1).set_index(["parameter", "element"])
+    assert shift.loc[("saturation_beta", "informed"), "contraction"] > 0.9
+    assert not shift.loc[("saturation_beta", "informed"), "prior_dominated"]
+    assert shift.loc[("saturation_beta", "silent"), "prior_dominated"]
+    assert abs(shift.loc[("saturation_beta", "silent"), "contraction"]) < 0.1
+    assert shift.loc[("adstock_alpha", "silent"), "prior_dominated"]
+    assert not shift.loc[("adstock_alpha", "informed"), "prior_dominated"]

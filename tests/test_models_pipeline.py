@@ -52,6 +52,21 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
     assert set(contrib[contrib.component_type == "media"].component) == {"youtube", "search", "social", "retail"}
     assert (contrib.hdi_low <= contrib["mean"]).all() and (contrib["mean"] <= contrib.hdi_high).all()
     assert contrib.groupby(["market", "variant"]).geo.nunique().tolist() == [3, 3, 3, 3]
+    # in-sample fit per geo, each against its own mean: below the pooled R-squared on geo data
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        by_geo = con.execute("SELECT * FROM marts.model_fit_geo_latest").df()
+    assert by_geo.groupby(["market", "variant"]).geo.nunique().tolist() == [3, 3, 3, 3]
+    assert (by_geo.weeks == 104).all()
+    worst = by_geo.loc[by_geo.groupby(["market", "variant"]).r2.idxmin()].sort_values(["market", "variant"])
+    assert worst.geo.tolist() == runs.worst_geo.tolist()
+    assert (runs.worst_geo_r2 < runs.r2).all()
+    # prior vs posterior per media parameter element: the sample's data inform every one
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        shift = con.execute("SELECT * FROM marts.prior_posterior_latest").df()
+    assert len(shift) == 4 * 3 * 3 * 4 and set(shift.parameter) == {"adstock_alpha", "saturation_lam",
+                                                                     "saturation_beta"}
+    assert shift.contraction.median() > 0.5 and not shift.prior_dominated.any()
+    assert check_results(sample_run["result"].results[1])["data_informative"][0]
     # lift tests: the national test is split into each market's geos
     national = lift[lift.test_id == "LT-2025-05"]
     assert sorted(national.geo) == sorted(["US-CA", "US-TX", "US-WA", "US-NY", "US-FL", "US-IL"])

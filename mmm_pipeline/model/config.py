@@ -84,6 +84,9 @@ class GateConfig(_Strict):
     # Introduction to Hamiltonian Monte Carlo", sec. 6.2) and the Stan manual treat any divergence
     # as a warning to act on. Raise it knowingly (e.g. 0.001) for models you have inspected.
     max_divergence_share: float = Field(0.0, ge=0, lt=1)
+    # Warns (check `data_informative`) on media parameters whose posterior is still the prior:
+    # narrowed by less than this share of the prior variance and moved by under half a prior sd.
+    min_posterior_contraction: float = Field(0.1, ge=0, lt=1)
     # Warnings (do not fail the gate).
     min_r2: float = 0.5
     min_coverage: float = Field(0.85, ge=0, le=1)

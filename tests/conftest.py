@@ -66,12 +66,26 @@ def definitions(input_dir: Path, warehouse: Path, artifacts: Path, profile: str 
 
 
 def materialize(input_dir: Path, warehouse: Path, artifacts: Path, *, models: bool = True,
-                profile: str = "fast", markets: list[str] | None = None, instance=None) -> Runs:
-    """Run the code location in process against the given folders (fast profile by default)."""
-    from assets.run import run_all
+                profile: str = "fast", markets: list[str] | None = None, instance=None,
+                select: list[str] | None = None) -> Runs:
+    """Run the code location in process against the given folders (fast profile by default).
+
+    `select`: only these assets of model_job per market (after the whole ingest_job), for tests
+    that read the fits and not the outputs downstream of them."""
+    from assets.run import failed_checks, run_all
 
     defs = definitions(input_dir, warehouse, artifacts, profile)
     instance = instance or dg.DagsterInstance.ephemeral()
+    if models and select:
+        results = [defs.resolve_job_def("ingest_job").execute_in_process(raise_on_error=False, instance=instance)]
+        if results[0].success and not failed_checks(results[0]):
+            job = defs.resolve_job_def("model_job")
+            for market in markets or job.partitions_def.get_partition_keys():
+                results.append(job.execute_in_process(
+                    partition_key=market, raise_on_error=False, instance=instance,
+                    asset_selection=[dg.AssetKey(k) for k in select]))
+        ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)
+        return Runs(ok, results, instance)
     if models:
         return Runs(*run_all(defs, instance, markets=markets), instance)
     result = defs.resolve_job_def("ingest_job").execute_in_process(raise_on_error=False, instance=instance)

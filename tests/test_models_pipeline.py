@@ -27,6 +27,11 @@ MART_COLUMNS = {
 }
 
 
+# model_job's fits, and with them the calibration report (its lift_test_fit too)
+FITS = ["lift_tests_model_units", "mmm_uncalibrated", "mmm_calibrated"]
+FITS_AND_REPORT = [*FITS, "calibration_report"]
+
+
 def events(result, kind):
     return [e for e in result.all_events if e.event_type_value == kind]
 
@@ -145,14 +150,15 @@ def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_stric
                                                           "tune_multiplier: 2}]}\n",
                                                           "model:\n  strict_gates: true\n  retry: {ladder: []}\n")
     (folder / "pipeline.yaml").write_text(text)
-    strict = materialize(folder, db, art, profile="full", markets=["west"])
+    strict = materialize(folder, db, art, profile="full", markets=["west"],
+                         select=[*FITS_AND_REPORT, "response_curves", "channel_roas"])
     assert not strict.success
     gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
              e.asset_check_evaluation_data for e in events(strict, "ASSET_CHECK_EVALUATION")}
     assert gates[("mmm_calibrated", "convergence")].severity.value == "ERROR"
     mats = {e.event_specific_data.materialization.asset_key.to_user_string()
             for e in events(strict, "ASSET_MATERIALIZATION")}
-    assert "mmm_uncalibrated" in mats and not mats & {"calibration_report", "channel_roas", "budget_allocation"}
+    assert "mmm_uncalibrated" in mats and not mats & {"calibration_report", "channel_roas", "response_curves"}
 
 
 @pytest.mark.fit
@@ -162,7 +168,7 @@ def test_without_valid_lift_tests_the_calibrated_variant_is_not_fitted(sample_di
     tests["channel"] = "tv"  # no such channel: every test is quarantined
     tests.to_csv(folder / "lift_tests.csv", index=False)
     db = tmp_path / "w.duckdb"
-    result = materialize(folder, db, tmp_path / "art", markets=["east"])
+    result = materialize(folder, db, tmp_path / "art", markets=["east"], select=FITS_AND_REPORT)
     with warehouse.connect(db) as con:
         runs = con.execute("SELECT variant FROM marts.model_runs_latest").df()
         q = con.execute("SELECT reason FROM raw.quarantine WHERE kind LIKE 'lift_test_conversion%'").df()
@@ -190,7 +196,7 @@ def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(samp
     # the second must pass every gate.
     for attempt in (1, 2):
         db, art = tmp_path / f"w{attempt}.duckdb", tmp_path / f"art{attempt}"
-        result = materialize(folder, db, art, profile="full", markets=["west"])
+        result = materialize(folder, db, art, profile="full", markets=["west"], select=FITS_AND_REPORT)
         if result.success:
             break
     assert result.success
@@ -227,7 +233,7 @@ def test_rerun_reuses_the_artifact_and_a_truncated_artifact_is_refitted(sample_r
     size = artifact.stat().st_size
     with open(artifact, "r+b") as fh:  # a crash in the middle of a copy
         fh.truncate(size // 3)
-    result = materialize(sample_run["input"], db, art, markets=["west"])
+    result = materialize(sample_run["input"], db, art, markets=["west"], select=FITS)
     assert result.success
     logs = " ".join(result.log_messages())
     assert "truncated, corrupt" in logs and "refitting" in logs

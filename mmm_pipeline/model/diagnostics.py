@@ -272,8 +272,8 @@ def prior_posterior_shift(mmm, *, draws: int = 1000, seed: int = 0, min_contract
             prior = pm.sample_prior_predictive(draws=draws, model=mmm.model, var_names=names, random_seed=seed)
     finally:
         pymc_log.setLevel(level)
-    prior_ds = _dataset(prior.prior if hasattr(prior, "prior") else prior["prior"])
-    post_ds = _dataset(mmm.idata.posterior)[names]
+    prior_ds = _ds(prior.prior if hasattr(prior, "prior") else prior["prior"])
+    post_ds = _ds(mmm.idata.posterior)[names]
     stats = {g: az.summary(ds[names], kind="stats", round_to="none", fmt="xarray")
              for g, ds in (("prior", prior_ds), ("posterior", post_ds))}
     rows = []
@@ -294,7 +294,3 @@ def prior_posterior_shift(mmm, *, draws: int = 1000, seed: int = 0, min_contract
                          "shift_z": shift,
                          "prior_dominated": bool(contraction < min_contraction and shift < 0.5)})
     return pd.DataFrame(rows)
-
-
-def _dataset(node):
-    return node.to_dataset() if hasattr(node, "to_dataset") else node

@@ -267,7 +267,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         (context.log.error if checks_enforced else context.log.warning)(problem)
         with warehouse.get_connection() as con:
             record_alert(con, f"mmm_{variant}[{market}]", problem, context.run_id,
-                         "error" if checks_enforced else "warning")
+                         "error" if checks_enforced else "warning", once=True)
     return dg.MaterializeResult(
         metadata=meta, data_version=dg.DataVersion(model_version),
         check_results=[

@@ -16,6 +16,16 @@ DDL = """CREATE TABLE IF NOT EXISTS marts.alerts (
 
 
 def record_alert(con: duckdb.DuckDBPyConnection, asset: str | None, problem: str, run_id: str | None,
-                 severity: str = "error") -> None:
+                 severity: str = "error", once: bool = False) -> bool:
+    """Append an alert; with `once`, skip it when the same asset already has the same problem on record.
+
+    `once` serves alerts that describe a state rather than an event (a gate failed for one model
+    version): re-materializing the same inputs re-reads the same artifact and must not add a row.
+    Returns whether a row was written."""
     con.execute(DDL)
-    con.execute("INSERT INTO marts.alerts VALUES (?, ?, ?, ?, ?)", [utcnow(), asset, problem[:2000], severity, run_id])
+    problem = problem[:2000]
+    if once and con.execute("SELECT count(*) FROM marts.alerts WHERE asset IS NOT DISTINCT FROM ? AND problem = ?",
+                            [asset, problem]).fetchone()[0]:
+        return False
+    con.execute("INSERT INTO marts.alerts VALUES (?, ?, ?, ?, ?)", [utcnow(), asset, problem, severity, run_id])
+    return True

@@ -84,3 +84,23 @@ def test_run_failure_sensor_writes_an_alert_row(sample_run, tmp_path):
         alerts = con.execute("SELECT * FROM marts.alerts").df()
     assert len(alerts) == 1 and alerts.run_id[0] == run.run_id
     assert "raw_ad_reporting" in alerts.asset[0] and "ingest_job" in alerts.problem[0]
+
+
+def test_a_state_alert_is_recorded_once_and_event_alerts_every_time():
+    import duckdb
+
+    from mmm_pipeline.alerts import record_alert
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA marts")
+    gate = "convergence gate failed for uncalibrated model abc: max R-hat 1.02 > 1.01"
+    assert record_alert(con, "mmm_uncalibrated[west]", gate, "run1", "warning", once=True)
+    # Re-materializing the same inputs re-reads the same artifact: the same gate failure is not news.
+    assert not record_alert(con, "mmm_uncalibrated[west]", gate, "run2", "warning", once=True)
+    # Another market, or another failure, is.
+    assert record_alert(con, "mmm_uncalibrated[east]", gate, "run2", "warning", once=True)
+    assert record_alert(con, "mmm_uncalibrated[west]", gate.replace("abc", "def"), "run3", "warning", once=True)
+    # A failed run is an event: two failures are two rows.
+    record_alert(con, None, "ingest_job failed", "run4")
+    record_alert(con, None, "ingest_job failed", "run5")
+    assert con.execute("SELECT count(*) FROM marts.alerts").fetchone()[0] == 5

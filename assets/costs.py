@@ -8,6 +8,7 @@ from assets.metadata import OWNERS, plots_metadata, source_version, table_metada
 from assets.staging import staging_media_weekly, staging_kpi_weekly
 from mmm_pipeline.ingestion import cost_per_unit as cpu_lib
 from mmm_pipeline.ingestion import staging
+from mmm_pipeline.settings import settings_hash
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -62,11 +63,12 @@ def cost_per_unit(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
           **COMMON)
 def cost_per_unit_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                            settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    config, pipeline_hash = settings.config()
+    config, _ = settings.config()
     with warehouse.get_connection() as con:
         cal = staging.build_calendar(con, config.geo_weights)
         cpu = _latest(con, "marts.cost_per_unit")
-        version = fingerprint(COST_CODE_VERSION, cpu["data_version"].iloc[0], pipeline_hash)
+        version = fingerprint(COST_CODE_VERSION, cpu["data_version"].iloc[0], settings_hash(
+            config, include={"planning_horizon_weeks", "cost_per_unit", "geo_weights"}))
         forecast = cpu_lib.forecast_cost_per_unit(
             cpu, cal.complete_weeks, config.planning_horizon_weeks,
             trailing=config.cost_per_unit.forecast_trailing_weeks,

@@ -7,6 +7,7 @@ from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, source_version, table_metadata
 from assets.ingestion import files_version, raw_ad_reporting, raw_kpi
 from mmm_pipeline.ingestion import staging
+from mmm_pipeline.settings import NOT_STAGING_SETTINGS, settings_hash
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import PipelineSettings, WarehouseResource
 
@@ -15,9 +16,9 @@ COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=O
               kinds={"duckdb"}, pool="duckdb")
 
 
-def staging_version(con, pipeline_hash: str) -> str:
+def staging_version(con, config) -> str:
     return fingerprint(STAGING_CODE_VERSION, files_version(con, "ad_reporting", "channels", "kpi"),
-                       pipeline_hash)
+                       settings_hash(config, exclude=NOT_STAGING_SETTINGS))
 
 
 def _publish(con, df, table: str, version: str) -> dg.MaterializeResult:
@@ -33,13 +34,13 @@ def _publish(con, df, table: str, version: str) -> dg.MaterializeResult:
           "weeks), incomplete weeks flagged and kept.", **COMMON)
 def staging_media_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          settings: PipelineSettings) -> dg.MaterializeResult:
-    config, pipeline_hash = settings.config()
+    config, _ = settings.config()
     with warehouse.get_connection() as con:
         cal = staging.build_calendar(con, config.geo_weights)
         context.log.info(f"calendar: {cal.grain} input, {cal.geo_mode} model, {len(cal.weeks)} weeks, "
                          f"geos {cal.geos}")
         df = staging.build_media_weekly(con, cal, config.geo_weights)
-        return _publish(con, df, "staging.media_weekly", staging_version(con, pipeline_hash))
+        return _publish(con, df, "staging.media_weekly", staging_version(con, config))
 
 
 @dg.asset(deps=[raw_kpi, raw_ad_reporting],
@@ -47,8 +48,8 @@ def staging_media_weekly(context: dg.AssetExecutionContext, warehouse: Warehouse
           "filled with zero: its check fails and lists the weeks.", **COMMON)
 def staging_kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        settings: PipelineSettings) -> dg.MaterializeResult:
-    config, pipeline_hash = settings.config()
+    config, _ = settings.config()
     with warehouse.get_connection() as con:
         cal = staging.build_calendar(con, config.geo_weights)
         df = staging.build_kpi_weekly(con, cal)
-        return _publish(con, df, "staging.kpi_weekly", staging_version(con, pipeline_hash))
+        return _publish(con, df, "staging.kpi_weekly", staging_version(con, config))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,21 @@ def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())
         raise ConfigError(f"{path}: invalid setting(s): {problems}") from exc
+
+
+# Settings that only the model, the plans or the freshness check read: a change to them must not
+# re-version the weekly staging data (which would refit every model of every market).
+NOT_STAGING_SETTINGS = frozenset({"model", "planning_horizon_weeks", "scenarios", "freshness_days", "lift_tests"})
+
+
+def settings_hash(config: PipelineConfig, *, include: set[str] | None = None,
+                  exclude: set[str] | frozenset[str] | None = None) -> str:
+    """Fingerprint of the parsed settings one stage reads (``include``), or of all but ``exclude``.
+
+    Each stage versions its data with the settings it depends on, so for example turning on
+    ``model.strict_gates`` or changing the planning horizon refits nothing."""
+    dumped = config.model_dump(mode="json", include=include, exclude=exclude)
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _describe(err: dict) -> str:

@@ -145,10 +145,9 @@ def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_stric
     assert roas.gate_reason.str.startswith("convergence gate failed: max R-hat").all()
     assert plan.variant.tolist() == ["calibrated"] and not plan.gated.any()
 
-    # strict_gates (and no retry, to keep the test short): the failed gates block every output
-    text = (folder / "pipeline.yaml").read_text().replace("model:\n  retry: {ladder: [{name: longer tuning, "
-                                                          "tune_multiplier: 2}]}\n",
-                                                          "model:\n  strict_gates: true\n  retry: {ladder: []}\n")
+    # strict_gates: the same failed fits (strict_gates is not part of the model version, so the
+    # artifacts are reused, not refitted) now block every output
+    text = (folder / "pipeline.yaml").read_text().replace("model:\n", "model:\n  strict_gates: true\n")
     (folder / "pipeline.yaml").write_text(text)
     strict = materialize(folder, db, art, profile="full", markets=["west"],
                          select=[*FITS_AND_REPORT, "response_curves", "channel_roas"])
@@ -156,9 +155,11 @@ def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_stric
     gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
              e.asset_check_evaluation_data for e in events(strict, "ASSET_CHECK_EVALUATION")}
     assert gates[("mmm_calibrated", "convergence")].severity.value == "ERROR"
-    mats = {e.event_specific_data.materialization.asset_key.to_user_string()
-            for e in events(strict, "ASSET_MATERIALIZATION")}
-    assert "mmm_uncalibrated" in mats and not mats & {"calibration_report", "channel_roas", "response_curves"}
+    materialized = {e.event_specific_data.materialization.asset_key.to_user_string():
+                    e.event_specific_data.materialization.metadata
+                    for e in events(strict, "ASSET_MATERIALIZATION")}
+    assert materialized["mmm_uncalibrated"]["reused_existing_artifact"].value is True
+    assert not materialized.keys() & {"calibration_report", "channel_roas", "response_curves"}
 
 
 @pytest.mark.fit

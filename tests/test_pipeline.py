@@ -244,3 +244,19 @@ def test_unwritable_warehouse_or_artifact_path_fails_the_first_asset_naming_the_
         check_writable(blocker, "MMM_ARTIFACT_DIR", is_folder=True)
     check_writable(tmp_path / "new" / "art", "MMM_ARTIFACT_DIR", is_folder=True)  # created, fine
     assert (tmp_path / "new" / "art").is_dir() and not list((tmp_path / "new" / "art").iterdir())
+
+
+def test_staging_is_versioned_by_the_settings_it_reads_only():
+    from mmm_pipeline.settings import NOT_STAGING_SETTINGS, PipelineConfig, settings_hash
+
+    def version(**settings) -> str:
+        return settings_hash(PipelineConfig.model_validate(settings), exclude=NOT_STAGING_SETTINGS)
+
+    base = version(kpi_column="revenue")
+    # The model section, plans and freshness do not change the weekly data: nothing refits.
+    assert version(kpi_column="revenue", model={"strict_gates": True}) == base
+    assert version(kpi_column="revenue", planning_horizon_weeks=12, freshness_days=30) == base
+    # What staging reads (the KPI column, geo weights, currency) does.
+    assert version(kpi_column="orders") != base
+    assert version(kpi_column="revenue", geo_weights={"US-CA": 2.0}) != base
+    assert version(kpi_column="revenue", reporting_currency="EUR") != base

@@ -75,7 +75,6 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
     with warehouse.get_connection() as con:
         config, _, geos, *_ = market_inputs(con, settings, market)
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
-        tests = lift_lib.with_scope(tests, Path(settings.input_dir) / "lift_tests.csv")
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                             "FROM raw.ad_reporting_current").df()
         converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market,

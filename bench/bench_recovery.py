@@ -13,6 +13,11 @@ national test, one `total`-scope test):
           6% lognormal noise: their weekly units correlate at about 0.95); geo
           sizes varying 10x (0.3 .. 3.0)
   spread  seed 11; geo sizes varying 10x; other test windows and lengths
+  trend   seed 13; geo sizes varying 10x; the baseline grows 40% over the two
+          years while search volume doubles (a drift a model without a trend
+          term can only give to search). Compare `--variants
+          uncalibrated,uncalibrated+trend` (`+trend`: model.trend linear); the
+          summary then reads "calibrated" as the second variant.
 
 Per dataset and market it fits the uncalibrated and the calibrated model
 (pipeline spec, `full` profile: nutpie, 4 chains x 1000 tune x 2000 draws, every
@@ -64,6 +69,8 @@ def dataset_structure(name: str) -> tuple[int, dict]:
             ("LT-S-04", "youtube", "US-TX", date(2025, 6, 2), 28, "window"),
             ("LT-S-05", "retail", "", date(2025, 9, 1), 21, "window"),
         ]}
+    if name == "trend":  # the baseline grows 40% over the two years while search volume doubles
+        return 13, {"geo_size": TEN_X, "trend": 0.4, "ramp": ("search", 1.0)}
     raise SystemExit(f"unknown dataset {name!r}")
 
 
@@ -85,8 +92,10 @@ def _fit_one(args: dict) -> dict:
     lt = load_pipeline_config(input_dir)[0].lift_tests.model_dump()
     lift, _ = convert_lift_tests(with_scope(t["lift"], input_dir / "lift_tests.csv"), t["daily"], geos,
                                  market=args["market"], **lt)
-    variant = args["variant"]
+    variant, _, extra = args["variant"].partition("+")  # e.g. uncalibrated+trend
     over = {"calibration": {"likelihood": "steady_state"}} if variant == "steady_state" else {}
+    if extra == "trend":
+        over["trend"] = "linear"
     cfg = M.load_model_config(args["profile"], over)
     res = M.fit_model(t["media"], t["kpi"], t["cpu"], cfg, geos=geos,
                       lift_tests=None if variant == "uncalibrated" else lift)

@@ -90,8 +90,11 @@ CREATE TABLE IF NOT EXISTS raw.lift_tests (
     end_date DATE NOT NULL,
     delta_spend DOUBLE NOT NULL,
     delta_y DOUBLE NOT NULL,
-    sigma DOUBLE NOT NULL
+    sigma DOUBLE NOT NULL,
+    scope VARCHAR            -- window (default when empty) | total; validated by the conversion
 );
+-- warehouses made before `scope` was loaded
+ALTER TABLE raw.lift_tests ADD COLUMN IF NOT EXISTS scope VARCHAR;
 CREATE TABLE IF NOT EXISTS raw.channels (
     line_no INTEGER NOT NULL,
     channel VARCHAR NOT NULL,

@@ -323,14 +323,16 @@ def test_plots(curves, default_alloc):
 @pytest.mark.slow
 def test_national_model_curves_roas_allocation(tables):
     """A model without geos (dims=()) goes through the same code: budgets over channel only (~30 s: a
-    second fit and optimizer compile)."""
+    second fit and optimizer compile). It also carries a linear trend (a pymc-marketing mu_effect),
+    which curves, ROAS and the optimizer must leave out of the media response."""
     media = tables["media"][tables["media"]["geo"] == "G1"].assign(geo="national")
     kpi = tables["kpi"][tables["kpi"]["geo"] == "G1"].assign(geo="national")
     cpu = tables["cpu"][tables["cpu"]["geo"] == "G1"].assign(geo="national")
     fc = tables["forecast"][tables["forecast"]["geo"] == "G1"].assign(geo="national")
     cfg = M.load_model_config("fast", {"sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
-                                       "yearly_seasonality": 1})
+                                       "yearly_seasonality": 1, "trend": "linear"})
     mmm = M.fit_model(media, kpi, cpu, cfg).mmm
+    assert "trend_effect_contribution" in mmm.idata.posterior
     curves = C.response_curves(mmm, cpu, n_points=11)
     assert set(curves["geo"]) == {"national"} and len(curves) == 2 * 11
     roas = C.channel_roas(mmm, media, cpu, contribution_source="posterior")

@@ -241,3 +241,26 @@ def test_scope_column_is_read_and_validated(tmp_path):
     assert rej["reason"].tolist() == ["invalid_scope"] and "forever" in rej["detail"].iloc[0]
     # no file or no column: every test is a window test
     assert with_scope(tests, tmp_path / "absent.csv")["scope"].isna().all()
+
+
+def test_scope_is_loaded_into_raw_lift_tests_and_an_older_warehouse_reads_the_file_again(sample_dir, tmp_path):
+    import shutil
+
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.ingestion import ingest
+
+    d = tmp_path / "in"
+    shutil.copytree(sample_dir, d)
+    csv = pd.read_csv(d / "lift_tests.csv", dtype=str, keep_default_na=False)
+    assert "scope" in csv and set(csv["scope"]) >= {"window", "total"}
+    db = tmp_path / "w.duckdb"
+    with warehouse.connect(db) as con:  # a warehouse from before `scope` was loaded
+        con.execute("ALTER TABLE raw.lift_tests DROP COLUMN scope")
+        ingest.load_lift_tests(con, d)
+        con.execute("UPDATE raw.load_context SET context = 'old' WHERE kind = 'lift_tests'")
+    with warehouse.connect(db) as con:  # the schema gains the column, the unchanged file is re-read
+        report = ingest.load_lift_tests(con, d)
+        assert report.files_loaded == ["lift_tests.csv"]
+        raw = con.execute("SELECT test_id, scope FROM raw.lift_tests").df()
+    assert raw.set_index("test_id")["scope"].to_dict() == \
+        {t: (s or None) for t, s in zip(csv["test_id"], csv["scope"])}

@@ -347,3 +347,45 @@ def test_time_varying_media_switches_on_by_config(tables):
     assert any("media_temporal_latent_multiplier" in n for n in names), sorted(names)
     plain = M.build_mmm(data, M.load_model_config("fast"))
     assert not any("media_temporal_latent_multiplier" in n for n in plain.model.named_vars)
+
+
+def test_trend_options_add_pymc_marketings_trend_or_a_time_varying_intercept(tables):
+    data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
+    linear = M.build_mmm(data, M.load_model_config("fast", {"trend": "linear", "trend_changepoints": 3}))
+    assert {"trend_delta", "trend_effect_contribution"} <= set(linear.model.named_vars)
+    assert linear.model.coords["trend_changepoint"] == (0, 1, 2)
+    # one trend per geo (a shared one would add the same KPI drift to small and large geos)
+    assert set(linear.model.named_vars_to_dims["trend_effect_contribution"]) == {"date", "geo"}
+    hsgp = M.build_mmm(data, M.load_model_config("fast", {"trend": "hsgp"}))
+    assert "date" in hsgp.model.named_vars_to_dims["intercept_contribution"]
+    plain = M.build_mmm(data, M.load_model_config("fast"))
+    assert "trend_delta" not in plain.model.named_vars
+    assert "date" not in plain.model.named_vars_to_dims["intercept_contribution"]
+    with pytest.raises(ValueError, match="model.trend: Input should be 'none', 'linear' or 'hsgp'"):
+        M.load_model_config("fast", {"trend": "quadratic"})
+
+
+@pytest.mark.slow
+def test_linear_trend_recovers_a_drift_added_to_the_kpi_and_survives_save_load(tables, tmp_path):
+    kpi = tables["kpi"].copy()
+    weeks = np.sort(kpi["week_start"].unique())
+    t = kpi["week_start"].map({w: i / (len(weeks) - 1) for i, w in enumerate(weeks)})
+    geo_mean = kpi.groupby("geo")["kpi_value"].transform("mean")
+    kpi["kpi_value"] += 0.4 * geo_mean * t  # +40% of each geo's mean KPI over the two years
+    cfg = M.load_model_config("fast", {"trend": "linear", "trend_changepoints": 2,
+                                       "sampler": {"tune": 150, "draws": 200, "thin": 2}})
+    res = M.fit_model(tables["media"], kpi, tables["cpu"], cfg, geos=WEST)
+    contrib = M.contributions_frame(res.mmm)
+    trend = contrib[contrib.component_type == "trend"]
+    assert set(trend.geo) == set(WEST) and trend.week_start.nunique() == len(res.data.weeks)
+    first, last = (trend[trend.week_start == w].set_index("geo")["mean"]
+                   for w in (trend.week_start.min(), trend.week_start.max()))
+    added = 0.4 * geo_mean.groupby(kpi["geo"]).first()
+    span = (res.data.weeks[-1] - res.data.weeks[0]) / (pd.Timestamp(weeks[-1]) - pd.Timestamp(weeks[0]))
+    rise = (last - first) / (added[last.index] * span)
+    assert rise.between(0.6, 1.4).all(), rise  # the model's trend is the drift that was added
+    path = tmp_path / "trend.nc"
+    M.save_model(res.mmm, path)
+    again = M.contributions_frame(M.load_model(path))
+    pd.testing.assert_frame_equal(again[again.component_type == "trend"].reset_index(drop=True),
+                                  trend.reset_index(drop=True))

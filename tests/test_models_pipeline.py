@@ -126,7 +126,8 @@ def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_stric
         fh.write("model:\n  retry: {ladder: [{name: longer tuning, tune_multiplier: 2}]}\n"
                  "  profiles:\n    full:\n      sampler: {chains: 1, tune: 5, draws: 5}\n")
     db, art = tmp_path / "w.duckdb", tmp_path / "art"
-    result = materialize(folder, db, art, profile="full", markets=["west"])
+    result = materialize(folder, db, art, profile="full", markets=["west"],
+                         select=[*FITS, "response_curves", "channel_roas", "budget_allocation"])
     assert result.success  # the failed gates warn: the user still gets an answer
     gates = {(e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name):
              e.asset_check_evaluation_data for e in events(result, "ASSET_CHECK_EVALUATION")}

@@ -351,3 +351,26 @@ def test_main_cli(tmp_path, capsys):
     assert main([str(target), "--force", "--seed", "3"]) == 0
     assert not (target / "marker").exists()
     assert _files(target) == first
+
+
+def test_trend_and_ramp_structure_for_the_recovery_bench(tmp_path):
+    """bench/bench_recovery.py's `trend` dataset: the baseline drifts and a channel's volume ramps."""
+    from mmm_pipeline.sample.simulate import build
+
+    plain_frames, plain_kpi, _, plain_truth = build(13)
+    frames, kpi, _, truth = build(13, trend=0.4, ramp=("search", 1.0))
+    assert "trend" not in plain_truth and truth["trend"]["share_over_two_years"] == 0.4
+    assert truth["ramp"] == {"driver": "search", "share_over_two_years": 1.0}
+    google = [f for f in frames if "google" in f]
+    ads, plain_ads = frames[google[0]], plain_frames[google[0]]
+    search = ads["campaign_name"].str.startswith("Search")
+    year = pd.to_datetime(ads["date_day"]).dt.year
+    first, last = (ads[search & (year == y)]["clicks"].sum() / plain_ads[search & (year == y)]["clicks"].sum()
+                   for y in (year.min() + 0, year.min() + 1))
+    assert last > first * 1.3  # search volume rises against the plain sample over the years
+    # the KPI's last weeks gain about 40% of the intercept over the plain sample's
+    week = pd.to_datetime(kpi["date_day"]).dt.to_period("W")
+    late = week >= week.max() - 8
+    gain = (kpi[late & (kpi.geo == "US-CA")]["revenue"].sum() - plain_kpi[late & (plain_kpi.geo == "US-CA")]
+            ["revenue"].sum()) / (9 * 7 * truth["intercept"]["US-CA"] / 7)
+    assert 0.3 < gain < 0.6, gain

@@ -437,10 +437,12 @@ def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
             "WHEN NOT (s.sigma > 0) THEN 'sigma must be a positive number' END",
         ]
         geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
+        # kept as written: convert_lift_tests judges it (empty = window, else window | total)
+        scope = "nullif(trim(s.scope), '')" if "scope" in read.columns else "NULL"
         return f"""
         SELECT $source_file AS source_file, {read.row_expr} AS source_row, trim(s.test_id) AS test_id,
                trim(s.channel) AS channel, {geo} AS geo, s.start_date, s.end_date,
-               s.delta_spend, s.delta_y, s.sigma,
+               s.delta_spend, s.delta_y, s.sigma, {scope} AS scope,
                {row_reason(reasons)}
         FROM {read.temp} s
         """
@@ -448,10 +450,11 @@ def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
     numbers = ["delta_spend", "delta_y", "sigma"]
     return TableSpec(
         "lift_tests", "raw.lift_tests",
-        ["test_id", "channel", "start_date", "end_date", *numbers], ["geo"],
+        ["test_id", "channel", "start_date", "end_date", *numbers], ["geo", "scope"],
         {"start_date": "DATE", "end_date": "DATE", **{c: "DOUBLE" for c in numbers}},
         typed_select, natural_key=("test_id",), params={"max_metric_value": limits.max_metric_value},
-        context=fingerprint(limits.max_metric_value),
+        # "scope": files loaded before the column was read are read again
+        context=fingerprint(limits.max_metric_value, "scope"),
     )
 
 

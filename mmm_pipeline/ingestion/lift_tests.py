@@ -300,11 +300,11 @@ def convert_lift_tests(
 
 
 def with_scope(tests: pd.DataFrame, csv_path) -> pd.DataFrame:
-    """`tests` (raw.lift_tests) with the optional `scope` column of lift_tests.csv joined by test_id.
+    """`tests` with the optional `scope` column of lift_tests.csv joined by test_id.
 
-    raw.lift_tests does not carry `scope` yet (the ingestion spec lists the contract's
-    original columns), so it is read here from the file itself; a missing file or column
-    means every test is `window`. An invalid value is rejected by :func:`convert_lift_tests`.
+    For lift-test frames read without ingestion (the benchmarks read the CSVs with pandas);
+    raw.lift_tests carries `scope` itself and passes through unchanged. A missing file or
+    column means every test is `window`. An invalid value is rejected by :func:`convert_lift_tests`.
     """
     from pathlib import Path
 

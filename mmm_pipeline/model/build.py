@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmm_pipeline.model.config import HierarchicalPrior, ModelConfig
+from mmm_pipeline.model.config import TREND_PREFIX, HierarchicalPrior, ModelConfig
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model
 
 
@@ -66,7 +66,7 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
         target=DataDerivedScaling(method="max", dims=data.dims),
         channel=DataDerivedScaling(method="max", dims=data.dims),
     )
-    return MMM(
+    mmm = MMM(
         date_column="date",
         channel_columns=list(data.channels),
         target_column=data.kpi_name,
@@ -78,8 +78,21 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
         control_columns=list(cfg.control_columns) or None,
         yearly_seasonality=cfg.yearly_seasonality,
         time_varying_media=cfg.time_varying_media,
+        time_varying_intercept=cfg.trend == "hsgp",
         cost_per_unit=data.cost_per_unit,
     )
+    if cfg.trend == "linear":
+        from pymc_extras.prior import Prior
+        from pymc_marketing.mmm import LinearTrend
+        from pymc_marketing.mmm.additive_effect import LinearTrendEffect
+
+        # One trend per geo: the KPI is scaled by the market's max, so a shared trend would add
+        # the same absolute drift to a small geo as to a large one. The library's default prior.
+        trend_dims = (*data.dims, f"{TREND_PREFIX}_changepoint")
+        trend = LinearTrend(n_changepoints=cfg.trend_changepoints, prefix=TREND_PREFIX, dims=data.dims or None,
+                            priors={"delta": Prior("Laplace", mu=0, b=0.25, dims=trend_dims)})
+        mmm.add_mu_effect(LinearTrendEffect(trend=trend, prefix=TREND_PREFIX))
+    return mmm
 
 
 def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 NATIONAL = "national"
+# LinearTrendEffect prefix: its posterior holds `trend_effect_contribution` (date, geo) in scaled KPI.
+TREND_PREFIX = "trend"
 MEDIA_PARAMETERS = ("adstock_alpha", "saturation_lam", "saturation_beta")
 HDI_PROB = 0.94
 
@@ -155,6 +157,13 @@ class ModelConfig(_Strict):
     l_max: int = Field(8, ge=1, le=52)
     yearly_seasonality: int | None = Field(2, ge=1, le=10)
     control_columns: tuple[str, ...] = ()
+    # Baseline drift that seasonality cannot explain, so media does not absorb it:
+    # `linear` = pymc-marketing's LinearTrendEffect (piecewise linear, `trend_changepoints`
+    # evenly spaced slope changes, Laplace(0, 0.25) priors on the max-scaled KPI, starting at 0
+    # so the intercept keeps the level; one trend per geo); `hsgp` = a time-varying intercept
+    # (HSGP, per geo).
+    trend: Literal["none", "linear", "hsgp"] = "none"
+    trend_changepoints: int = Field(4, ge=1, le=52)
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model.config import MEDIA_PARAMETERS, NATIONAL, ModelConfig
+from mmm_pipeline.model.config import MEDIA_PARAMETERS, NATIONAL, TREND_PREFIX, ModelConfig
 from mmm_pipeline.model.summaries import target_scale
 
 # idata attr: [divergent transitions, draws sampled] over every draw, before any thinning.
@@ -29,6 +29,7 @@ _PER_OBSERVATION = {
     "control_contribution", "fourier_contribution", "yearly_seasonality_contribution",
     "total_media_contribution_original_scale", "lift_measurements_model_estimated_lift",
     "lift_measurements_model_estimated_lift_original_scale", "lift_window_implied",
+    f"{TREND_PREFIX}_effect_contribution",
 }
 PPC_MAX_DRAWS = 4000
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model.config import HDI_PROB, MEDIA_PARAMETERS, NATIONAL
+from mmm_pipeline.model.config import HDI_PROB, MEDIA_PARAMETERS, NATIONAL, TREND_PREFIX
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -61,9 +61,9 @@ def contributions_frame(mmm) -> pd.DataFrame:
     """Weekly mean and 94% HDI per geo and component, in KPI units.
 
     Columns: week_start, geo, component, component_type (media | baseline |
-    seasonality | control), mean, hdi_low, hdi_high. Media components are the
-    channels; baseline is the intercept; seasonality the yearly Fourier sum;
-    controls one row per control column.
+    seasonality | control | trend), mean, hdi_low, hdi_high. Media components are the
+    channels; baseline is the intercept (time-varying with `trend: hsgp`); seasonality
+    the yearly Fourier sum; controls one row per control column; trend the linear trend.
     """
     post = mmm.idata.posterior
     scale = target_scale(mmm)
@@ -89,6 +89,8 @@ def contributions_frame(mmm) -> pd.DataFrame:
         add(post["yearly_seasonality_contribution"], "seasonality", "seasonality")
     if "control_contribution" in post:
         add(post["control_contribution"], "control", comp_dim="control")
+    if f"{TREND_PREFIX}_effect_contribution" in post:  # model.trend: linear (one trend, x each geo's scale)
+        add(post[f"{TREND_PREFIX}_effect_contribution"], "trend", "trend")
     out = pd.concat(parts, ignore_index=True)
     if "geo" not in out.columns:
         out["geo"] = NATIONAL

@@ -136,7 +136,8 @@ class Delivery:
         return x
 
 
-def _patterns(rng, cal: Calendar, correlated, correlation_noise: float) -> tuple[dict, np.ndarray, np.ndarray]:
+def _patterns(rng, cal: Calendar, correlated, correlation_noise: float,
+              ramp: tuple[str, float] | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Weekly volume patterns per driver (shared) x geo wiggle, with YouTube's off flights."""
     pattern: dict[str, np.ndarray] = {}
     for name in DRIVERS:
@@ -146,6 +147,9 @@ def _patterns(rng, cal: Calendar, correlated, correlation_noise: float) -> tuple
     if correlated is not None:  # two channels bought together (a collinear pair)
         a, b = correlated
         pattern[b] = pattern[a] * np.exp(rng.normal(0, correlation_noise, pattern[a].shape))
+    if ramp is not None:  # a driver whose volume grows linearly by `share` over the two years
+        name, share = ramp
+        pattern[name] = pattern[name] * (1 + share * np.linspace(0, 1, cal.n_weeks))[:, None]
     yt_off_weeks = np.zeros(cal.n_weeks, dtype=bool)
     yt_missing_weeks = np.zeros(cal.n_weeks, dtype=bool)
     for s, n, missing in YOUTUBE_OFF:
@@ -157,13 +161,13 @@ def _patterns(rng, cal: Calendar, correlated, correlation_noise: float) -> tuple
 
 
 def _delivery(rng, cal: Calendar, sizes: dict, correlated, correlation_noise: float,
-              lift_tests: list) -> Delivery:
+              lift_tests: list, ramp: tuple[str, float] | None = None) -> Delivery:
     G, I = len(GEOS), len(ITEMS)
     size = np.array([sizes[g] for g in GEOS])
     geo_cost = np.array([GEO_COST[g] for g in GEOS])
     ch_idx = {c: k for k, c in enumerate(CHANNELS)}
     item_channel = np.array([ch_idx[DRIVERS[it["driver"]]["channel"]] for it in ITEMS])
-    pattern, _, yt_missing_weeks = _patterns(rng, cal, correlated, correlation_noise)
+    pattern, _, yt_missing_weeks = _patterns(rng, cal, correlated, correlation_noise, ramp)
 
     media_dow = np.array(MEDIA_DOW)[cal.dow]
     base_units = np.zeros((cal.n_days, G, I))
@@ -231,7 +235,7 @@ class KpiModel:
         return logistic_saturation(ad, self.lam[None], self.beta[None])
 
 
-def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict) -> KpiModel:
+def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict, trend: float = 0.0) -> KpiModel:
     G = len(GEOS)
     size = np.array([sizes[g] for g in GEOS])
 
@@ -249,7 +253,8 @@ def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict) -> KpiModel:
     tw = cal.week_doy / 365.25
     season = (SEASONALITY["sin_1"] * np.sin(2 * np.pi * tw) + SEASONALITY["cos_1"] * np.cos(2 * np.pi * tw)
               + SEASONALITY["sin_2"] * np.sin(4 * np.pi * tw) + SEASONALITY["cos_2"] * np.cos(4 * np.pi * tw))
-    baseline = intercept[None, :] * (1 + season[:, None])
+    # `trend`: the baseline drifts linearly by that share of the intercept over the two years
+    baseline = intercept[None, :] * (1 + season[:, None]) * (1 + trend * np.linspace(0, 1, cal.n_weeks))[:, None]
     m = KpiModel(unit_scale=x_with.max(axis=(0, 1)), alpha=alpha, lam=lam, beta=beta, intercept=intercept,
                  contrib=np.empty(0), noise_sd=np.empty(0), y_week=np.empty(0))
     m.contrib = m.contributions(x_with)
@@ -399,25 +404,33 @@ def _ad_reports(rng, cal: Calendar, dlv: Delivery) -> dict[str, pd.DataFrame]:
 
 def build(seed: int, *, geo_size: dict[str, float] | None = None,
           correlated: tuple[str, str] | None = None, correlation_noise: float = 0.06,
-          lift_tests: Sequence[tuple] | None = None,
+          lift_tests: Sequence[tuple] | None = None, trend: float = 0.0,
+          ramp: tuple[str, float] | None = None,
           ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, dict]:
     """The sample's frames and truth. The keywords vary its structure (bench/bench_recovery.py):
     `geo_size` (geo -> size), `correlated` (two driver names whose weekly patterns become the
-    same up to lognormal noise of sd `correlation_noise`), `lift_tests` (LIFT_TESTS-shaped)."""
+    same up to lognormal noise of sd `correlation_noise`), `lift_tests` (LIFT_TESTS-shaped),
+    `trend` (the baseline grows by that share of the intercept over the two years), `ramp`
+    ((driver, share): that driver's volume grows by `share` over the two years, so a channel's
+    spend rises with the baseline). The defaults draw nothing extra: the embedded sample."""
     from mmm_pipeline.sample.truth import sample_truth
 
     rng = np.random.default_rng(seed)
     lift_tests = list(lift_tests or LIFT_TESTS)
     sizes = {**GEO_SIZE, **(geo_size or {})}
     cal = Calendar.make()
-    dlv = _delivery(rng, cal, sizes, correlated, correlation_noise, lift_tests)
+    dlv = _delivery(rng, cal, sizes, correlated, correlation_noise, lift_tests, ramp)
     x_with = dlv.weekly_x(dlv.units_with, cal)
-    model = _kpi_model(rng, cal, x_with, sizes)
+    model = _kpi_model(rng, cal, x_with, sizes, trend)
     tests = [_lift_test(rng, cal, dlv, model, x_with, t, frac, mask)
              for t, frac, mask in zip(lift_tests, dlv.test_frac, dlv.test_masks)]
     kpi = _daily_kpi(rng, cal, model.y_week)
     frames = _ad_reports(rng, cal, dlv)
     truth = sample_truth(seed, cal, model, sizes, [t for _, t in tests], correlated, correlation_noise)
+    if trend:
+        truth["trend"] = {"share_over_two_years": trend, "form": "baseline x (1 + trend * week / (n_weeks - 1))"}
+    if ramp:
+        truth["ramp"] = {"driver": ramp[0], "share_over_two_years": ramp[1]}
     lift_df = pd.DataFrame([r for r, _ in tests], columns=["test_id", "channel", "geo", "start_date", "end_date",
                                                            "delta_spend", "delta_y", "sigma", "scope"])
     return frames, kpi, lift_df, truth

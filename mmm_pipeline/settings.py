@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +164,9 @@ def settings_hash(config: PipelineConfig, *, include: set[str] | None = None,
 
     Each stage versions its data with the settings it depends on, so for example turning on
     ``model.strict_gates`` or changing the planning horizon refits nothing."""
-    dumped = config.model_dump(mode="json", include=include, exclude=exclude)
-    return hashlib.sha256(json.dumps(dumped, sort_keys=True, default=str).encode()).hexdigest()
+    from mmm_pipeline.warehouse import fingerprint
+
+    return fingerprint(config.model_dump(mode="json", include=include, exclude=exclude))
 
 
 def _describe(err: dict) -> str:

@@ -7,6 +7,7 @@ ArviZ, pymc-marketing or scikit-learn that moves a number fails here first.
 from __future__ import annotations
 
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -133,3 +134,21 @@ def test_logistic_saturation_is_pymc_marketings_function_to_the_bit():
                                            beta=as_xtensor(pt.as_tensor(beta[:, 0]), dims=("d",)))
     np.testing.assert_allclose(got, direct.transpose("d", "p").values.eval(), rtol=1e-14, atol=0)
     assert logistic_saturation(np.zeros((0, 3)), 1.0).shape == (0, 3)
+
+
+def test_the_test_environment_lets_pytensor_cache_numba_functions_on_disk(tmp_path):
+    """Fits in the suite are mostly numba compiles; they stay affordable only while pytensor's disk
+    cache works. NUMBA_OPT=0 (once set in conftest) silently disabled it ("dynamic globals")."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, pytensor, pytensor.tensor as pt\n"
+        "x = pt.vector('x')\n"
+        "f = pytensor.function([x], pt.sigmoid(pt.exp(x) * 2 + x), mode='NUMBA')\n"
+        "f(np.ones(3))\n"
+    )
+    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path}")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    cached = list((tmp_path / "numba").glob("*.nbi"))
+    assert cached, f"pytensor wrote no numba cache index under {tmp_path / 'numba'} (NUMBA_OPT={os.environ.get('NUMBA_OPT')})"

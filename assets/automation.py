@@ -31,16 +31,16 @@ weekly_refresh = dg.ScheduleDefinition(
 def input_state(input_dir) -> dict[str, str]:
     """File -> sha256 of every input file the pipeline reads."""
     # A vanished folder counts as a change: the refresh it triggers then fails naming the folder.
-    files = [f for sub in ("ad_reporting", "kpi") if (input_dir / sub).is_dir()
+    files = [f for sub in ("ad_reporting", "kpi", "controls") if (input_dir / sub).is_dir()
              for f in readers.list_files(input_dir, sub)]
-    for name in ("channels.csv", "lift_tests.csv", "fx_rates.csv", "pipeline.yaml"):
+    for name in ("channels.csv", "lift_tests.csv", "roas_targets.csv", "fx_rates.csv", "pipeline.yaml"):
         if (input_dir / name).exists():
             files.append(readers.source_file(input_dir, input_dir / name))
     return {f.rel: f.sha256 for f in files}
 
 
 @dg.sensor(job=refresh_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Refreshes ingestion when ad-reporting, KPI, lift-test or config files in "
+           description="Refreshes ingestion when ad-reporting, KPI, controls, lift-test or config files in "
            "MMM_INPUT_DIR are added, changed or removed.")
 def input_folder_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
     state = input_state(settings.input_path())

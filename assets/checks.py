@@ -16,7 +16,7 @@ import pandas as pd
 
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_ad_reporting, raw_kpi, raw_lift_tests
-from assets.staging import staging_kpi_weekly, staging_media_weekly
+from assets.staging import staging_controls_weekly, staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline.ingestion import staging
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -186,6 +186,39 @@ def staging_kpi_weekly_contract(warehouse: WarehouseResource, settings: Pipeline
         "missing_weeks": len(missing),
         "missing_week_list": dg.MetadataValue.md(
             missing.to_markdown(index=False) if len(missing) else "No missing KPI week."),
+    })
+    return dg.AssetCheckResult(passed=outcome.success and missing.empty, metadata=res.metadata)
+
+
+@dg.asset_check(asset=staging_controls_weekly, blocking=True,
+                description="Every control has every geo and every week of the KPI's range with all its "
+                "days (the metadata lists what is missing, and the quarantined control rows); values "
+                "finite, keys unique (GX). Passes with no controls/ folder.")
+def staging_controls_weekly_contract(warehouse: WarehouseResource, settings: PipelineSettings,
+                                     artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from mmm_pipeline import validation
+    from mmm_pipeline.validation import data_docs
+
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        df = con.execute("SELECT * EXCLUDE (data_version, materialized_at) FROM staging.controls_weekly_latest").df()
+        kpi = con.execute("SELECT week_start FROM staging.kpi_weekly_latest").df()
+        quarantined = con.execute(
+            "SELECT source_file, source_row, reason FROM raw.quarantine WHERE kind = 'controls' "
+            "ORDER BY 1, 2 LIMIT 50").df()
+    for frame in (df, kpi):
+        frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
+    missing = staging.missing_control_weeks(df, kpi, cal)
+    spec = validation.controls_weekly_suite(cal.geos, sorted(df["control"].unique()), config.ingest.max_metric_value)
+    outcome = data_docs.validate(spec, df, _gx_root(artifacts))
+    res = _result(outcome, {
+        "controls": dg.MetadataValue.json(sorted(df["control"].unique().tolist())),
+        "missing_weeks": len(missing),
+        "missing_week_list": dg.MetadataValue.md(
+            missing.head(200).to_markdown(index=False) if len(missing) else "No missing control week."),
+        "quarantined_rows": dg.MetadataValue.md(
+            quarantined.to_markdown(index=False) if len(quarantined) else "Nothing quarantined."),
     })
     return dg.AssetCheckResult(passed=outcome.success and missing.empty, metadata=res.metadata)
 

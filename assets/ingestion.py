@@ -67,6 +67,17 @@ def raw_kpi(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         return _result(con, report, "raw.kpi", files_version(con, "kpi"))
 
 
+@dg.asset(description="Controls (controls/*.csv|parquet, optional): non-media drivers of the KPI such "
+          "as price or promotions, by day (or Monday-dated week) and optional geo; one raw row per file "
+          "row with its numeric columns as JSON, bad rows quarantined.", **COMMON)
+def raw_controls(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 settings: PipelineSettings) -> dg.MaterializeResult:
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        report = ingest.load_controls(con, settings.input_path(), context.run_id, config.ingest)
+        return _result(con, report, "raw.controls", files_version(con, "controls"))
+
+
 @dg.asset(description="Lift tests as marketers report them (lift_tests.csv): money added over a "
           "window, KPI lift over the window and its sigma.", **COMMON)
 def raw_lift_tests(context: dg.AssetExecutionContext, warehouse: WarehouseResource,

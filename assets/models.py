@@ -8,6 +8,7 @@ modelling itself lives in `mmm_pipeline.model` (the lift tests' conversion in `m
 import json
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import dagster as dg
 import pandas as pd
@@ -16,7 +17,7 @@ from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.costs import cost_per_unit
 from assets.ingestion import raw_lift_tests
-from assets.staging import staging_kpi_weekly, staging_media_weekly
+from assets.staging import staging_controls_weekly, staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline.ingestion import staging as staging_lib
 from mmm_pipeline.alerts import record_alert
 from mmm_pipeline.model.ladder import ATTEMPTS_ATTR, fit_with_ladder
@@ -41,10 +42,23 @@ def _latest(con, table: str) -> pd.DataFrame:
     return df
 
 
-def market_inputs(con, settings: PipelineSettings, market: str):
-    """What every per-market model and output asset reads: (pipeline config, its hash, the market's
-    geos, latest staging.media_weekly, staging.kpi_weekly and marts.cost_per_unit, and the data
-    version they make together). Fails when `market` is not in pipeline.yaml's markets."""
+class MarketInputs(NamedTuple):
+    """What every per-market model and output asset reads."""
+
+    config: Any
+    pipeline_hash: str
+    geos: list[str]
+    media: pd.DataFrame
+    kpi: pd.DataFrame
+    cpu: pd.DataFrame
+    controls: pd.DataFrame      # staging.controls_weekly of the market's geos, wide (empty: no controls)
+    data_version: str
+
+
+def market_inputs(con, settings: PipelineSettings, market: str) -> MarketInputs:
+    """The pipeline config, the market's geos, latest staging.media_weekly, staging.kpi_weekly,
+    marts.cost_per_unit and staging.controls_weekly (wide), and the data version they make
+    together. Fails when `market` is not in pipeline.yaml's markets."""
     config, pipeline_hash = settings.config()
     cal = staging_lib.build_calendar(con, config.geo_weights)
     geos = market_geos(config, cal.geos)
@@ -54,9 +68,19 @@ def market_inputs(con, settings: PipelineSettings, market: str):
     media = _latest(con, "staging.media_weekly")
     kpi = _latest(con, "staging.kpi_weekly")
     cpu = _latest(con, "marts.cost_per_unit")
-    data_version = fingerprint(media["data_version"].iloc[0], kpi["data_version"].iloc[0],
-                               cpu["data_version"].iloc[0], geos[market])
-    return config, pipeline_hash, geos[market], media, kpi, cpu, data_version
+    # No loaded control rows means no controls, whatever an older staging.controls_weekly holds (its
+    # history keeps the last non-empty materialization as "latest" when controls/ is emptied).
+    has_controls = _exists(con, "raw.controls_current") and _exists(con, "staging.controls_weekly_latest") and \
+        con.execute("SELECT count(*) FROM raw.controls_current").fetchone()[0] > 0
+    controls_long = _latest(con, "staging.controls_weekly") if has_controls else staging_lib.empty_controls_weekly()
+    controls_long = controls_long[controls_long["geo"].isin(geos[market])]
+    versions = [media["data_version"].iloc[0], kpi["data_version"].iloc[0], cpu["data_version"].iloc[0], geos[market]]
+    if len(controls_long):  # without controls the version is what it was before controls existed
+        versions.append(controls_long["data_version"].iloc[0])
+    return MarketInputs(config, pipeline_hash, geos[market], media, kpi, cpu,
+                        staging_lib.controls_wide(controls_long.drop(columns=["data_version", "materialized_at"],
+                                                                     errors="ignore")),
+                        fingerprint(*versions))
 
 
 @dg.asset(deps=[raw_lift_tests, staging_media_weekly], kinds={"duckdb", "pandas"}, pool="duckdb",
@@ -73,7 +97,8 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, _, geos, *_ = market_inputs(con, settings, market)
+        inputs = market_inputs(con, settings, market)
+        config, geos = inputs.config, inputs.geos
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                             "FROM raw.ad_reporting_current").df()
@@ -134,7 +159,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, pipeline_hash, geos, media, kpi, cpu, data_version = market_inputs(con, settings, market)
+        config, pipeline_hash, geos, media, kpi, cpu, controls, data_version = market_inputs(con, settings, market)
         lift = None
         if variant == "calibrated":
             lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
@@ -147,6 +172,10 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     if targets is not None:
         targets = targets[targets["geo"].isna() | targets["geo"].isin(geos)].reset_index(drop=True)
     cfg = model_lib.load_model_config(settings.profile, config.model)
+    try:  # controls from staging.controls_weekly (controls/*.csv): all, or model.control_columns
+        cfg = model_lib.with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
+    except model_lib.ModelError as exc:
+        raise dg.Failure(str(exc)) from None
     cfg_hash = model_lib.config_hash(cfg)
     lift_version = fingerprint(lift.drop(columns=["materialized_at", "data_version"], errors="ignore").to_json()) \
         if lift is not None else ""
@@ -191,6 +220,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fit, attempts = fit_with_ladder(
             lambda attempt_cfg: model_lib.fit_model(
                 media, kpi, cpu, attempt_cfg, lift_tests=lift if use_lift else None, geos=geos,
+                controls=controls if attempt_cfg.control_columns else None,
                 progress_callback=context.log.info, roas_targets=targets),
             cfg, log=context.log.warning)
         fit.mmm.idata.attrs[ATTEMPTS_ATTR] = json.dumps(attempts)
@@ -211,7 +241,8 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     dominated = shift[shift["prior_dominated"]]
     run_row = pd.DataFrame([{
         "market": market, "variant": variant, "data_version": data_version, "config_hash": cfg_hash,
-        "profile": settings.profile, "sampler": cfg.sampler.nuts_sampler, "chains": diag["chains"],
+        "profile": settings.profile, "sampler": cfg.sampler.nuts_sampler,
+        "control_columns": ", ".join(cfg.control_columns), "chains": diag["chains"],
         "draws": diag["draws"], "fit_seconds": sum(a["fit_seconds"] for a in attempts) if fit else None,
         "attempts": len(attempts) or None, "attempt_history": json.dumps(attempts) if attempts else None,
         "strict_gates": bool(cfg.strict_gates), "divergence_share": float(diag.get("divergence_share", 0.0)),
@@ -310,14 +341,14 @@ MODEL_DESCRIPTION = (
 )
 
 
-@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, cost_per_unit], check_specs=_gate_checks("uncalibrated"),
+@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, staging_controls_weekly, cost_per_unit], check_specs=_gate_checks("uncalibrated"),
           kinds={"pymc", "duckdb"}, pool="model_fit", description="Uncalibrated " + MODEL_DESCRIPTION, **COMMON)
 def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     return _fit_variant(context, warehouse, settings, artifacts, "uncalibrated")
 
 
-@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, cost_per_unit, lift_tests_model_units],
+@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, staging_controls_weekly, cost_per_unit, lift_tests_model_units],
           check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool="model_fit",
           description="Lift-test-calibrated (add_lift_test_measurements) " + MODEL_DESCRIPTION, **COMMON)
 def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,

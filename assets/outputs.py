@@ -96,7 +96,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        _, _, geos, _, _, cpu, _ = market_inputs(con, settings, market)
+        inputs = market_inputs(con, settings, market)
+        geos, cpu = inputs.geos, inputs.cpu
         fits = _fitted_models(con, market)
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
@@ -122,7 +123,8 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        _, _, geos, media, _, cpu, _ = market_inputs(con, settings, market)
+        inputs = market_inputs(con, settings, market)
+        geos, media, cpu = inputs.geos, inputs.media, inputs.cpu
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True) for v, f in fits.items()}
@@ -181,7 +183,8 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        config, _, geos, _, _, _, _ = market_inputs(con, settings, market)
+        inputs = market_inputs(con, settings, market)
+        config, geos = inputs.config, inputs.geos
         fits = _fitted_models(con, market)
         forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
         curves_now = con.execute(

@@ -5,7 +5,7 @@ import dagster as dg
 
 from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, source_version, table_metadata
-from assets.ingestion import files_version, raw_ad_reporting, raw_kpi
+from assets.ingestion import files_version, raw_ad_reporting, raw_controls, raw_kpi
 from mmm_pipeline.ingestion import staging
 from mmm_pipeline.settings import NOT_STAGING_SETTINGS, settings_hash
 from mmm_pipeline.warehouse import append_history, fingerprint
@@ -16,8 +16,8 @@ COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=O
               kinds={"duckdb"}, pool="duckdb")
 
 
-def staging_version(con, config) -> str:
-    return fingerprint(STAGING_CODE_VERSION, files_version(con, "ad_reporting", "channels", "kpi"),
+def staging_version(con, config, *extra_kinds: str) -> str:
+    return fingerprint(STAGING_CODE_VERSION, files_version(con, "ad_reporting", "channels", "kpi", *extra_kinds),
                        settings_hash(config, exclude=NOT_STAGING_SETTINGS))
 
 
@@ -53,3 +53,20 @@ def staging_kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         cal = staging.build_calendar(con, config.geo_weights)
         df = staging.build_kpi_weekly(con, cal)
         return _publish(con, df, "staging.kpi_weekly", staging_version(con, config))
+
+
+@dg.asset(deps=[raw_controls, raw_kpi, raw_ad_reporting],
+          description="staging.controls_weekly: each control per ISO week and geo (long: week_start, geo, "
+          "control, value), the mean of its days or, per pipeline.yaml `controls`, their sum; a control "
+          "without a geo holds for every geo. Empty without controls/. Missing weeks fail its check.", **COMMON)
+def staging_controls_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                            settings: PipelineSettings) -> dg.MaterializeResult:
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        cal = staging.build_calendar(con, config.geo_weights)
+        try:
+            df = staging.build_controls_weekly(con, cal, config.controls)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
+        context.log.info(f"controls: {sorted(df['control'].unique())}")
+        return _publish(con, df, "staging.controls_weekly", staging_version(con, config, "controls"))

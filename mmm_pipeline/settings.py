@@ -108,6 +108,9 @@ class PipelineConfig(BaseModel):
     cost_per_unit: CostPerUnitSettings = CostPerUnitSettings()
     lift_tests: LiftTestSettings = LiftTestSettings()
     ingest: IngestSettings = IngestSettings()
+    # How a control column's days make its week (controls/*.csv|parquet): `mean` (the default:
+    # a price, a temperature) or `sum` (promotion days, store openings).
+    controls: dict[str, Literal["mean", "sum"]] = Field(default_factory=dict)
     model: dict | None = None
 
     @field_validator("geo_weights")

@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS raw.kpi (
     kpi_name VARCHAR NOT NULL,
     kpi_value DOUBLE NOT NULL
 );
+-- One row per row of a controls/ file: its numeric columns as a JSON object {control: value}
+-- (the columns differ from file to file; staging unnests them).
+CREATE TABLE IF NOT EXISTS raw.controls (
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    source_mtime TIMESTAMP,
+    date_day DATE NOT NULL,
+    geo VARCHAR,
+    control_values JSON NOT NULL
+);
 CREATE TABLE IF NOT EXISTS raw.lift_tests (
     source_file VARCHAR NOT NULL,
     source_row BIGINT NOT NULL,

@@ -325,3 +325,22 @@ def test_cli_explicit_channels_and_errors(robyn, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "robyn_dt_simulated_weekly.csv" in err and "'sales'" in err
+
+
+def test_meridian_preset_keeps_its_controls_and_robyn_events_become_indicators(meridian, robyn, tmp_path):
+    from mmm_pipeline.ingestion.convert import MERIDIAN_PRESET, ROBYN_PRESET
+
+    summary = convert_wide_table(meridian, tmp_path / "m", **MERIDIAN_PRESET)
+    assert summary["controls"] == ["competitor_activity_score_control", "sentiment_score_control"]
+    controls = pd.read_csv(tmp_path / "m" / "controls" / "controls.csv")
+    src = pd.read_csv(meridian)
+    assert list(controls.columns) == ["date_day", "geo", *summary["controls"]]
+    np.testing.assert_array_equal(controls["sentiment_score_control"], src["sentiment_score_control"])
+    assert "sentiment_score_control" not in summary["ignored_columns"]
+
+    summary = convert_wide_table(robyn, tmp_path / "r", **ROBYN_PRESET)
+    assert summary["event_levels"] == {"events": ["event1", "event2"]}
+    controls = pd.read_csv(tmp_path / "r" / "controls" / "controls.csv")
+    assert list(controls.columns) == ["date_day", "competitor_sales_B", "newsletter", "events_event1", "events_event2"]
+    assert controls["events_event1"].sum() == 1 and controls["events_event2"].sum() == 1
+    assert summary["ignored_columns"] == []

@@ -119,7 +119,7 @@ def test_fit_metrics_are_the_libraries_and_the_classical_definitions():
     assert D.fit_metrics(y, pred)[1] == pytest.approx(np.mean(np.abs((y[nz] - pred[nz]) / y[nz])), rel=1e-12)
 
 
-def test_logistic_saturation_is_pymc_marketings_function_to_the_bit():
+def test_logistic_saturation_is_pymc_marketings_function_to_rounding():
     import pytensor.tensor as pt
     from pymc_marketing.mmm import LogisticSaturation
     from pytensor.xtensor import as_xtensor
@@ -128,11 +128,13 @@ def test_logistic_saturation_is_pymc_marketings_function_to_the_bit():
     x, lam, beta = rng.uniform(0, 3, (400, 41)), rng.uniform(0.5, 6, (400, 1)), rng.uniform(0, 2, (400, 1))
     got = logistic_saturation(x, lam, beta)
     e = np.exp(-lam * x)
-    np.testing.assert_allclose(got, beta * (1 - e) / (1 + e), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got, beta * (1 - e) / (1 + e), rtol=1e-12, atol=0)  # compiled: see below
     direct = LogisticSaturation().function(as_xtensor(pt.as_tensor(x), dims=("d", "p")),
                                            lam=as_xtensor(pt.as_tensor(lam[:, 0]), dims=("d",)),
                                            beta=as_xtensor(pt.as_tensor(beta[:, 0]), dims=("d",)))
-    np.testing.assert_allclose(got, direct.transpose("d", "p").values.eval(), rtol=1e-14, atol=0)
+    # numba at its default -O3 vectorises exp, which differs from numpy's in the last bits (seen: 1.7e-14
+    # relative on one value of 16,400)
+    np.testing.assert_allclose(got, direct.transpose("d", "p").values.eval(), rtol=1e-12, atol=0)
     assert logistic_saturation(np.zeros((0, 3)), 1.0).shape == (0, 3)
 
 

@@ -15,6 +15,7 @@ Written files (relative to ``out_dir``)::
 
     ad_reporting/wide_table.csv   one row per date x geo x channel
     kpi/kpi.csv                   date_day, [geo], kpi_column, extra KPI columns
+    controls/controls.csv         date_day, [geo], control columns (when there are any)
     channels.csv                  channel, platform, campaign_pattern, unit, currency
     pipeline.yaml                 kpi_column set (other existing keys are kept)
 
@@ -31,6 +32,13 @@ Command line (exposed as ``mmm-convert-wide``)::
         [--date-column time] [--geo-column geo | --no-geo]
         [--kpi-column conversions] [--extra-kpi COL ...]
         [--channel name:unit:units_col:spend_col ...] [--currency USD]
+        [--control COL ...] [--event COL ...]
+
+Controls: numeric non-media columns (Meridian's ``*_control`` columns, found by
+that suffix with ``--preset meridian``; Robyn's ``competitor_sales_B`` and
+organic ``newsletter``) are copied as they are. An event column (Robyn's
+``events``: a level name in the weeks it happened, ``na`` otherwise) becomes one
+0/1 control per level, ``<column>_<level>``, the way Robyn treats such factors.
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ AD_REPORTING_COLUMNS = [
 AD_REPORTING_FILE = Path("ad_reporting") / "wide_table.csv"
 KPI_FILE = Path("kpi") / "kpi.csv"
 CHANNELS_FILE = Path("channels.csv")
+CONTROLS_FILE = Path("controls") / "controls.csv"
+CONTROL_SUFFIX = "_control"
 PIPELINE_FILE = Path("pipeline.yaml")
 
 # pandas < 3 needs round_trip for correctly rounded float parsing; pandas 3 parses
@@ -148,12 +158,15 @@ MERIDIAN_PRESET: dict[str, Any] = {
     "geo_column": "geo",
     "kpi_column": "conversions",
     "channels": None,  # auto-detect <name>_impression / <name>_spend pairs
+    "control_columns": None,  # auto-detect <name>_control
 }
 ROBYN_PRESET: dict[str, Any] = {
     "date_column": "DATE",
     "geo_column": None,
     "kpi_column": "revenue",
     "channels": ROBYN_CHANNELS,
+    "control_columns": ["competitor_sales_B", "newsletter"],
+    "event_columns": ["events"],
 }
 PRESETS: dict[str, dict[str, Any]] = {"meridian": MERIDIAN_PRESET, "robyn": ROBYN_PRESET}
 
@@ -288,11 +301,15 @@ def convert_wide_table(
     extra_kpi_columns: Sequence[str] = (),
     currency: str = "USD",
     na_values: Iterable[str] = ("na", "NA", ""),
+    control_columns: Sequence[str] | None = (),
+    event_columns: Sequence[str] = (),
 ) -> dict:
     """Convert the wide CSV ``src`` into the input-contract folder ``out_dir``.
 
     ``channels=None`` auto-detects them with :func:`detect_channels`.
     ``geo_column=None`` means national data (no ``geo`` column is written).
+    ``control_columns=None`` takes every ``*_control`` column; ``event_columns``
+    become one 0/1 control per level (see the module docstring).
     Raises ``ValueError`` naming the file and column when a date, geo, KPI,
     units or spend column is missing, a value is not numeric, or a date cannot
     be parsed.  Returns a JSON-serialisable summary dict.
@@ -342,19 +359,26 @@ def convert_wide_table(
         need(s.spend_column, f"spend (channel {s.channel!r})")
         need(s.units_column, f"{s.unit} (channel {s.channel!r})")
 
+    controls = [c for c in header if c.endswith(CONTROL_SUFFIX)] if control_columns is None else list(control_columns)
+    events = list(event_columns)
+    for col in controls:
+        need(col, "control")
+    for col in events:
+        need(col, "event")
+
     kpi_cols = [kpi_column] + [c for c in extra_kpi_columns if c != kpi_column]
     for col in kpi_cols:
         if col in ("date_day", "geo"):
             raise ValueError(f"{src}: KPI column {col!r} clashes with a contract key column")
 
-    used = {date_column, *kpi_cols}
+    used = {date_column, *kpi_cols, *controls}
     if geo_column is not None:
         used.add(geo_column)
     for s in specs:
         used.add(s.spend_column)
         if s.units_column:
             used.add(s.units_column)
-    ignored = [c for c in header if c not in used]
+    ignored = [c for c in header if c not in used and c not in events]
 
     key_dtypes = {date_column: str}
     if geo_column is not None:
@@ -362,8 +386,8 @@ def convert_wide_table(
     try:
         df = pd.read_csv(
             src,
-            usecols=[c for c in header if c in used],
-            dtype=key_dtypes,
+            usecols=[c for c in header if c in used or c in events],
+            dtype={**key_dtypes, **{c: str for c in events}},
             na_values=na_list,
             **_READ_FLOAT_KW,
         )
@@ -421,6 +445,18 @@ def convert_wide_table(
     for col in kpi_cols:
         kpi[col] = numeric[col].to_numpy()
 
+    # ---- controls: numeric columns as they are, events as one 0/1 column per level
+    control_frame = kpi[["date_day", *(["geo"] if geos is not None else [])]].copy()
+    for col in controls:
+        control_frame[col] = numeric[col].to_numpy()
+    event_levels: dict[str, list[str]] = {}
+    for col in events:
+        values = df[col].str.strip()
+        event_levels[col] = sorted(v for v in values.dropna().unique() if v)
+        for level in event_levels[col]:
+            control_frame[f"{col}_{level}"] = (values == level).astype(int).to_numpy()
+    has_controls = len(control_frame.columns) > len(key_dtypes)
+
     # ---- channel catalogue
     catalogue = pd.DataFrame(
         {
@@ -439,6 +475,9 @@ def convert_wide_table(
     ad.to_csv(out / AD_REPORTING_FILE, index=False, na_rep="", float_format=None)
     kpi.to_csv(out / KPI_FILE, index=False, na_rep="", float_format=None)
     catalogue.to_csv(out / CHANNELS_FILE, index=False)
+    if has_controls:
+        (out / CONTROLS_FILE).parent.mkdir(parents=True, exist_ok=True)
+        control_frame.to_csv(out / CONTROLS_FILE, index=False, na_rep="", float_format=None)
     _write_pipeline_yaml(out / PIPELINE_FILE, kpi_column)
 
     key_cols = ["date_day"] + (["geo"] if geos is not None else [])
@@ -458,7 +497,10 @@ def convert_wide_table(
             KPI_FILE.as_posix(): len(kpi),
             CHANNELS_FILE.as_posix(): len(catalogue),
             PIPELINE_FILE.as_posix(): 1,
+            **({CONTROLS_FILE.as_posix(): len(control_frame)} if has_controls else {}),
         },
+        "controls": [c for c in control_frame.columns if c not in key_dtypes and c not in ("date_day", "geo")],
+        "event_levels": event_levels,
         "channels": [asdict(s) for s in specs],
         "geos": list(dict.fromkeys(geos)) if geos is not None else None,
         "n_geos": len(set(geos)) if geos is not None else 0,
@@ -471,6 +513,7 @@ def convert_wide_table(
             "spend": missing_spend,
             "units": missing_units,
             "kpi": missing_kpi,
+            "controls": {c: int(numeric[c].isna().sum()) for c in controls},
             "spend_total": sum(missing_spend.values()),
             "units_total": sum(missing_units.values()),
             "kpi_total": sum(missing_kpi.values()),
@@ -518,6 +561,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="explicit channel (repeatable); unit is impressions, clicks or spend; "
                    "UNITS_COL empty for spend-only. Without any, channels are auto-detected.")
     p.add_argument("--currency", default="USD", help="currency written to channels.csv (default: USD)")
+    p.add_argument("--control", action="append", default=None, metavar="COL",
+                   help="numeric control column copied to controls/controls.csv (repeatable; default: the "
+                   "preset's, or every *_control column)")
+    p.add_argument("--event", action="append", default=None, metavar="COL",
+                   help="event column: one 0/1 control per level (repeatable)")
     return p
 
 
@@ -535,6 +583,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["geo_column"] = args.geo_column
     if args.kpi_column:
         kwargs["kpi_column"] = args.kpi_column
+    if args.control is not None:
+        kwargs["control_columns"] = args.control
+    if args.event is not None:
+        kwargs["event_columns"] = args.event
     try:
         if args.channel:
             kwargs["channels"] = [parse_channel_arg(c) for c in args.channel]

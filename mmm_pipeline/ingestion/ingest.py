@@ -1,7 +1,7 @@
 """Raw loads of the input folder into DuckDB's `raw` schema.
 
 Contract (see DESIGN.md / README): `ad_reporting/*.csv|*.parquet`,
-`kpi/*.csv|*.parquet`, `channels.csv`, optional `lift_tests.csv`,
+`kpi/*.csv|*.parquet`, `channels.csv`, optional `controls/*.csv|*.parquet`, `lift_tests.csv`,
 `fx_rates.csv` and `pipeline.yaml`.
 
 How a load behaves:
@@ -41,7 +41,7 @@ from mmm_pipeline.ingestion.load import (  # noqa: F401  (LoadReport, load_conte
     metric_checks, null_key_check, row_reason, unparseable_check,
 )
 from mmm_pipeline.settings import IngestSettings
-from mmm_pipeline.warehouse import fingerprint, register, unregister, utcnow
+from mmm_pipeline.warehouse import fingerprint, quote_ident, register, unregister, utcnow
 
 UNITS = ("impressions", "clicks", "spend")
 NATIONAL = "national"
@@ -464,3 +464,69 @@ def load_lift_tests(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str
     files = [source_file(input_dir, path)] if path.exists() else []
     return load_files(con, lift_tests_spec(limits), files, run_id)
 
+
+
+# --------------------------------------------------------------------------
+# Controls: non-media drivers of the KPI (price, promotions, weather, ...)
+
+CONTROL_KEYS = ("date_day", "geo")
+
+
+def control_names(con, files: list[SourceFile]) -> list[str]:
+    """Every numeric column the controls/ files carry besides `date_day` and `geo`, in first-seen order;
+    a file with none fails naming it."""
+    names: list[str] = []
+    for src in files:
+        cols = [c for c in column_names(con, src) if c not in CONTROL_KEYS]
+        if not cols or any(not c for c in cols):
+            raise IngestError(f"{src.rel}: a controls file needs `date_day`, optional `geo` and at least one "
+                              f"named numeric control column; the file has columns {column_names(con, src)}")
+        names += [c for c in cols if c not in names]
+    return names
+
+
+def controls_spec(names: list[str], limits: IngestSettings = IngestSettings()) -> TableSpec:
+    """Controls files: one raw row per file row, its controls as JSON keyed by column name (the names
+    reach SQL as quoted identifiers; reasons label them through the bound `$control_names`)."""
+
+    def typed_select(read: TypedRead, src: SourceFile) -> str:
+        present = [(names.index(c) + 1, c) for c in read.columns if c in names]
+        geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
+        # A control may be negative (a temperature, a price index change); it must be a finite number.
+        reasons = [date_check("date_day", read), *(
+            metric_checks(c, read, "TRUE", allow_negative=True, label=f"$control_names[{i}]") for i, c in present)]
+        values = ", ".join(f"{quote_ident(c)} := {col_sql(c)}" for _, c in present)
+        return f"""
+        SELECT $source_file AS source_file, {read.row_expr} AS source_row, $source_mtime AS source_mtime,
+               s.date_day, {geo} AS geo, to_json(struct_pack({values})) AS control_values,
+               {row_reason(reasons)}
+        FROM {read.temp} s
+        """
+
+    def controls_current(con) -> None:
+        # one value per day, geo and control: a newer file restates an older one
+        con.execute(
+            """CREATE OR REPLACE VIEW raw.controls_current AS
+               SELECT c.date_day, c.geo, k.key AS control, CAST(k.value AS DOUBLE) AS value,
+                      c.source_file, c.source_row
+               FROM raw.controls c, json_each(c.control_values) k
+               QUALIFY row_number() OVER (PARTITION BY c.date_day, c.geo, k.key
+                                          ORDER BY c.source_mtime DESC, c.source_file DESC) = 1"""
+        )
+
+    return TableSpec("controls", "raw.controls", ["date_day"], ["geo", *names],
+                     {"date_day": "DATE", **{c: "DOUBLE" for c in names}}, typed_select,
+                     natural_key=CONTROL_KEYS,
+                     params={"control_names": names or [""], "max_metric_value": limits.max_metric_value},
+                     context=fingerprint(limits.max_metric_value), max_retired_share=limits.max_retired_share,
+                     after_load=controls_current)
+
+
+def load_controls(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str | None = None,
+                  limits: IngestSettings = IngestSettings()) -> LoadReport:
+    """Load `controls/*.csv|parquet` (optional: no folder and nothing loaded before = no controls)."""
+    if not (Path(input_dir) / "controls").is_dir() and not current_files(con, "controls"):
+        report = load_files(con, controls_spec([], limits), [], run_id)  # creates raw.controls_current
+        return report
+    files = list_files(input_dir, "controls")  # a folder gone after a load fails, naming it
+    return load_files(con, controls_spec(control_names(con, files), limits), files, run_id)

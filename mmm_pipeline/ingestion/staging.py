@@ -179,3 +179,97 @@ def missing_kpi_weeks(kpi_weekly: pd.DataFrame, cal: Calendar) -> pd.DataFrame:
                         (g, w, f"{int(row['days_reported'])} of {int(row['days_in_week'])} days reported")
                     )
     return pd.DataFrame(problems, columns=["geo", "week_start", "problem"])
+
+
+CONTROL_COLUMNS = ["week_start", "geo", "control", "aggregation", "value", "days_reported", "days_in_week",
+                   "incomplete_week"]
+
+
+def build_controls_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar,
+                          aggregation: dict[str, str] | None = None) -> pd.DataFrame:
+    """Controls per ISO week, geo and control (long: one row each), from `raw.controls_current`.
+
+    A week is the mean of its days (default) or their sum (pipeline.yaml `controls: {col: sum}`).
+    In a geo model a row without a geo holds for every geo, and a geo's own row wins over it on the
+    same day; in a national model the geos' values of a day are averaged. Controls of geos the model
+    does not have are left out. A configured column no controls file has fails, naming it.
+    """
+    aggregation = dict(aggregation or {})
+    names = [c for (c,) in con.execute("SELECT DISTINCT control FROM raw.controls_current ORDER BY 1").fetchall()]
+    unknown = sorted(set(aggregation) - set(names))
+    if unknown:
+        raise ValueError(f"pipeline.yaml controls: {unknown} are not columns of any controls/ file "
+                         f"(the files have {names or 'no controls'})")
+    if not names:
+        return empty_controls_weekly()
+    register(con, "_control_agg", pd.DataFrame({"control": names,
+                                                "aggregation": [aggregation.get(c, "mean") for c in names]}))
+    register(con, "_geos", pd.DataFrame({"geo": cal.geos}))
+    if cal.geo_mode == "geo":
+        daily = """
+            SELECT d.date_day, g.geo, d.control, d.value FROM raw.controls_current d
+            JOIN _geos g ON g.geo = d.geo
+            UNION ALL
+            SELECT n.date_day, g.geo, n.control, n.value FROM raw.controls_current n CROSS JOIN _geos g
+            WHERE n.geo IS NULL AND NOT EXISTS (
+                SELECT 1 FROM raw.controls_current o
+                WHERE o.geo = g.geo AND o.date_day = n.date_day AND o.control = n.control)"""
+    else:
+        daily = f"""SELECT date_day, '{NATIONAL}' AS geo, control, avg(value) AS value
+                    FROM raw.controls_current GROUP BY ALL"""
+    df = con.execute(
+        f"""WITH daily AS ({daily})
+            SELECT CAST(date_trunc('week', d.date_day) AS DATE) AS week_start, d.geo, d.control, a.aggregation,
+                   CASE a.aggregation WHEN 'sum' THEN sum(d.value) ELSE avg(d.value) END AS value,
+                   count(DISTINCT d.date_day) AS days_reported
+            FROM daily d JOIN _control_agg a USING (control)
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3"""
+    ).df()
+    unregister(con, "_control_agg")
+    unregister(con, "_geos")
+    df["week_start"] = pd.to_datetime(df["week_start"]).dt.date
+    df["days_in_week"] = [_days_covered(w, cal) for w in df["week_start"]]
+    if cal.grain == "weekly":
+        df["days_reported"] = df["days_in_week"]
+    df["incomplete_week"] = df["days_in_week"] < 7
+    return df[CONTROL_COLUMNS]
+
+
+def empty_controls_weekly() -> pd.DataFrame:
+    """No controls: the table's columns with their types (so the history table is typed)."""
+    types = {"week_start": "datetime64[ns]", "geo": "object", "control": "object", "aggregation": "object",
+             "value": "float64", "days_reported": "int64", "days_in_week": "int64", "incomplete_week": "bool"}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})[CONTROL_COLUMNS]
+
+
+def missing_control_weeks(controls_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cal: Calendar) -> pd.DataFrame:
+    """(geo, week_start, control, problem) for every week of the KPI's range a control lacks or is
+    short of days in: the model needs every control in every modelled week (never filled with 0)."""
+    cols = ["geo", "week_start", "control", "problem"]
+    if controls_weekly.empty or kpi_weekly.empty:
+        return pd.DataFrame(columns=cols)
+    first, last = kpi_weekly["week_start"].min(), kpi_weekly["week_start"].max()
+    weeks = [w for w in cal.weeks if first <= w <= last]
+    have = controls_weekly.set_index(["geo", "week_start", "control"])
+    problems = []
+    for control in sorted(controls_weekly["control"].unique()):
+        for g in cal.geos:
+            for w in weeks:
+                if (g, w, control) not in have.index:
+                    problems.append((g, w, control, "no control rows"))
+                    continue
+                row = have.loc[(g, w, control)]
+                if int(row["days_reported"]) < int(row["days_in_week"]):
+                    problems.append((g, w, control, f"{int(row['days_reported'])} of {int(row['days_in_week'])} "
+                                                    "days reported"))
+    return pd.DataFrame(problems, columns=cols)
+
+
+def controls_wide(controls_weekly: pd.DataFrame) -> pd.DataFrame:
+    """`staging.controls_weekly` as the model reads it: week_start, geo, one column per control."""
+    if controls_weekly.empty:
+        return pd.DataFrame(columns=["week_start", "geo"])
+    wide = controls_weekly.pivot_table(index=["week_start", "geo"], columns="control", values="value",
+                                       aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide

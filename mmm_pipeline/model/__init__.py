@@ -78,7 +78,7 @@ from mmm_pipeline.model.build import build_mmm, make_mmm, model_priors
 from mmm_pipeline.model.config import (
     HDI_PROB, MEDIA_PARAMETERS, NATIONAL, PROFILES, CalibrationConfig, GateConfig, HierarchicalPrior,
     ModelConfig, ModelError, PriorsConfig, RetryConfig, RetryStep, SamplerConfig, TimeVaryingMediaConfig,
-    config_hash, load_model_config,
+    config_hash, load_model_config, with_control_columns,
 )
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_model_data
 from mmm_pipeline.model.diagnostics import diagnose, free_parameter_names, fit_metrics, gate_result
@@ -92,7 +92,7 @@ __all__ = [
     "ModelConfig", "CalibrationConfig", "PriorsConfig", "HierarchicalPrior", "SamplerConfig", "GateConfig",
     "TimeVaryingMediaConfig", "RetryConfig", "RetryStep", "fit_with_ladder", "ModelError", "PROFILES",
     "NATIONAL", "MEDIA_PARAMETERS", "HDI_PROB",
-    "ModelData", "FitResult", "load_model_config", "config_hash", "prepare_model_data", "model_priors",
+    "ModelData", "FitResult", "load_model_config", "config_hash", "with_control_columns", "prepare_model_data", "model_priors",
     "make_mmm", "build_mmm", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
     "free_parameter_names", "save_model", "load_model", "contributions_frame", "parameter_summary",
     "predict_mean", "target_scale", "hdi_bounds", "summarise",

@@ -240,3 +240,15 @@ def config_hash(cfg: ModelConfig) -> str:
                          separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
+
+
+def with_control_columns(cfg: ModelConfig, available: list[str]) -> ModelConfig:
+    """The controls a fit uses: every staged control unless `model.control_columns` picks some
+    (then each must be staged). A changed set changes `config_hash`, so the model refits."""
+    if cfg.control_columns:
+        unknown = sorted(set(cfg.control_columns) - set(available))
+        if unknown:
+            raise ModelError(f"pipeline.yaml model.control_columns {unknown} are not in staging.controls_weekly "
+                             f"(staged controls: {sorted(available) or 'none; add controls/*.csv'})")
+        return cfg
+    return cfg.model_copy(update={"control_columns": tuple(available)})

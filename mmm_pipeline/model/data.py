@@ -31,6 +31,8 @@ class ModelData:
     weeks: list[pd.Timestamp]
     dropped_weeks: list[pd.Timestamp]
     control_scales: dict[str, float] = field(default_factory=dict)
+    # the level each control's contribution is measured from (0, or its mean when it is never 0)
+    control_references: dict[str, float] = field(default_factory=dict)
 
 
 def _to_ts(s: pd.Series) -> pd.Series:
@@ -117,6 +119,7 @@ def prepare_model_data(
     X = X[["date", "geo", *channels]]
 
     control_scales: dict[str, float] = {}
+    control_references: dict[str, float] = {}
     if control_columns:
         if controls is None:
             raise ModelError(f"control columns {list(control_columns)} configured but no controls given")
@@ -128,12 +131,22 @@ def prepare_model_data(
         keys = ["week_start", "geo"] if "geo" in c.columns else ["week_start"]
         c = c[[*keys, *control_columns]].rename(columns={"week_start": "date"})
         X = X.merge(c, on=["date", "geo"] if "geo" in keys else ["date"], how="left")
-        if X[list(control_columns)].isna().any().any():
-            raise ModelError("controls missing for some modelled week x geo cells")
+        gaps = X[list(control_columns)].isna()
+        if gaps.any().any():
+            cols = gaps.columns[gaps.any()].tolist()
+            first = X.loc[gaps.any(axis=1), ["date", "geo"]].head(3).astype(str).values.tolist()
+            raise ModelError(f"control(s) {cols} missing for {int(gaps.any(axis=1).sum())} modelled week x geo "
+                             f"cells, e.g. {first} (see the staging_controls_weekly_contract check)")
         for col in control_columns:
-            scale = float(np.abs(X[col]).max()) or 1.0
+            # A control's contribution is measured from a reference level: 0 when the data hold 0 (promotion
+            # days, a holiday flag: "no promotion" is a real state), else its mean (a price or a temperature,
+            # whose 0 is never seen; measured from 0, its "contribution" would be a copy of the intercept).
+            values = X[col].astype(float)
+            reference = 0.0 if (values == 0).any() else float(values.mean())
+            scale = float(np.abs(values - reference).max()) or 1.0
+            control_references[col] = reference
             control_scales[col] = scale
-            X[col] = X[col].astype(float) / scale
+            X[col] = (values - reference) / scale
 
     cpu_wide = None
     if cost_per_unit is not None:
@@ -157,6 +170,7 @@ def prepare_model_data(
         X=X.reset_index(drop=True), y=y, cost_per_unit=cpu_wide, channels=channels, geos=geo_list,
         kpi_name=kpi_name, dims=dims, weeks=list(weeks),
         dropped_weeks=sorted(w for w in all_weeks if w in bad_weeks), control_scales=control_scales,
+        control_references=control_references,
     )
 
 

@@ -49,7 +49,7 @@ from mmm_pipeline.validation.outcomes import ExpectationOutcome, SuiteOutcome
 from mmm_pipeline.validation.runtime import run_suite
 from mmm_pipeline.validation.suites import (
     COST_PER_UNIT_KEY, COST_UNITS, KPI_WEEKLY_KEY, MEDIA_WEEKLY_KEY, RAW_AD_REPORTING_KEY, SuiteSpec,
-    cost_per_unit_expectations, cost_per_unit_suite, kpi_weekly_expectations, kpi_weekly_suite,
+    CONTROLS_WEEKLY_KEY, controls_weekly_suite, cost_per_unit_expectations, cost_per_unit_suite, kpi_weekly_expectations, kpi_weekly_suite,
     lift_tests_expectations, lift_tests_suite, media_weekly_expectations, media_weekly_suite,
     raw_ad_reporting_expectations, raw_ad_reporting_sql_outcome, raw_ad_reporting_suite,
 )
@@ -57,6 +57,7 @@ from mmm_pipeline.validation.suites import (
 __all__ = [
     "ExpectationOutcome", "SuiteOutcome", "SuiteSpec", "run_suite",
     "raw_ad_reporting_suite", "media_weekly_suite", "kpi_weekly_suite", "cost_per_unit_suite", "lift_tests_suite",
+    "controls_weekly_suite", "CONTROLS_WEEKLY_KEY",
     "raw_ad_reporting_expectations", "media_weekly_expectations", "kpi_weekly_expectations",
     "cost_per_unit_expectations", "lift_tests_expectations", "raw_ad_reporting_sql_outcome",
     "RAW_AD_REPORTING_KEY", "MEDIA_WEEKLY_KEY", "KPI_WEEKLY_KEY", "COST_PER_UNIT_KEY", "COST_UNITS",

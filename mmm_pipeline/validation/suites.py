@@ -169,6 +169,30 @@ def kpi_weekly_expectations(weeks: list[_dt.date], geos: Iterable[str]) -> list:
     return kpi_weekly_suite(weeks, geos).expectations()
 
 
+CONTROLS_WEEKLY_KEY: tuple[str, ...] = ("week_start", "geo", "control")
+
+
+def _controls_weekly(p) -> list:
+    gxe = gx_expectations()
+    return [
+        *_not_null(gxe, (*CONTROLS_WEEKLY_KEY, "value")),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=list(CONTROLS_WEEKLY_KEY)),
+        gxe.ExpectColumnValuesToBeInSet(column="geo", value_set=p("geos")),
+        gxe.ExpectColumnValuesToBeInSet(column="control", value_set=p("controls")),
+        gxe.ExpectColumnValuesToBeInSet(column="aggregation", value_set=["mean", "sum"]),
+        # finite: an inf or 1e308 would reach the model's scaling (the load quarantines them)
+        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=p("min_value"), max_value=p("max_value")),
+    ]
+
+
+def controls_weekly_suite(geos: Iterable[str], controls: Iterable[str], max_abs_value: float) -> SuiteSpec:
+    """``staging.controls_weekly``: one value per week x geo x control (the week coverage is checked
+    beside the suite, naming the missing weeks)."""
+    return SuiteSpec("staging_controls_weekly", _controls_weekly, {
+        "geos": _unique_list(geos), "controls": _unique_list(controls),
+        "min_value": -float(max_abs_value), "max_value": float(max_abs_value)})
+
+
 def _cost_per_unit(p) -> list:
     gxe = gx_expectations()
     return [

@@ -181,7 +181,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         if lift is not None else ""
     if targets is not None and len(targets):
         lift_version = fingerprint(lift_version, targets.to_json())
-    model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version)
+    scales = _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, f"{variant} fit of {data_version}")
+    model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version,
+                                scales.rows().to_json())
     checks_enforced = settings.profile == "full"
     # A failed gate blocks the outputs only with model.strict_gates; otherwise they materialize
     # with gated = false and the reason (the fast profile's gate always only warns).
@@ -220,7 +222,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fit, attempts = fit_with_ladder(
             lambda attempt_cfg: model_lib.fit_model(
                 media, kpi, cpu, attempt_cfg, lift_tests=lift if use_lift else None, geos=geos,
-                controls=controls if attempt_cfg.control_columns else None,
+                controls=controls if attempt_cfg.control_columns else None, scales=scales,
                 progress_callback=context.log.info, roas_targets=targets),
             cfg, log=context.log.warning)
         fit.mmm.idata.attrs[ATTEMPTS_ATTR] = json.dumps(attempts)
@@ -325,6 +327,18 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     )
 
 
+def _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, set_by: str):
+    """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use."""
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline.model import scales as scales_lib
+
+    data = model_lib.prepare_model_data(media, kpi, cpu, geos=geos, control_columns=cfg.control_columns,
+                                        controls=controls if cfg.control_columns else None)
+    with warehouse.transaction() as con:  # both variants may ask at once: the lock serialises them
+        scales, _ = scales_lib.market_scales(con, market, data, set_by)
+    return scales
+
+
 def _exists(con, qualified: str) -> bool:
     schema, name = qualified.split(".")
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND "
@@ -395,3 +409,72 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     meta.update(plots_metadata(artifacts, model_report.calibration_figures(models, report, fit_table, truth),
                                f"calibration/{market}"))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
+
+
+@dg.asset(deps=[staging_media_weekly, staging_kpi_weekly, staging_controls_weekly, cost_per_unit],
+          check_specs=[dg.AssetCheckSpec(
+              "beats_naive_forecast", asset="model_validation",
+              description="The model refitted without the last model.validation.holdout_weeks (8) complete weeks "
+              "forecasts them with a lower market MAPE than the better naive forecast (same week last year, "
+              "or the mean of the last 8 weeks); warns by default, an ERROR with model.validation.gate: error.")],
+          kinds={"pymc", "duckdb"}, pool="model_fit",
+          description="marts.model_validation (per geo and for the market: out-of-sample MAPE, CRPS and 94% "
+          "coverage of the held-out weeks against the better naive forecast) and marts.model_validation_weekly "
+          "(each held-out week: actual, forecast mean and 94% HDI, naive forecast). The refit has the "
+          "uncalibrated structure (no lift tests) on the same config; model.validation.enabled: false skips it.",
+          **COMMON)
+def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     settings: PipelineSettings) -> dg.MaterializeResult:
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline.model.holdout import holdout_validation
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        config, _, geos, media, kpi, cpu, controls, data_version = market_inputs(con, settings, market)
+    cfg = model_lib.load_model_config(settings.profile, config.model)
+    cfg = model_lib.with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
+    v = cfg.validation
+    severity = dg.AssetCheckSeverity.ERROR if v.gate == "error" else dg.AssetCheckSeverity.WARN
+    if not v.enabled:
+        return dg.MaterializeResult(
+            metadata={"enabled": False, "market": market},
+            check_results=[dg.AssetCheckResult(check_name="beats_naive_forecast", passed=True,
+                                               severity=dg.AssetCheckSeverity.WARN,
+                                               metadata={"note": "model.validation.enabled is false"})])
+    scales = _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, f"validation of {data_version}")
+    version = fingerprint(MODEL_CODE_VERSION, data_version, model_lib.config_hash(cfg), v.model_dump(), market,
+                          scales.rows().to_json())
+    with warehouse.get_connection() as con:
+        done = _exists(con, "marts.model_validation") and con.execute(
+            "SELECT count(*) FROM marts.model_validation WHERE data_version = ?", [version]).fetchone()[0]
+        table = con.execute("SELECT * FROM marts.model_validation WHERE data_version = ?", [version]).df() \
+            if done else None
+    if table is None:  # a new version: refit on the training weeks (an unchanged one reads its rows)
+        context.log.info(f"out-of-sample: refitting without the last {v.holdout_weeks} complete weeks")
+        res = holdout_validation(media, kpi, cpu, cfg, holdout_weeks=v.holdout_weeks, geos=geos,
+                                 controls=controls if cfg.control_columns else None,
+                                 progress_callback=context.log.info, scales=scales)
+        table = res.table.assign(market=market, fit_passed_gates=res.fit.gate_passed)
+        with warehouse.transaction() as con:
+            append_history(con, "marts.model_validation", table, version=version, partition_columns=("market",))
+            append_history(con, "marts.model_validation_weekly", res.forecast.assign(market=market),
+                           version=version, partition_columns=("market",))
+    row = table[table["geo"] == "market"].iloc[0]
+    worst = table[table["geo"] != "market"].sort_values("model_mape").iloc[-1]
+    msg = (f"held-out weeks {row['first_week']} to {row['last_week']}: model MAPE {row['model_mape']:.1%} vs "
+           f"{row['baseline']} {row['baseline_mape']:.1%}; 94% coverage {row['coverage_94']:.0%}; worst geo "
+           f"{worst['geo']} {worst['model_mape']:.1%}")
+    (context.log.info if row["beats_baseline"] else context.log.warning)(f"out-of-sample: {msg}")
+    shown = table.drop(columns=["data_version", "materialized_at"], errors="ignore")
+    meta = table_metadata(shown, "marts.model_validation")
+    meta.update({"market": market, "model_mape": float(row["model_mape"]),
+                 "baseline_mape": float(row["baseline_mape"]), "baseline": str(row["baseline"]),
+                 "by_geo": dg.MetadataValue.md(shown.to_markdown(index=False))})
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(version),
+        check_results=[dg.AssetCheckResult(
+            check_name="beats_naive_forecast", passed=bool(row["beats_baseline"]), severity=severity,
+            metadata={"summary": msg, "model_mape": float(row["model_mape"]),
+                      "baseline_mape": float(row["baseline_mape"]),
+                      "geos_not_beating_it": dg.MetadataValue.json(
+                          table[(table["geo"] != "market") & ~table["beats_baseline"]]["geo"].tolist())})])

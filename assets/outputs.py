@@ -115,7 +115,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 @dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
           description="marts.channel_roas: per geo and channel over the training period, spend, "
           "carryover-aware contribution (pymc-marketing incrementality), ROAS mean and 94% HDI, marginal "
-          "ROAS at current spend and cost per incremental KPI, for both variants.",
+          "ROAS at current spend and cost per incremental KPI, for both variants. marts.refresh_drift: ROAS "
+          "and media share against the previous gated model, flagged above model.refresh_drift_threshold.",
           code_version=ROAS_CODE_VERSION, **COMMON)
 def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  settings: PipelineSettings) -> dg.MaterializeResult:
@@ -134,11 +135,46 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     totals = {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}
     all_rows, version = _append_per_variant(
         warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals}, fits, ROAS_CODE_VERSION)
+    drift_md = _refresh_drift(warehouse, settings, inputs.config, market, pairs, fits)
     meta = table_metadata(all_rows, "marts.channel_roas")
+    meta["refresh_drift"] = dg.MetadataValue.md(drift_md)
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
     summary["roas"] = summary["contribution_mean"] / summary["spend"]
     meta.update({"market": market, "roas_by_channel": dg.MetadataValue.md(summary.reset_index().to_markdown(index=False))})
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
+
+
+def _refresh_drift(warehouse: WarehouseResource, settings: PipelineSettings, config, market: str, pairs: dict,
+                   fits: dict) -> str:
+    """Write marts.refresh_drift: each variant's ROAS and media share against the previous gated model of
+    the market and variant (mmm_pipeline.decisions.drift); returns a markdown summary."""
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline.decisions import drift
+    from mmm_pipeline.warehouse import table_exists
+
+    threshold = model_lib.load_model_config(settings.profile, config.model).refresh_drift_threshold
+    lines = []
+    with warehouse.transaction() as con:
+        for variant, (per_geo, _) in pairs.items():
+            current = fits[variant]["model_version"]
+            previous = con.execute(
+                "SELECT * FROM marts.channel_roas WHERE market = ? AND variant = ? AND gated AND model_version <> ? "
+                "QUALIFY materialized_at = max(materialized_at) OVER ()", [market, variant, current]).df() \
+                if table_exists(con, "marts.channel_roas") else pd.DataFrame()
+            if previous.empty:
+                lines.append(f"- {variant}: no previous gated model to compare with")
+                continue
+            prev_version = str(previous["model_version"].iloc[0])
+            rows = drift.refresh_drift(per_geo, previous, prev_version, threshold)
+            rows = rows.assign(market=market, variant=variant, model_version=current)
+            append_history(con, "marts.refresh_drift", rows, version=fingerprint(current, prev_version, threshold),
+                           partition_columns=("market", "variant"))
+            flagged = rows[rows["flagged"]]
+            lines.append(f"- {variant}: against {prev_version}, {len(flagged)} of {len(rows)} geo x channel cells "
+                         f"moved by more than {threshold:.0%}"
+                         + (": " + ", ".join(f"{r.geo} {r.channel} ROAS {r.roas_change:+.0%}"
+                                             for r in flagged.head(8).itertuples()) if len(flagged) else ""))
+    return "\n".join(lines)
 
 
 def market_scenarios(config, market: str, current: pd.DataFrame):

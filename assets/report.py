@@ -19,7 +19,9 @@ import pandas as pd
 from assets.metadata import OWNERS, source_version
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
-from assets.models import MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
+from assets.models import (
+    MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated, model_validation,
+)
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
 from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
@@ -50,8 +52,8 @@ def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
         return {}
 
 
-@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, response_curves, channel_roas,
-                budget_allocation],
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, model_validation, response_curves,
+                channel_roas, budget_allocation],
           kinds={"html", "duckdb"}, pool="duckdb", group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
           code_version=REPORT_CODE_VERSION, automation_condition=DOWNSTREAM, freshness_policy=REFRESH_FRESHNESS,
           description="One self-contained HTML report per market (headline, fit, contributions, channel "
@@ -95,7 +97,8 @@ def warehouse_table(con, qualified: str) -> bool:
 
 
 PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units, mmm_uncalibrated, mmm_calibrated,
-                  calibration_report, response_curves, channel_roas, budget_allocation, market_report]
+                  calibration_report, model_validation, response_curves, channel_roas, budget_allocation,
+                  market_report]
 
 
 def copy_reports(src: Path, dst: Path) -> int:

@@ -343,3 +343,17 @@ def test_national_model_curves_roas_allocation(tables):
     assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
     assert (out["optimal_spend"] >= 0.5 * out["current_spend"] * (1 - 1e-6)).all()
     assert (out["optimal_spend"] <= 1.5 * out["current_spend"] * (1 + 1e-6)).all()
+
+
+def test_refresh_drift_flags_cells_whose_roas_or_share_moved_past_the_threshold():
+    from mmm_pipeline.decisions.drift import refresh_drift
+
+    prev = pd.DataFrame({"geo": ["a", "a", "b", "b"], "channel": ["tv", "search"] * 2,
+                         "contribution_mean": [60.0, 40.0, 50.0, 50.0], "roas_mean": [2.0, 1.0, 1.5, 1.5]})
+    cur = prev.assign(roas_mean=[2.1, 1.3, 1.5, 1.5], contribution_mean=[60.0, 40.0, 80.0, 20.0])
+    out = refresh_drift(cur, prev, "v1", threshold=0.2).set_index(["geo", "channel"])
+    assert out.loc[("a", "tv"), "roas_change"] == pytest.approx(0.05) and not out.loc[("a", "tv"), "flagged"]
+    assert out.loc[("a", "search"), "roas_change"] == pytest.approx(0.3) and out.loc[("a", "search"), "flagged"]
+    # ROAS unchanged but the media share moved 50% -> 80%: flagged on the share
+    assert out.loc[("b", "tv"), "share_change_pp"] == pytest.approx(30.0) and out.loc[("b", "tv"), "flagged"]
+    assert (out["previous_model_version"] == "v1").all()

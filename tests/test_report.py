@@ -84,8 +84,9 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     assert plan["gain_hdi_low"] <= plan["gain_mean"] <= plan["gain_hdi_high"]
     assert f"94% interval {plan['gain_hdi_low']:,.0f} USD to {plan['gain_hdi_high']:,.0f} USD" in rep.html
     # gaps are said in words, not filled with numbers
-    assert "no out-of-sample validation configured" in rep.html
-    assert "no control variables configured" in rep.html
+    assert "Out-of-sample: refitted without its last 8 complete weeks" in rep.html
+    # the sample's promotion control is named with its total (tests/test_controls.py checks its size)
+    assert "Controls (measured from their reference level" in rep.html and "promo " in rep.html
     # per-parameter diagnostics and the weekly fit come from the marts the fit wrote
     assert set(inp.t("diagnostics")["parameter"]) >= {"saturation_lam", "saturation_beta", "adstock_alpha"}
     fit = inp.t("fit")

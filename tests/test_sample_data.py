@@ -112,8 +112,8 @@ def test_deterministic_bytes(sample, tmp_path):
     a, b = _files(out), _files(tmp_path / "again")
     assert set(a) == {
         "ad_reporting/google_ads.csv", "ad_reporting/facebook_ads.csv", "ad_reporting/tiktok_ads.parquet",
-        "ad_reporting/amazon_ads.csv", "kpi/kpi.csv", "channels.csv", "lift_tests.csv", "pipeline.yaml",
-        "truth.json",
+        "ad_reporting/amazon_ads.csv", "kpi/kpi.csv", "controls/promo.csv", "channels.csv", "lift_tests.csv",
+        "pipeline.yaml", "truth.json",
     }
     assert a == b
     assert not Path(str(tmp_path / "again") + ".tmp").exists()
@@ -141,7 +141,8 @@ def test_columns_exact(sample, ads):
         "retail,amazon_ads,,spend,USD",
     ]
     cfg = yaml.safe_load((out / "pipeline.yaml").read_text())
-    assert cfg == {"kpi_column": "revenue", "planning_horizon_weeks": 8,
+    assert list(pd.read_csv(out / "controls" / "promo.csv").columns) == ["date_day", "geo", "promo"]
+    assert cfg == {"kpi_column": "revenue", "planning_horizon_weeks": 8, "controls": {"promo": "sum"},
                    "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]},
                    "lift_tests": {"baseline": "window"}}
     for df in ads.values():
@@ -238,7 +239,17 @@ def test_kpi_recomputed_from_ad_files(sample, long):
     kpi["week"] = (pd.to_datetime(kpi["date_day"]) - START).dt.days // 7
     y = kpi.pivot_table(index="week", columns="geo", values="revenue", aggfunc="sum")[GEOS].to_numpy()
     contrib = _model_media(x, truth)
-    mu = _baseline(truth) + contrib.sum(axis=2)
+    # the promotion control, recomputed from controls/promo.csv and its true effect per promotion day
+    promo = pd.read_csv(out / "controls" / "promo.csv")
+    promo["week"] = (pd.to_datetime(promo["date_day"]) - START).dt.days // 7
+    days = promo.pivot_table(index="week", columns="geo", values="promo", aggfunc="sum")[GEOS].to_numpy()
+    truth_promo = truth["controls"]["promo"]
+    promo_contrib = days * np.array([truth_promo["effect_per_promo_day"][g] for g in GEOS])[None, :]
+    np.testing.assert_allclose(promo_contrib.T, [truth_promo["weekly_contribution"][g] for g in GEOS])
+    # promotions run with the social pushes: a confounder an MMM without the control would credit to social
+    assert truth_promo["corr_weekly_days_with_social_spend"] > 0.4
+    assert 0.02 < truth_promo["contribution_share"] < 0.06
+    mu = _baseline(truth) + contrib.sum(axis=2) + promo_contrib
     sd = np.array([truth["noise_sd"][g] for g in GEOS])
     resid = (y - mu)[:-1]  # drop the incomplete week
     ratio = resid.std(axis=0) / sd
@@ -357,8 +368,8 @@ def test_trend_and_ramp_structure_for_the_recovery_bench(tmp_path):
     """bench/bench_recovery.py's `trend` dataset: the baseline drifts and a channel's volume ramps."""
     from mmm_pipeline.sample.simulate import build
 
-    plain_frames, plain_kpi, _, plain_truth = build(13)
-    frames, kpi, _, truth = build(13, trend=0.4, ramp=("search", 1.0))
+    plain_frames, plain_kpi, _, plain_truth, _ = build(13)
+    frames, kpi, _, truth, _ = build(13, trend=0.4, ramp=("search", 1.0))
     assert "trend" not in plain_truth and truth["trend"]["share_over_two_years"] == 0.4
     assert truth["ramp"] == {"driver": "search", "share_over_two_years": 1.0}
     google = [f for f in frames if "google" in f]

@@ -57,15 +57,21 @@ def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
     return config
 
 
-def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None):
-    """An unbuilt pymc-marketing MMM for `data` (priors from `cfg` unless model_config given)."""
-    from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
-    from pymc_marketing.mmm.scaling import DataDerivedScaling, Scaling
+def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None, scales=None):
+    """An unbuilt pymc-marketing MMM for `data` (priors from `cfg` unless model_config given).
 
-    scaling = Scaling(
-        target=DataDerivedScaling(method="max", dims=data.dims),
-        channel=DataDerivedScaling(method="max", dims=data.dims),
-    )
+    `scales` (:class:`mmm_pipeline.model.scales.Scales`): the market's fixed scales, passed as
+    pymc-marketing's FixedScaling; without them the scales derive from `data` (max over weeks and geos)."""
+    from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
+    from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
+
+    if scales is None:
+        scaling = Scaling(target=DataDerivedScaling(method="max", dims=data.dims),
+                          channel=DataDerivedScaling(method="max", dims=data.dims))
+    else:  # reduced over date and the geos: one target value, one value per channel
+        scaling = Scaling(target=FixedScaling(dims=data.dims, value=float(scales.target)),
+                          channel=FixedScaling(dims=data.dims,
+                                               value={c: float(scales.channel[c]) for c in data.channels}))
     mmm = MMM(
         date_column="date",
         channel_columns=list(data.channels),
@@ -96,10 +102,10 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
 
 
 def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
-              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None):
+              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None, scales=None):
     """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says, + ROAS/CPA
     targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
-    mmm = make_mmm(data, cfg, model_config)
+    mmm = make_mmm(data, cfg, model_config, scales)
     mmm.build_model(data.X, data.y)
     if roas_targets is not None and len(roas_targets):
         from mmm_pipeline.model import roas_targets as rt

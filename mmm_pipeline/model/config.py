@@ -95,6 +95,17 @@ class GateConfig(_Strict):
     max_coverage: float = Field(0.99, ge=0, le=1)
 
 
+class ValidationConfig(_Strict):
+    """Out-of-sample check (asset `model_validation`, see mmm_pipeline.model.holdout)."""
+
+    enabled: bool = True
+    # the last complete weeks held out: refit without them, forecast them
+    holdout_weeks: int = Field(8, ge=1, le=52)
+    # what failing to beat the better naive forecast (market MAPE) does: `warn` reports it on the
+    # `beats_naive_forecast` check; `error` fails that check as an ERROR
+    gate: Literal["warn", "error"] = "warn"
+
+
 class TimeVaryingMediaConfig(_Strict):
     """HSGP over time multiplying all media contributions (pymc-marketing media_tvp_config)."""
 
@@ -172,6 +183,10 @@ class ModelConfig(_Strict):
     # marked gated = false with the reason; true: the failed gate blocks the outputs.
     strict_gates: bool = False
     calibration: CalibrationConfig = CalibrationConfig()
+    validation: ValidationConfig = ValidationConfig()
+    # marts.refresh_drift flags a geo x channel whose ROAS (or media share) moved by more than this share
+    # against the previous gated model of the market and variant
+    refresh_drift_threshold: float = Field(0.2, gt=0)
     random_seed: int = 20240101
 
     @model_validator(mode="after")
@@ -235,8 +250,10 @@ def load_model_config(profile: str, overrides: dict | None = None) -> ModelConfi
 
 def config_hash(cfg: ModelConfig) -> str:
     """Stable 16-hex hash of every setting that shapes the posterior (profile included):
-    `strict_gates` only decides what a failed gate blocks, so changing it refits nothing."""
-    payload = json.dumps(cfg.model_dump(mode="json", exclude={"strict_gates"}), sort_keys=True,
+    `strict_gates` only decides what a failed gate blocks, `validation` only the out-of-sample refit
+    and `refresh_drift_threshold` only a flag, so changing them refits nothing."""
+    payload = json.dumps(cfg.model_dump(mode="json", exclude={"strict_gates", "validation",
+                                                              "refresh_drift_threshold"}), sort_keys=True,
                          separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

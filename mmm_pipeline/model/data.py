@@ -47,12 +47,15 @@ def prepare_model_data(
     geos: Sequence[str] | None = None,
     control_columns: Sequence[str] = (),
     controls: pd.DataFrame | None = None,
+    control_transform: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> ModelData:
     """Pivot staging tables to the model's wide frame, complete weeks only.
 
     A week is modelled when it is complete in both media and KPI (the
     `incomplete_week` flags) and every geo has a KPI value for it; the grid
     must be rectangular (every geo x week x channel), otherwise ModelError.
+    `control_transform` = (references, scales) of an earlier fit, so held-out weeks are scaled as the
+    weeks that model was fitted on.
     """
     media = media_weekly.copy()
     kpi = kpi_weekly.copy()
@@ -142,8 +145,11 @@ def prepare_model_data(
             # days, a holiday flag: "no promotion" is a real state), else its mean (a price or a temperature,
             # whose 0 is never seen; measured from 0, its "contribution" would be a copy of the intercept).
             values = X[col].astype(float)
-            reference = 0.0 if (values == 0).any() else float(values.mean())
-            scale = float(np.abs(values - reference).max()) or 1.0
+            if control_transform is not None:
+                reference, scale = control_transform[0][col], control_transform[1][col]
+            else:
+                reference = 0.0 if (values == 0).any() else float(values.mean())
+                scale = float(np.abs(values - reference).max()) or 1.0
             control_references[col] = reference
             control_scales[col] = scale
             X[col] = (values - reference) / scale

@@ -58,13 +58,15 @@ def fit_model(
     controls: pd.DataFrame | None = None,
     model_config: dict | None = None,
     roas_targets: pd.DataFrame | None = None,
+    scales=None,
 ) -> FitResult:
     """Fit one market's MMM (calibrated when `lift_tests` is given) and diagnose it.
 
     `geos` restricts the staging frames to a market's geos (default: all).
     `lift_tests` is :func:`mmm_pipeline.ingestion.lift_tests.convert_lift_tests` output
     (rows of other geos / channels are ignored). `model_config` replaces the
-    priors built from `cfg` (used by the benchmark). Raises ModelError for bad
+    priors built from `cfg` (used by the benchmark). `scales`: fixed scales (mmm_pipeline.model.scales;
+    default: derived from the data). Raises ModelError for bad
     input; a fit that does not converge is *returned* with gate_passed False.
     """
     t0 = time.perf_counter()
@@ -99,7 +101,7 @@ def fit_model(
     if lift_tests is not None and (lift is None or not len(lift)):
         progress.emit("no lift test applies to this market" + ("" if n_targets else ": fitting uncalibrated"))
     mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config,
-                    roas_targets=roas_targets if n_targets else None)
+                    roas_targets=roas_targets if n_targets else None, scales=scales)
     if n_targets:
         progress.emit(f"added {n_targets} ROAS/CPA target term(s) (add_cost_per_target_calibration)")
     if lift is not None and len(lift):

@@ -348,7 +348,20 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                                "min_ess_tail": lambda v: f"{v:,.0f}"},
                            flag_rows=(d["max_rhat"] > 1.01) | (d["min_ess_bulk"] < 400))
     val = inp.t("validation")
-    oos = ("<p>Out-of-sample: " + html_table(val) + "</p>") if len(val) else \
+    if len(val) and (val["geo"] == "market").any():
+        mkt_val = val[val["geo"] == "market"].iloc[0]
+        verdict = "beats" if bool(mkt_val["beats_baseline"]) else "does <b>not</b> beat"
+        oos = (f"<p>Out-of-sample: refitted without its last {int(mkt_val['holdout_weeks'])} complete weeks "
+               f"({mkt_val['first_week']} to {mkt_val['last_week']}), the model forecasts them from their media "
+               f"with a market MAPE of {pct(mkt_val['model_mape'])} against {pct(mkt_val['baseline_mape'])} for "
+               f"the naive forecast ({mkt_val['baseline']}): it {verdict} it; {pct(mkt_val['coverage_94'])} of "
+               f"the held-out weeks fall inside its {HDI_LABEL}.</p>"
+               + html_table(val[["geo", "model_mape", "baseline_mape", "coverage_94", "model_crps", "baseline_crps",
+                                 "beats_baseline"]], {"model_mape": pct, "baseline_mape": pct, "coverage_94": pct,
+                                                      "model_crps": kfmt, "baseline_crps": kfmt},
+                            flag_rows=~val["beats_baseline"].astype(bool)))
+    else:
+        oos = \
         "<p class='gap'>Out-of-sample: no out-of-sample validation configured (the marts hold no held-out " \
         "weeks), so only in-sample figures are shown.</p>"
     fit_images = [png_image(plot_fit(fit_p, kpi, cur), "actual vs predicted KPI per geo")] if len(fit_p) else []
@@ -372,7 +385,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             "text": (f"Of {kfmt(kpi_total)} of {kpi}, the baseline (what would happen without media) is "
                      f"{kfmt(tot.loc[tot['component'] == 'baseline', f'total_{kpi}'].sum())}, seasonality "
                      f"{kfmt(tot.loc[tot['component'] == 'seasonality', f'total_{kpi}'].sum())}, and media {kfmt(media)}."
-                     + (" Controls: no control variables configured." if no_controls else "")
+                     + (" Controls: no control variables configured." if no_controls else
+                        " Controls (measured from their reference level: 0 when the data hold 0, else their "
+                        "mean): " + ", ".join(f"{r.component} {kfmt(getattr(r, f'total_{kpi}'))}"
+                                              for r in tot[tot["component_type"] == "control"].itertuples()) + ".")
                      + " The marts hold a 94% interval per week and geo, not one for these sums."),
             "html": html_table(tot, {f"total_{kpi}": kfmt, "share_of_kpi": pct}),
             "images": [png_image(plot_contributions(contrib_p, kpi, cur), "weekly decomposition")]}

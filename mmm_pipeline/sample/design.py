@@ -47,6 +47,9 @@ PIPELINE_YAML = (
     "# window's own delivery less the added units (LT-2025-04 started as its budget rose).\n"
     "lift_tests:\n"
     "  baseline: window\n"
+    "# controls/promo.csv holds promotion days: a week's value is their count\n"
+    "controls:\n"
+    "  promo: sum\n"
 )
 
 BASE_COLUMNS = [
@@ -141,6 +144,10 @@ POPULATION = {
 INTERCEPT_PER_SIZE = 280_000.0  # USD baseline revenue per week for a geo of size 1
 SEASONALITY = {"sin_1": 0.05, "cos_1": 0.09, "sin_2": -0.03, "cos_2": 0.035}
 NOISE_FRACTION = 0.05
+# Promotions (controls/promo.csv): a day is a promotion day with a weekly probability that rises with the
+# week's social delivery (promotions are planned with the social pushes, so an MMM without the control
+# credits social with them); a promotion day adds `lift_per_day` of a baseline day's revenue.
+PROMO = {"base_rate": 0.08, "max_rate": 0.7, "social_power": 2.0, "lift_per_day": 0.5}
 KPI_DOW_WEIGHTS = [0.135, 0.130, 0.130, 0.135, 0.145, 0.165, 0.160]  # Mon..Sun, sums to 1
 MEDIA_DOW = [1.03, 1.04, 1.03, 1.01, 0.97, 0.95, 0.97]
 AOV = 60.0

@@ -22,6 +22,7 @@ Written files (relative to ``out_dir``)::
     ad_reporting/tiktok_ads.parquet campaign grain; platform "tiktok_ads"
     ad_reporting/amazon_ads.csv     campaign grain; platform "amazon_ads"
     kpi/kpi.csv                     date_day, geo, revenue, orders (daily x geo)
+    controls/promo.csv              date_day, geo, promo (1 on a promotion day)
     channels.csv                    channel, platform, campaign_pattern, unit, currency
     lift_tests.csv                  test_id, channel, geo, start_date, end_date,
                                     delta_spend, delta_y, sigma, scope
@@ -52,6 +53,7 @@ to channels with ``channels.csv``.  Then::
     t_w         = dayofyear(week_start) / 365.25
     season[w]   = sum_{k=1,2} gamma_sin_k sin(2 pi k t_w) + gamma_cos_k cos(2 pi k t_w)
     y[w,g]      = intercept[g] * (1 + season[w]) + sum_c contrib[w,g,c] + eps[w,g]
+                  + effect_per_promo_day[g] * promo_days[w,g]     # the promotion control
     eps[w,g]    ~ Normal(0, noise_sd[g])
 
 (geometric adstock with ``l_max = 8``, ``normalize = True``, mode "After" --
@@ -123,7 +125,7 @@ def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) 
     `structure` keywords (geo_size, correlated, correlation_noise, lift_tests) vary the
     generated data's structure; without them it is the embedded sample."""
     out = Path(out_dir)
-    frames, kpi, lift_df, truth = build(int(seed), **structure)
+    frames, kpi, lift_df, truth, controls = build(int(seed), **structure)
     tmp = Path(str(out) + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -138,6 +140,10 @@ def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) 
         else:
             df.to_csv(path, index=False, lineterminator="\n")
     kpi.to_csv(tmp / "kpi" / "kpi.csv", index=False, lineterminator="\n")
+    if controls:
+        (tmp / "controls").mkdir()
+        for name, df in controls.items():
+            df.to_csv(tmp / "controls" / f"{name}.csv", index=False, lineterminator="\n")
     lift_df.to_csv(tmp / "lift_tests.csv", index=False, lineterminator="\n")
     (tmp / "channels.csv").write_text(CHANNELS_CSV, encoding="utf-8", newline="\n")
     (tmp / "pipeline.yaml").write_text(PIPELINE_YAML, encoding="utf-8", newline="\n")

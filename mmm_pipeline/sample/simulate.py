@@ -20,7 +20,7 @@ import pandas as pd
 from mmm_pipeline.sample.design import (
     AD_COLUMNS, AOV, BASE_COLUMNS, CHANNEL_UNIT, CHANNELS, COST_WAVE, DRIVERS, END, GEO_COST, GEO_SIZE, GEOS,
     INTERCEPT_PER_SIZE, ITEMS, KPI_DOW_WEIGHTS, L_MAX, LIFT_TESTS, MEDIA_DOW, METRIC_COLUMNS, NOISE_FRACTION,
-    PLATFORMS, POPULATION, Q4_RISE, SEASONALITY, START, YOUTUBE_OFF,
+    PLATFORMS, POPULATION, PROMO, Q4_RISE, SEASONALITY, START, YOUTUBE_OFF,
 )
 
 
@@ -319,6 +319,34 @@ def _lift_test(rng, cal: Calendar, dlv: Delivery, model: KpiModel, x_with: np.nd
     return row, truth
 
 
+@dataclass
+class Promotions:
+    """Promotion days (days x geos, 0/1), their weekly count, and the revenue they add per week."""
+
+    daily: np.ndarray
+    weekly_days: np.ndarray
+    effect_per_day: np.ndarray     # USD of weekly revenue per promotion day, per geo
+    weekly_contribution: np.ndarray
+
+    def frame(self, cal: Calendar) -> pd.DataFrame:
+        return pd.DataFrame({"date_day": np.repeat(cal.days.strftime("%Y-%m-%d").to_numpy(), len(GEOS)),
+                             "geo": np.tile(GEOS, cal.n_days), "promo": self.daily.reshape(-1).astype(int)})
+
+
+def _promotions(seed: int, cal: Calendar, x_with: np.ndarray, intercept: np.ndarray) -> Promotions:
+    """Promotion days, more likely in weeks of heavy social delivery, drawn from their own stream so
+    every other number of the sample stays what it was without them."""
+    rng = np.random.default_rng([seed, 7])
+    social = x_with[:, :, CHANNELS.index("social")]
+    rate = np.clip(PROMO["base_rate"] * (social / social.mean(axis=0, keepdims=True)) ** PROMO["social_power"],
+                   0.0, PROMO["max_rate"])
+    daily = (rng.uniform(size=(cal.n_days, len(GEOS))) < rate[cal.week_of_day]).astype(float)
+    weekly = np.zeros((cal.n_weeks, len(GEOS)))
+    np.add.at(weekly, cal.week_of_day, daily)
+    effect = PROMO["lift_per_day"] * intercept / 7.0
+    return Promotions(daily, weekly, effect, weekly * effect[None, :])
+
+
 def _daily_kpi(rng, cal: Calendar, y_week: np.ndarray) -> pd.DataFrame:
     """The weekly KPI spread to days by day-of-week weights plus zero-sum daily noise; orders by AOV."""
     G = len(GEOS)
@@ -405,14 +433,16 @@ def _ad_reports(rng, cal: Calendar, dlv: Delivery) -> dict[str, pd.DataFrame]:
 def build(seed: int, *, geo_size: dict[str, float] | None = None,
           correlated: tuple[str, str] | None = None, correlation_noise: float = 0.06,
           lift_tests: Sequence[tuple] | None = None, trend: float = 0.0,
-          ramp: tuple[str, float] | None = None,
+          ramp: tuple[str, float] | None = None, promotions: bool = True,
           ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, dict]:
     """The sample's frames and truth. The keywords vary its structure (bench/bench_recovery.py):
     `geo_size` (geo -> size), `correlated` (two driver names whose weekly patterns become the
     same up to lognormal noise of sd `correlation_noise`), `lift_tests` (LIFT_TESTS-shaped),
     `trend` (the baseline grows by that share of the intercept over the two years), `ramp`
     ((driver, share): that driver's volume grows by `share` over the two years, so a channel's
-    spend rises with the baseline). The defaults draw nothing extra: the embedded sample."""
+    spend rises with the baseline), `promotions` (promotion days that lift revenue, written as the
+    control controls/promo.csv; their draws come from a stream of their own). The defaults are the
+    embedded sample."""
     from mmm_pipeline.sample.truth import sample_truth
 
     rng = np.random.default_rng(seed)
@@ -424,6 +454,9 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
     model = _kpi_model(rng, cal, x_with, sizes, trend)
     tests = [_lift_test(rng, cal, dlv, model, x_with, t, frac, mask)
              for t, frac, mask in zip(lift_tests, dlv.test_frac, dlv.test_masks)]
+    promo = _promotions(seed, cal, x_with, model.intercept) if promotions else None
+    if promo is not None:  # additive: the lift tests' differences do not change
+        model.y_week = model.y_week + promo.weekly_contribution
     kpi = _daily_kpi(rng, cal, model.y_week)
     frames = _ad_reports(rng, cal, dlv)
     truth = sample_truth(seed, cal, model, sizes, [t for _, t in tests], correlated, correlation_noise)
@@ -431,6 +464,20 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
         truth["trend"] = {"share_over_two_years": trend, "form": "baseline x (1 + trend * week / (n_weeks - 1))"}
     if ramp:
         truth["ramp"] = {"driver": ramp[0], "share_over_two_years": ramp[1]}
+    controls = {}
+    if promo is not None:
+        social_spend = dlv.weekly_x(dlv.spend_with, cal)[:, :, CHANNELS.index("social")]
+        c = cal.complete
+        controls = {"promo": promo.frame(cal)}
+        truth["controls"] = {"promo": {
+            "file": "controls/promo.csv", "aggregation": "sum", "unit": "promotion days per week",
+            "effect_per_promo_day": {g: float(v) for g, v in zip(GEOS, promo.effect_per_day)},
+            "weekly_contribution": {g: [float(v) for v in promo.weekly_contribution[:, i]] for i, g in enumerate(GEOS)},
+            "contribution_share": float(promo.weekly_contribution[c].sum() / model.y_week[c].sum()),
+            "corr_weekly_days_with_social_spend": float(np.corrcoef(promo.weekly_days[c].ravel(),
+                                                                    social_spend[c].ravel())[0, 1]),
+            "definition": "y[w,g] += effect_per_promo_day[g] * promotion days in week w; a promotion day adds "
+                          f"{PROMO['lift_per_day']} of a baseline day's revenue (intercept[g] / 7)"}}
     lift_df = pd.DataFrame([r for r, _ in tests], columns=["test_id", "channel", "geo", "start_date", "end_date",
                                                            "delta_spend", "delta_y", "sigma", "scope"])
-    return frames, kpi, lift_df, truth
+    return frames, kpi, lift_df, truth, controls

@@ -451,9 +451,18 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             if done else None
     if table is None:  # a new version: refit on the training weeks (an unchanged one reads its rows)
         context.log.info(f"out-of-sample: refitting without the last {v.holdout_weeks} complete weeks")
-        res = holdout_validation(media, kpi, cpu, cfg, holdout_weeks=v.holdout_weeks, geos=geos,
-                                 controls=controls if cfg.control_columns else None,
-                                 progress_callback=context.log.info, scales=scales)
+        try:
+            res = holdout_validation(media, kpi, cpu, cfg, holdout_weeks=v.holdout_weeks, geos=geos,
+                                     controls=controls if cfg.control_columns else None,
+                                     progress_callback=context.log.info, scales=scales)
+        except model_lib.ModelError as exc:  # e.g. too short a history: say so, do not stop the report
+            context.log.warning(f"out-of-sample validation not run: {exc}")
+            return dg.MaterializeResult(
+                metadata={"market": market, "validated": False, "reason": str(exc)},
+                data_version=dg.DataVersion(f"not-validated-{version}"),
+                check_results=[dg.AssetCheckResult(check_name="beats_naive_forecast", passed=False,
+                                                   severity=dg.AssetCheckSeverity.WARN,
+                                                   metadata={"reason": f"not validated: {exc}"})])
         table = res.table.assign(market=market, fit_passed_gates=res.fit.gate_passed)
         with warehouse.transaction() as con:
             append_history(con, "marts.model_validation", table, version=version, partition_columns=("market",))

@@ -347,3 +347,19 @@ def test_each_market_is_validated_out_of_sample_against_a_naive_forecast(sample_
     checks = {(e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.passed)
               for e in events(sample_run["result"], "ASSET_CHECK_EVALUATION")}
     assert ("beats_naive_forecast", True) in checks
+
+
+def test_too_short_a_history_for_the_holdout_warns_and_does_not_stop_the_run(sample_dir, copy_input, tmp_path):
+    folder = copy_input(sample_dir)
+    with open(folder / "pipeline.yaml", "a") as fh:
+        fh.write("model:\n  validation:\n    holdout_weeks: 52\n")
+    # 104 complete weeks hold 52 out and 52 to fit on; trimmed to 70 weeks of KPI, 52 + 26 do not fit
+    kpi = pd.read_csv(folder / "kpi" / "kpi.csv")
+    kpi[kpi["date_day"] < "2025-05-05"].to_csv(folder / "kpi" / "kpi.csv", index=False)
+    result = materialize(folder, tmp_path / "w.duckdb", tmp_path / "art", markets=["west"],
+                         select=["model_validation"])
+    assert result.success
+    check = [e.asset_check_evaluation_data for e in events(result, "ASSET_CHECK_EVALUATION")
+             if e.asset_check_evaluation_data.check_name == "beats_naive_forecast"][0]
+    assert not check.passed and check.severity.value == "WARN"
+    assert "needs at least 78 complete weeks" in check.metadata["reason"].value

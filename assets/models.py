@@ -171,11 +171,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     targets = rt_lib.read_roas_targets(settings.input_dir) if variant == "calibrated" else None
     if targets is not None:
         targets = targets[targets["geo"].isna() | targets["geo"].isin(geos)].reset_index(drop=True)
-    cfg = model_lib.load_model_config(settings.profile, config.model)
-    try:  # controls from staging.controls_weekly (controls/*.csv): all, or model.control_columns
-        cfg = model_lib.with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
-    except model_lib.ModelError as exc:
-        raise dg.Failure(str(exc)) from None
+    cfg = _model_config(settings, config, controls)
     cfg_hash = model_lib.config_hash(cfg)
     lift_version = fingerprint(lift.drop(columns=["materialized_at", "data_version"], errors="ignore").to_json()) \
         if lift is not None else ""
@@ -327,6 +323,18 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     )
 
 
+def _model_config(settings: PipelineSettings, config, controls: pd.DataFrame):
+    """The profile's model config with pipeline.yaml's `model` section and the staged controls (all,
+    or those model.control_columns picks)."""
+    from mmm_pipeline import model as model_lib
+
+    cfg = model_lib.load_model_config(settings.profile, config.model)
+    try:
+        return model_lib.with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
+    except model_lib.ModelError as exc:
+        raise dg.Failure(str(exc)) from None
+
+
 def _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, set_by: str):
     """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use."""
     from mmm_pipeline import model as model_lib
@@ -431,8 +439,7 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     market = context.partition_key
     with warehouse.get_connection() as con:
         config, _, geos, media, kpi, cpu, controls, data_version = market_inputs(con, settings, market)
-    cfg = model_lib.load_model_config(settings.profile, config.model)
-    cfg = model_lib.with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
+    cfg = _model_config(settings, config, controls)
     v = cfg.validation
     severity = dg.AssetCheckSeverity.ERROR if v.gate == "error" else dg.AssetCheckSeverity.WARN
     if not v.enabled:

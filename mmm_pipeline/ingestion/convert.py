@@ -455,7 +455,8 @@ def convert_wide_table(
         event_levels[col] = sorted(v for v in values.dropna().unique() if v)
         for level in event_levels[col]:
             control_frame[f"{col}_{level}"] = (values == level).astype(int).to_numpy()
-    has_controls = len(control_frame.columns) > len(key_dtypes)
+    control_names = [c for c in control_frame.columns if c not in ("date_day", "geo")]
+    has_controls = bool(control_names)
 
     # ---- channel catalogue
     catalogue = pd.DataFrame(
@@ -499,7 +500,7 @@ def convert_wide_table(
             PIPELINE_FILE.as_posix(): 1,
             **({CONTROLS_FILE.as_posix(): len(control_frame)} if has_controls else {}),
         },
-        "controls": [c for c in control_frame.columns if c not in key_dtypes and c not in ("date_day", "geo")],
+        "controls": control_names,
         "event_levels": event_levels,
         "channels": [asdict(s) for s in specs],
         "geos": list(dict.fromkeys(geos)) if geos is not None else None,

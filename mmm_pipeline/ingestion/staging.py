@@ -156,29 +156,39 @@ def build_kpi_weekly(con: duckdb.DuckDBPyConnection, cal: Calendar) -> pd.DataFr
     return df[KPI_COLUMNS]
 
 
+def _week_gaps(weekly: pd.DataFrame, cal: Calendar, weeks: list[date], extra: tuple = (),
+               what: str = "KPI") -> list[tuple]:
+    """(geo, week_start, *extra, problem) for each geo x week of `weeks` that `weekly` (indexed by
+    geo, week_start, *extra) lacks or that is short of days."""
+    problems = []
+    for g in cal.geos:
+        for w in weeks:
+            key = (g, w, *extra)
+            if key not in weekly.index:
+                problems.append((*key, f"no {what} rows"))
+                continue
+            row = weekly.loc[key]
+            if int(row["days_reported"]) < int(row["days_in_week"]):
+                problems.append((*key, f"{int(row['days_reported'])} of {int(row['days_in_week'])} days reported"))
+    return problems
+
+
+def _kpi_range(kpi_weekly: pd.DataFrame, cal: Calendar) -> list[date]:
+    first, last = kpi_weekly["week_start"].min(), kpi_weekly["week_start"].max()
+    return [w for w in cal.weeks if first <= w <= last]
+
+
 def missing_kpi_weeks(kpi_weekly: pd.DataFrame, cal: Calendar) -> pd.DataFrame:
     """(geo, week_start, problem) for every KPI week that is absent or short of days.
 
     Every geo must report every week between the KPI's first and last week;
     in daily data a week must also have a row for each day it covers.
     """
+    cols = ["geo", "week_start", "problem"]
     if kpi_weekly.empty:
-        return pd.DataFrame(columns=["geo", "week_start", "problem"])
-    first, last = kpi_weekly["week_start"].min(), kpi_weekly["week_start"].max()
-    weeks = [w for w in cal.weeks if first <= w <= last]
+        return pd.DataFrame(columns=cols)
     have = kpi_weekly.set_index(["geo", "week_start"])
-    problems = []
-    for g in cal.geos:
-        for w in weeks:
-            if (g, w) not in have.index:
-                problems.append((g, w, "no KPI rows"))
-            else:
-                row = have.loc[(g, w)]
-                if int(row["days_reported"]) < int(row["days_in_week"]):
-                    problems.append(
-                        (g, w, f"{int(row['days_reported'])} of {int(row['days_in_week'])} days reported")
-                    )
-    return pd.DataFrame(problems, columns=["geo", "week_start", "problem"])
+    return pd.DataFrame(_week_gaps(have, cal, _kpi_range(kpi_weekly, cal)), columns=cols)
 
 
 CONTROL_COLUMNS = ["week_start", "geo", "control", "aggregation", "value", "days_reported", "days_in_week",
@@ -248,21 +258,10 @@ def missing_control_weeks(controls_weekly: pd.DataFrame, kpi_weekly: pd.DataFram
     cols = ["geo", "week_start", "control", "problem"]
     if controls_weekly.empty or kpi_weekly.empty:
         return pd.DataFrame(columns=cols)
-    first, last = kpi_weekly["week_start"].min(), kpi_weekly["week_start"].max()
-    weeks = [w for w in cal.weeks if first <= w <= last]
     have = controls_weekly.set_index(["geo", "week_start", "control"])
-    problems = []
-    for control in sorted(controls_weekly["control"].unique()):
-        for g in cal.geos:
-            for w in weeks:
-                if (g, w, control) not in have.index:
-                    problems.append((g, w, control, "no control rows"))
-                    continue
-                row = have.loc[(g, w, control)]
-                if int(row["days_reported"]) < int(row["days_in_week"]):
-                    problems.append((g, w, control, f"{int(row['days_reported'])} of {int(row['days_in_week'])} "
-                                                    "days reported"))
-    return pd.DataFrame(problems, columns=cols)
+    weeks = _kpi_range(kpi_weekly, cal)
+    return pd.DataFrame([gap for control in sorted(controls_weekly["control"].unique())
+                         for gap in _week_gaps(have, cal, weeks, (control,), "control")], columns=cols)
 
 
 def controls_wide(controls_weekly: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ def input_state(input_dir) -> dict[str, str]:
     # A vanished folder counts as a change: the refresh it triggers then fails naming the folder.
     files = [f for sub in ("ad_reporting", "kpi", "controls") if (input_dir / sub).is_dir()
              for f in readers.list_files(input_dir, sub)]
-    for name in ("channels.csv", "lift_tests.csv", "roas_targets.csv", "fx_rates.csv", "pipeline.yaml"):
+    for name in ("channels.csv", "lift_tests.csv", "roas_targets.csv", "geos.csv", "fx_rates.csv", "pipeline.yaml"):
         if (input_dir / name).exists():
             files.append(readers.source_file(input_dir, input_dir / name))
     return {f.rel: f.sha256 for f in files}

@@ -177,7 +177,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         if lift is not None else ""
     if targets is not None and len(targets):
         lift_version = fingerprint(lift_version, targets.to_json())
-    scales = _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, f"{variant} fit of {data_version}")
+    scales = _fixed_scales(warehouse, settings, market, media, kpi, cpu, controls, cfg, geos, f"{variant} fit of {data_version}")
     model_version = fingerprint(MODEL_CODE_VERSION, data_version, cfg_hash, variant, market, lift_version,
                                 scales.rows().to_json())
     checks_enforced = settings.profile == "full"
@@ -335,15 +335,21 @@ def _model_config(settings: PipelineSettings, config, controls: pd.DataFrame):
         raise dg.Failure(str(exc)) from None
 
 
-def _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, set_by: str):
-    """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use."""
+def _fixed_scales(warehouse, settings, market, media, kpi, cpu, controls, cfg, geos, set_by: str):
+    """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use; per capita
+    when geos.csv gives the market's geos a population."""
     from mmm_pipeline import model as model_lib
+    from mmm_pipeline.ingestion import geos as geos_lib
     from mmm_pipeline.model import scales as scales_lib
 
     data = model_lib.prepare_model_data(media, kpi, cpu, geos=geos, control_columns=cfg.control_columns,
                                         controls=controls if cfg.control_columns else None)
+    try:
+        population = geos_lib.market_populations(geos_lib.read_geo_populations(settings.input_dir), data.geos)
+    except geos_lib.GeoFileError as e:
+        raise dg.Failure(f"market {market}: {e}") from e
     with warehouse.transaction() as con:  # both variants may ask at once: the lock serialises them
-        scales, _ = scales_lib.market_scales(con, market, data, set_by)
+        scales, _ = scales_lib.market_scales(con, market, data, set_by, population)
     return scales
 
 
@@ -448,7 +454,7 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             check_results=[dg.AssetCheckResult(check_name="beats_naive_forecast", passed=True,
                                                severity=dg.AssetCheckSeverity.WARN,
                                                metadata={"note": "model.validation.enabled is false"})])
-    scales = _fixed_scales(warehouse, market, media, kpi, cpu, controls, cfg, geos, f"validation of {data_version}")
+    scales = _fixed_scales(warehouse, settings, market, media, kpi, cpu, controls, cfg, geos, f"validation of {data_version}")
     version = fingerprint(MODEL_CODE_VERSION, data_version, model_lib.config_hash(cfg), v.model_dump(), market,
                           scales.rows().to_json())
     with warehouse.get_connection() as con:

@@ -340,6 +340,46 @@ def read_warehouse(path: Path) -> dict:
     return out
 
 
+def geo_size(home: Path) -> dict:
+    """Does a geo's response ceiling follow its size? Per geo: weekly KPI mean, the media ceiling
+    (sum over channels of the posterior mean of beta in KPI units, from the saved uncalibrated model),
+    and the default allocation's optimal / current spend; corr(log KPI, log ceiling) and the plan's
+    shift for the five smallest and five largest geos."""
+    import duckdb
+    import numpy as np
+
+    from mmm_pipeline.model import load_model, parameter_summary
+
+    arts = sorted((home / "art").rglob("uncalibrated/**/*.nc")) or sorted((home / "art").rglob("*.nc"))
+    db = home / "w.duckdb"
+    if not arts or not db.exists():
+        return {}
+    params = parameter_summary(load_model(arts[-1]))
+    ceiling = params[params["parameter"] == "saturation_beta_kpi"].groupby("geo")["mean"].sum()
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        kpi = con.execute("SELECT geo, avg(kpi_value) FROM staging.kpi_weekly_latest WHERE NOT incomplete_week "
+                          "GROUP BY 1").df().set_index("geo").iloc[:, 0]
+        plan = con.execute("SELECT geo, sum(optimal_spend) / sum(current_spend) FROM marts.budget_allocation_latest "
+                           "WHERE variant = 'uncalibrated' AND allocation_id = (SELECT min(allocation_id) FROM "
+                           "marts.budget_allocation_latest WHERE variant = 'uncalibrated') GROUP BY 1").df()
+        basis = con.execute("SELECT DISTINCT basis FROM marts.model_scales").fetchall()
+    finally:
+        con.close()
+    plan = plan.set_index("geo").iloc[:, 0]
+    geos = kpi.sort_values().index.tolist()
+    ratio = (ceiling / kpi).reindex(geos)
+    out = {"scale_basis": [b[0] for b in basis],
+           "corr_log_kpi_log_ceiling": float(np.corrcoef(np.log(kpi[geos]), np.log(ceiling[geos]))[0, 1]),
+           "ceiling_over_kpi_smallest_geo": float(ratio.iloc[0]), "ceiling_over_kpi_largest_geo": float(ratio.iloc[-1]),
+           "ceiling_spread": float(ceiling.max() / ceiling.min()), "kpi_spread": float(kpi.max() / kpi.min())}
+    if len(plan):
+        out["plan_change_5_smallest"] = float(plan.reindex(geos[:5]).mean() - 1)
+        out["plan_change_5_largest"] = float(plan.reindex(geos[-5:]).mean() - 1)
+        out["corr_log_kpi_plan_ratio"] = float(np.corrcoef(np.log(kpi[geos]), np.log(plan.reindex(geos)))[0, 1])
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -464,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         for profile in profiles:
             res = run_pipeline(profile, work / "input", work, args.timeout, args.poll)
             report(res)
+            res["geo_size"] = geo_size(work / profile)
+            print(f"[{profile}] geo size: " + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in res["geo_size"].items()))
             if profile == "full":
                 res["targets"] = targets(res)
             res.pop("log_tail", None)

@@ -39,7 +39,15 @@ def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp
     with warehouse.connect(db) as con:
         cpu = con.execute("SELECT * FROM marts.cost_per_unit_latest WHERE units > 0").df()
         runs = con.execute("SELECT market, variant FROM marts.model_runs_latest").df()
+        basis = con.execute("SELECT DISTINCT basis FROM marts.model_scales").fetchall()
+        # per-capita scales (the converter wrote geos.csv) still report totals: each geo's components add
+        # up to its KPI
+        totals = con.execute("SELECT c.geo, c.s, k.s FROM (SELECT geo, sum(mean) s FROM marts.contributions_latest "
+                             "GROUP BY 1) c JOIN (SELECT geo, sum(kpi_value) s FROM staging.kpi_weekly_latest "
+                             "WHERE NOT incomplete_week GROUP BY 1) k USING (geo)").fetchall()
     assert runs.values.tolist() == [["all", "uncalibrated"]]  # no lift tests: calibrated not fitted
+    assert (folder / "geos.csv").exists() and basis == [("per_capita",)]
+    assert len(totals) == 5 and all(abs(c / k - 1) < 0.03 for _, c, k in totals), totals
     wide = pd.read_csv(src)
     for k in range(4):
         got = cpu[cpu.channel == f"channel{k}"]

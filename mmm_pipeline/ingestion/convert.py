@@ -39,6 +39,10 @@ that suffix with ``--preset meridian``; Robyn's ``competitor_sales_B`` and
 organic ``newsletter``) are copied as they are. An event column (Robyn's
 ``events``: a level name in the weeks it happened, ``na`` otherwise) becomes one
 0/1 control per level, ``<column>_<level>``, the way Robyn treats such factors.
+
+Geo size: a population column (Meridian's ``population``, the default) is written to
+``geos.csv`` (one row per geo, its mean over dates), and the pipeline then models
+the geos per capita (``mmm_pipeline.ingestion.geos``).
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ AD_REPORTING_FILE = Path("ad_reporting") / "wide_table.csv"
 KPI_FILE = Path("kpi") / "kpi.csv"
 CHANNELS_FILE = Path("channels.csv")
 CONTROLS_FILE = Path("controls") / "controls.csv"
+GEOS_FILE = Path("geos.csv")
 CONTROL_SUFFIX = "_control"
 PIPELINE_FILE = Path("pipeline.yaml")
 
@@ -159,6 +164,7 @@ MERIDIAN_PRESET: dict[str, Any] = {
     "kpi_column": "conversions",
     "channels": None,  # auto-detect <name>_impression / <name>_spend pairs
     "control_columns": None,  # auto-detect <name>_control
+    "population_column": "population",  # written to geos.csv when the table has it
 }
 ROBYN_PRESET: dict[str, Any] = {
     "date_column": "DATE",
@@ -303,6 +309,7 @@ def convert_wide_table(
     na_values: Iterable[str] = ("na", "NA", ""),
     control_columns: Sequence[str] | None = (),
     event_columns: Sequence[str] = (),
+    population_column: str | None = None,
 ) -> dict:
     """Convert the wide CSV ``src`` into the input-contract folder ``out_dir``.
 
@@ -374,6 +381,10 @@ def convert_wide_table(
     used = {date_column, *kpi_cols, *controls}
     if geo_column is not None:
         used.add(geo_column)
+    # a geo's population (Meridian's `population`) goes to geos.csv: the model is then per capita
+    population_used = population_column if geo_column is not None and population_column in present else None
+    if population_used:
+        used.add(population_used)
     for s in specs:
         used.add(s.spend_column)
         if s.units_column:
@@ -456,6 +467,15 @@ def convert_wide_table(
         for level in event_levels[col]:
             control_frame[f"{col}_{level}"] = (values == level).astype(int).to_numpy()
     control_names = [c for c in control_frame.columns if c not in ("date_day", "geo")]
+    geo_table = None
+    if population_used:
+        pop = pd.DataFrame({"geo": geos.to_numpy(dtype=object), "population": numeric[population_used].to_numpy()})
+        bad = pop[~(pop["population"] > 0)]
+        if len(bad):
+            raise ValueError(f"{src}: column {population_used!r} must be a positive number on every row; "
+                             f"row {int(bad.index[0]) + 2} has {bad['population'].iloc[0]!r}")
+        # Meridian's population is one number per geo; should it vary by date, its mean is the geo's size
+        geo_table = pop.groupby("geo", sort=False)["population"].mean().reset_index()
     has_controls = bool(control_names)
 
     # ---- channel catalogue
@@ -479,6 +499,8 @@ def convert_wide_table(
     if has_controls:
         (out / CONTROLS_FILE).parent.mkdir(parents=True, exist_ok=True)
         control_frame.to_csv(out / CONTROLS_FILE, index=False, na_rep="", float_format=None)
+    if geo_table is not None:
+        geo_table.to_csv(out / GEOS_FILE, index=False)
     _write_pipeline_yaml(out / PIPELINE_FILE, kpi_column)
 
     key_cols = ["date_day"] + (["geo"] if geos is not None else [])
@@ -499,6 +521,7 @@ def convert_wide_table(
             CHANNELS_FILE.as_posix(): len(catalogue),
             PIPELINE_FILE.as_posix(): 1,
             **({CONTROLS_FILE.as_posix(): len(control_frame)} if has_controls else {}),
+            **({GEOS_FILE.as_posix(): len(geo_table)} if geo_table is not None else {}),
         },
         "controls": control_names,
         "event_levels": event_levels,
@@ -567,6 +590,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    "preset's, or every *_control column)")
     p.add_argument("--event", action="append", default=None, metavar="COL",
                    help="event column: one 0/1 control per level (repeatable)")
+    p.add_argument("--population-column", metavar="COL",
+                   help="geo population column written to geos.csv, so the geos are modelled per capita "
+                   "(default: population, when the table has it)")
     return p
 
 
@@ -588,6 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["control_columns"] = args.control
     if args.event is not None:
         kwargs["event_columns"] = args.event
+    if args.population_column:
+        kwargs["population_column"] = args.population_column
     try:
         if args.channel:
             kwargs["channels"] = [parse_channel_arg(c) for c in args.channel]

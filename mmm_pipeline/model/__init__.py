@@ -17,6 +17,10 @@ Scaling (pymc-marketing's data-derived max scaling, stated explicitly)
   ``saturation_beta`` (the channel's asymptotic weekly contribution) is
   ``beta_kpi / target_scale`` in every geo and geos of different size share
   one population of betas.
+With ``geos.csv`` populations both scales are per capita instead: each geo's
+value is its population times the market's per-person max
+(:mod:`mmm_pipeline.model.scales`), so pooled priors mean the same effect per
+person and ceilings grow with geo size; everything is reported in totals.
 Parameters reported by :func:`parameter_summary` are in this parameterisation
 (lam per unit of max-scaled units, beta in max-scaled KPI units) plus beta in
 KPI units (``beta_kpi = beta * target_scale``).

@@ -68,10 +68,12 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     if scales is None:
         scaling = Scaling(target=DataDerivedScaling(method="max", dims=data.dims),
                           channel=DataDerivedScaling(method="max", dims=data.dims))
+    elif scales.geo_size and data.dims:  # per capita: each geo's scale is its population x the market's
+        scaling = Scaling(target=FixedScaling(dims=(), value=scales.target_value(data.geos)),
+                          channel=FixedScaling(dims=(), value=scales.channel_value(data.geos, data.channels)))
     else:  # reduced over date and the geos: one target value, one value per channel
-        scaling = Scaling(target=FixedScaling(dims=data.dims, value=float(scales.target)),
-                          channel=FixedScaling(dims=data.dims,
-                                               value={c: float(scales.channel[c]) for c in data.channels}))
+        scaling = Scaling(target=FixedScaling(dims=data.dims, value=scales.target_value(data.geos)),
+                          channel=FixedScaling(dims=data.dims, value=scales.channel_value(data.geos, data.channels)))
     mmm = MMM(
         date_column="date",
         channel_columns=list(data.channels),

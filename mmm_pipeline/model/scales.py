@@ -15,6 +15,15 @@ fit of the market (both variants and the out-of-sample refit) as
 
 A channel that appears later gets its scale from the data of the fit that first
 sees it; the stored ones do not change.
+
+Geo size (``geos.csv``, :mod:`mmm_pipeline.ingestion.geos`): with a population per geo the
+scales are per capita (``basis = per_capita``): the stored values are the max over weeks
+and geos of KPI / population and units / population, and each geo's FixedScaling is that
+value times the geo's population (pymc-marketing takes an ``xarray.DataArray`` over geo, and
+over geo x channel). The model then sees every geo's data per person, its pooled priors mean
+the same effect per person, and the library multiplies back by the geo's scale, so every
+reported number is in totals. Stored scales of the other basis are not reused: adding or
+removing ``geos.csv`` sets the market's scales anew.
 """
 
 from __future__ import annotations
@@ -27,48 +36,98 @@ import pandas as pd
 from mmm_pipeline.model.data import ModelData
 
 TARGET = "__target__"   # the row of marts.model_scales holding the KPI's scale
+TOTAL, PER_CAPITA = "total", "per_capita"
 
 
 @dataclass(frozen=True)
 class Scales:
     target: float
     channel: dict[str, float]
+    # geo -> population when the scales are per capita (None: one scale per market for all geos)
+    geo_size: dict[str, float] | None = None
+
+    @property
+    def basis(self) -> str:
+        return PER_CAPITA if self.geo_size else TOTAL
 
     def rows(self) -> pd.DataFrame:
-        return pd.DataFrame({"scale_of": [TARGET, *self.channel], "value": [self.target, *self.channel.values()]})
+        """The scales as stored (and hashed into the model version), geo sizes included."""
+        sizes = self.geo_size or {}
+        return pd.DataFrame({"scale_of": [TARGET, *self.channel, *(f"population:{g}" for g in sizes)],
+                             "value": [self.target, *self.channel.values(), *sizes.values()]})
+
+    def target_value(self, geos: list[str]):
+        """pymc-marketing FixedScaling value of the target: a float, or a DataArray over geo."""
+        if not self.geo_size:
+            return float(self.target)
+        import xarray as xr
+
+        return xr.DataArray([self.target * self.geo_size[g] for g in geos], dims=("geo",), coords={"geo": geos})
+
+    def channel_value(self, geos: list[str], channels: list[str]):
+        """FixedScaling value of the channels: {channel: scale}, or a DataArray over geo x channel."""
+        if not self.geo_size:
+            return {c: float(self.channel[c]) for c in channels}
+        import xarray as xr
+
+        return xr.DataArray([[self.channel[c] * self.geo_size[g] for c in channels] for g in geos],
+                            dims=("geo", "channel"), coords={"geo": geos, "channel": channels})
 
 
-def data_scales(data: ModelData) -> Scales:
+def data_scales(data: ModelData, population: dict[str, float] | None = None) -> Scales:
     """The scales pymc-marketing's max scaling derives from `data`: the KPI's max and each channel's max
-    over weeks and geos (tests/test_scales.py checks them against a fitted model's constant_data)."""
-    return Scales(float(data.y.max()) or 1.0, {c: float(data.X[c].max()) or 1.0 for c in data.channels})
+    over weeks and geos (tests/test_scales.py checks them against a fitted model's constant_data).
+    With `population` (geo -> people) the same maxima of the per-capita values."""
+    if not population or not data.dims:
+        return Scales(float(data.y.max()) or 1.0, {c: float(data.X[c].max()) or 1.0 for c in data.channels})
+    people = data.X["geo"].map(population).to_numpy(float)
+    return Scales(float((data.y.to_numpy() / people).max()) or 1.0,
+                  {c: float((data.X[c].to_numpy() / people).max()) or 1.0 for c in data.channels},
+                  geo_size={g: float(population[g]) for g in data.geos})
 
 
 def stored_scales(con, market: str) -> pd.DataFrame:
     from mmm_pipeline.warehouse import table_exists
 
     if not table_exists(con, "marts.model_scales"):
-        return pd.DataFrame(columns=["market", "scale_of", "value", "set_by", "set_at"])
+        return pd.DataFrame(columns=["market", "scale_of", "value", "set_by", "set_at", "basis"])
+    _ensure_basis_column(con)
     return con.execute("SELECT * FROM marts.model_scales WHERE market = ?", [market]).df()
 
 
-def market_scales(con, market: str, data: ModelData, set_by: str) -> tuple[Scales, list[str]]:
-    """The market's fixed scales: the stored ones, plus (stored now) those of channels or a target not
-    stored yet. Returns them and the names newly stored."""
+def _ensure_basis_column(con) -> None:
+    # Warehouses from before geo sizes hold market-wide (total) scales only.
+    cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                      "table_schema = 'marts' AND table_name = 'model_scales'").fetchall()}
+    if "basis" not in cols:
+        con.execute(f"ALTER TABLE marts.model_scales ADD COLUMN basis VARCHAR DEFAULT '{TOTAL}'")
+
+
+def market_scales(con, market: str, data: ModelData, set_by: str,
+                  population: dict[str, float] | None = None) -> tuple[Scales, list[str]]:
+    """The market's fixed scales: the stored ones of the basis `population` implies (per capita with it,
+    total without), plus (stored now) those of channels or a target not stored yet. The populations
+    themselves come from geos.csv on every fit. Returns the scales and the names newly stored."""
     from mmm_pipeline.warehouse import register, unregister, utcnow
 
+    derived = data_scales(data, population)
     have = stored_scales(con, market)
+    have = have[have["basis"] == derived.basis] if len(have) else have
     known = dict(zip(have["scale_of"], have["value"].astype(float)))
-    fresh = data_scales(data).rows()
+    fresh = derived.rows()
+    fresh = fresh[~fresh["scale_of"].str.startswith("population:")]
     new = fresh[~fresh["scale_of"].isin(list(known))]
     if len(new):
         con.execute("CREATE TABLE IF NOT EXISTS marts.model_scales (market VARCHAR, scale_of VARCHAR, value DOUBLE, "
-                    "set_by VARCHAR, set_at TIMESTAMP)")
-        register(con, "_new_scales", new.assign(market=market, set_by=set_by, set_at=utcnow()))
-        con.execute("INSERT INTO marts.model_scales SELECT market, scale_of, value, set_by, set_at FROM _new_scales")
+                    f"set_by VARCHAR, set_at TIMESTAMP, basis VARCHAR DEFAULT '{TOTAL}')")
+        _ensure_basis_column(con)
+        register(con, "_new_scales", new.assign(market=market, set_by=set_by, set_at=utcnow(), basis=derived.basis))
+        con.execute("INSERT INTO marts.model_scales (market, scale_of, value, set_by, set_at, basis) "
+                    "SELECT market, scale_of, value, set_by, set_at, basis FROM _new_scales")
         unregister(con, "_new_scales")
         known.update(dict(zip(new["scale_of"], new["value"])))
-    return Scales(known[TARGET], {c: known[c] for c in data.channels}), new["scale_of"].tolist()
+    return (Scales(known[TARGET], {c: known[c] for c in data.channels}, derived.geo_size),
+            new["scale_of"].tolist())
 
 
 def reset_scales(con, market: str | None = None) -> int:

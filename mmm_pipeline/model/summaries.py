@@ -101,6 +101,11 @@ def contributions_frame(mmm) -> pd.DataFrame:
     return out[cols].sort_values(["geo", "component_type", "component", "week_start"]).reset_index(drop=True)
 
 
+def _pick_scale(da, geo: str, channel: str | None) -> float:
+    sel = {d: v for d, v in (("geo", geo), ("channel", channel)) if d in da.dims}
+    return float(np.asarray(da.sel(sel)).ravel()[0])
+
+
 def parameter_summary(mmm) -> pd.DataFrame:
     """Per geo x channel posterior mean and 94% HDI of adstock_alpha, saturation_lam, saturation_beta.
 
@@ -127,13 +132,11 @@ def parameter_summary(mmm) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     if "geo" not in out.columns:
         out["geo"] = NATIONAL
-    ch_scale = cd["channel_scale"].to_series()
-    if isinstance(ch_scale.index, pd.MultiIndex):
-        ch_scale = ch_scale.groupby(level="channel").first()
-    out["channel_scale"] = out["channel"].map(ch_scale.to_dict())
-    out["target_scale"] = float(np.asarray(scale).ravel()[0]) if np.asarray(scale).size == 1 else np.nan
     out["channel"] = out["channel"].astype(str)
     out["geo"] = out["geo"].astype(str)
+    # per market (one value per channel) or, with per-capita scaling, per geo and channel
+    out["channel_scale"] = [_pick_scale(cd["channel_scale"], g, c) for g, c in zip(out["geo"], out["channel"])]
+    out["target_scale"] = [_pick_scale(scale, g, None) for g in out["geo"]]
     cols = ["geo", "channel", "parameter", "mean", "hdi_low", "hdi_high", "channel_scale", "target_scale"]
     return out[cols].sort_values(["parameter", "geo", "channel"]).reset_index(drop=True)
 

@@ -68,12 +68,12 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     if scales is None:
         scaling = Scaling(target=DataDerivedScaling(method="max", dims=data.dims),
                           channel=DataDerivedScaling(method="max", dims=data.dims))
-    elif scales.geo_size and data.dims:  # per capita: each geo's scale is its population x the market's
-        scaling = Scaling(target=FixedScaling(dims=(), value=scales.target_value(data.geos)),
-                          channel=FixedScaling(dims=(), value=scales.channel_value(data.geos, data.channels)))
-    else:  # reduced over date and the geos: one target value, one value per channel
-        scaling = Scaling(target=FixedScaling(dims=data.dims, value=scales.target_value(data.geos)),
-                          channel=FixedScaling(dims=data.dims, value=scales.channel_value(data.geos, data.channels)))
+    else:
+        # Per capita, each geo has its own value (population x the market's per-person scale), so nothing
+        # is reduced over geo; otherwise one value over date and the geos: one target, one per channel.
+        reduced = () if scales.geo_size and data.dims else data.dims
+        scaling = Scaling(target=FixedScaling(dims=reduced, value=scales.target_value(data.geos)),
+                          channel=FixedScaling(dims=reduced, value=scales.channel_value(data.geos, data.channels)))
     mmm = MMM(
         date_column="date",
         channel_columns=list(data.channels),

@@ -337,7 +337,7 @@ def _model_config(settings: PipelineSettings, config, controls: pd.DataFrame):
 
 def _fixed_scales(warehouse, settings, market, media, kpi, cpu, controls, cfg, geos, set_by: str):
     """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use; per capita
-    when geos.csv gives the market's geos a population."""
+    when geos.csv gives the market's geos a population, else per geo mean KPI (`model.geo_scaling`)."""
     from mmm_pipeline import model as model_lib
     from mmm_pipeline.ingestion import geos as geos_lib
     from mmm_pipeline.model import scales as scales_lib
@@ -345,11 +345,13 @@ def _fixed_scales(warehouse, settings, market, media, kpi, cpu, controls, cfg, g
     data = model_lib.prepare_model_data(media, kpi, cpu, geos=geos, control_columns=cfg.control_columns,
                                         controls=controls if cfg.control_columns else None)
     try:
-        population = geos_lib.market_populations(geos_lib.read_geo_populations(settings.input_dir), data.geos)
+        population = (geos_lib.market_populations(geos_lib.read_geo_populations(settings.input_dir), data.geos)
+                      if cfg.geo_scaling == "size" else None)  # `market`: one scale per market, geos.csv unused
     except geos_lib.GeoFileError as e:
         raise dg.Failure(f"market {market}: {e}") from e
     with warehouse.transaction() as con:  # both variants may ask at once: the lock serialises them
-        scales, _ = scales_lib.market_scales(con, market, data, set_by, population)
+        scales, _ = scales_lib.market_scales(con, market, data, set_by, population,
+                                             by_size=cfg.geo_scaling == "size")
     return scales
 
 

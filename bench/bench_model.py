@@ -68,15 +68,17 @@ def weekly_tables(input_dir: Path) -> dict:
             ingest.load_ad_reporting(con, input_dir, currency)
             ingest.load_kpi(con, input_dir, config.kpi_column)
             ingest.load_lift_tests(con, input_dir)
+            ingest.load_controls(con, input_dir)
             cal = staging.build_calendar(con, config.geo_weights)
             media = staging.build_media_weekly(con, cal, config.geo_weights)
             kpi = staging.build_kpi_weekly(con, cal)
+            controls = staging.controls_wide(staging.build_controls_weekly(con, cal, config.controls))
             cpu = cpu_lib.compute_cost_per_unit(media)
             lift = con.execute("SELECT * FROM raw.lift_tests").df()
             daily = con.execute(
                 "SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                 "FROM raw.ad_reporting_current").df()
-    return {"media": media, "kpi": kpi, "cpu": cpu, "lift": lift, "daily": daily,
+    return {"media": media, "kpi": kpi, "cpu": cpu, "lift": lift, "daily": daily, "controls": controls,
             "markets": config.markets or {}}
 
 

@@ -5,10 +5,13 @@
                                              [--json OUT.json]
 
 Datasets (mmm_pipeline.sample with different seeds and structure; each
-simulates its lift tests as experiments on the true model, 2 to 8 weeks, one
-national test, one `total`-scope test):
+simulates its lift tests as experiments on the true model, 2 to 8 weeks,
+one national test, one `total`-scope test, and a promotion control; the
+generated ones make each geo's ceiling and saturation point grow with its
+size, `size_effects`, unlike the sample):
 
-  sample  the embedded sample (seed 20240101)
+  sample  the embedded sample (seed 20240101; its pipeline.yaml sets
+          model.geo_scaling market: its effects do not grow with geo size)
   corr    seed 7; search and retail bought together (weekly patterns equal up to
           6% lognormal noise: their weekly units correlate at about 0.95); geo
           sizes varying 10x (0.3 .. 3.0)
@@ -16,12 +19,17 @@ national test, one `total`-scope test):
   trend   seed 13; geo sizes varying 10x; the baseline grows 40% over the two
           years while search volume doubles (a drift a model without a trend
           term can only give to search). Compare `--variants
-          uncalibrated,uncalibrated+trend` (`+trend`: model.trend linear); the
-          summary then reads "calibrated" as the second variant.
+          uncalibrated,uncalibrated+trend` (`+trend`: model.trend linear).
+
+Variant flags after `+` change the dataset's model settings: `trend` (model.trend
+linear), `market` / `size` (model.geo_scaling). A variant is compared with its
+uncalibrated twin (`calibrated+market` with `uncalibrated+market`), anything else
+with `uncalibrated`.
 
 Per dataset and market it fits the uncalibrated and the calibrated model
-(pipeline spec, `full` profile: nutpie, 4 chains x 1000 tune x 2000 draws, every
-2nd kept; each fit in its own spawned process), then per geo x channel the true
+as the pipeline does (pipeline spec, every staged control, `full` profile: nutpie,
+4 chains x 1000 tune x 2000 draws, every 2nd kept, and the retry ladder when a
+gate fails; each fit in its own spawned process), then per geo x channel the true
 and estimated ROAS under both variants (mmm_pipeline.reporting.model_report.marketer_rows:
 contribution over the training weeks / spend, truth from truth.json on the same
 units). `steady_state` as a variant fits the previous calibration
@@ -60,9 +68,9 @@ def dataset_structure(name: str) -> tuple[int, dict]:
     if name == "sample":
         return DEFAULT_SEED, {}
     if name == "corr":
-        return 7, {"geo_size": TEN_X, "correlated": ("search", "amazon")}
+        return 7, {"geo_size": TEN_X, "size_effects": True, "correlated": ("search", "amazon")}
     if name == "spread":
-        return 11, {"geo_size": TEN_X, "lift_tests": [
+        return 11, {"geo_size": TEN_X, "size_effects": True, "lift_tests": [
             ("LT-S-01", "search", "US-CA", date(2025, 2, 3), 42, "window"),
             ("LT-S-02", "social", "US-IL", date(2025, 4, 7), 14, "window"),
             ("LT-S-03", "retail", "US-NY", date(2025, 5, 5), 56, "total"),
@@ -70,7 +78,7 @@ def dataset_structure(name: str) -> tuple[int, dict]:
             ("LT-S-05", "retail", "", date(2025, 9, 1), 21, "window"),
         ]}
     if name == "trend":  # the baseline grows 40% over the two years while search volume doubles
-        return 13, {"geo_size": TEN_X, "trend": 0.4, "ramp": ("search", 1.0)}
+        return 13, {"geo_size": TEN_X, "size_effects": True, "trend": 0.4, "ramp": ("search", 1.0)}
     raise SystemExit(f"unknown dataset {name!r}")
 
 
@@ -89,16 +97,28 @@ def _fit_one(args: dict) -> dict:
     input_dir = Path(args["input"])
     t = weekly_tables(input_dir)
     geos = t["markets"][args["market"]]
-    lt = load_pipeline_config(input_dir)[0].lift_tests.model_dump()
+    pipeline = load_pipeline_config(input_dir)[0]
+    lt = pipeline.lift_tests.model_dump()
     lift, _ = convert_lift_tests(with_scope(t["lift"], input_dir / "lift_tests.csv"), t["daily"], geos,
                                  market=args["market"], **lt)
     variant, _, extra = args["variant"].partition("+")  # e.g. uncalibrated+trend
-    over = {"calibration": {"likelihood": "steady_state"}} if variant == "steady_state" else {}
-    if extra == "trend":
-        over["trend"] = "linear"
-    cfg = M.load_model_config(args["profile"], over)
-    res = M.fit_model(t["media"], t["kpi"], t["cpu"], cfg, geos=geos,
-                      lift_tests=None if variant == "uncalibrated" else lift)
+    over = dict(pipeline.model or {})  # the dataset's own model settings (the sample: geo_scaling market)
+    if variant == "steady_state":
+        over["calibration"] = {"likelihood": "steady_state"}
+    for flag in filter(None, extra.split("+")):
+        if flag == "trend":
+            over["trend"] = "linear"
+        elif flag in ("market", "size"):  # one scale per market, or each geo by its size
+            over["geo_scaling"] = flag
+        else:
+            raise SystemExit(f"unknown variant flag {flag!r} in {args['variant']!r}")
+    # as the pipeline fits: every staged control (the generator's promotion), and the retry ladder
+    controls = t["controls"][t["controls"]["geo"].isin(geos)] if len(t["controls"]) else None
+    cfg = M.with_control_columns(M.load_model_config(args["profile"], over),
+                                 [c for c in t["controls"].columns if c not in ("week_start", "geo")])
+    res, attempts = M.fit_with_ladder(
+        lambda c: M.fit_model(t["media"], t["kpi"], t["cpu"], c, geos=geos, controls=controls,
+                              lift_tests=None if variant == "uncalibrated" else lift), cfg)
     truth = json.loads((input_dir / "truth.json").read_text())
     rows = R.marketer_rows(res.mmm, truth)
     fit = R.lift_test_fit({variant: ("v", res.mmm)}, lift, args["market"])
@@ -106,7 +126,8 @@ def _fit_one(args: dict) -> dict:
     return {"rows": rows.to_dict("records"), "lift_fit": fit.to_dict("records"),
             "tested": [(r["geo"], r["channel"]) for r in lift.to_dict("records")],
             "max_rhat": d["max_rhat"], "min_ess_bulk": d["min_ess_bulk"], "divergences": d["divergences"],
-            "gate": bool(res.gate_passed), "fit_seconds": res.fit_seconds}
+            "gate": bool(res.gate_passed), "fit_seconds": sum(a["fit_seconds"] for a in attempts),
+            "attempts": [{k: a[k] for k in ("rung", "max_rhat", "divergences", "passed")} for a in attempts]}
 
 
 def summarise(results: dict) -> list[dict]:
@@ -128,15 +149,18 @@ def summarise(results: dict) -> list[dict]:
                               "gate": r["gate"], "fit_seconds": r["fit_seconds"]})
         frames = {v: pd.concat(f, ignore_index=True) for v, f in frames.items()}
         for cal in [v for v in frames if v != "uncalibrated"]:
-            cmp = compare_variants({"uncalibrated": frames["uncalibrated"], "calibrated": frames[cal]})
+            # calibrated+market against uncalibrated+market; anything else against plain uncalibrated
+            base = cal.replace("calibrated", "uncalibrated", 1) if cal.startswith("calibrated") else "uncalibrated"
+            base = base if base in frames else "uncalibrated"
+            cmp = compare_variants({"uncalibrated": frames[base], "calibrated": frames[cal]})
             roas = cmp[cmp["parameter"] == "roas"].copy()
             roas["tested"] = [(g, c) in tested for g, c in zip(roas["geo"], roas["channel"])]
             t = roas[roas["tested"]]
             tested_channels = set(c for _, c in tested)
             tc = roas[roas["channel"].isin(tested_channels)]
-            g = [x for x in gates if x["dataset"] == ds and x["variant"] in ("uncalibrated", cal)]
+            g = [x for x in gates if x["dataset"] == ds and x["variant"] in (base, cal)]
             out.append({
-                "dataset": ds, "variant": cal, "cells": len(roas), "tested_cells": len(t),
+                "dataset": ds, "variant": cal, "baseline": base, "cells": len(roas), "tested_cells": len(t),
                 "mean_abs_err_uncal": float(roas["error_uncalibrated"].mean()),
                 "mean_abs_err_cal": float(roas["error_calibrated"].mean()),
                 "coverage_uncal": float(roas["truth_in_hdi_uncalibrated"].astype(float).mean()),
@@ -159,7 +183,7 @@ def summarise(results: dict) -> list[dict]:
 
 def _print(summary: list[dict], results: dict) -> None:
     for s in summary:
-        print(f"\n== {s['dataset']} ({s['variant']} vs uncalibrated): {s['cells']} cells, {s['tested_cells']} tested")
+        print(f"\n== {s['dataset']} ({s['variant']} vs {s['baseline']}): {s['cells']} cells, {s['tested_cells']} tested")
         print(f"mean |ROAS error|   uncal {s['mean_abs_err_uncal']:.1%}   cal {s['mean_abs_err_cal']:.1%}")
         print(f"94% HDI coverage    uncal {s['coverage_uncal']:.2f}    cal {s['coverage_cal']:.2f}")
         print(f"tested cells error  uncal {s['tested_err_uncal']:.1%}   cal {s['tested_err_cal']:.1%}   "
@@ -210,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "profile": a.profile},))
                     results.setdefault(ds, {}).setdefault(market, {})[v] = r
                     print(f"[{time.perf_counter() - t0:6.0f}s] {ds} {market} {v}: fit {r['fit_seconds']:.0f}s, "
-                          f"max R-hat {r['max_rhat']:.4f}, divergences {r['divergences']}, gate {r['gate']}",
-                          flush=True)
+                          f"max R-hat {r['max_rhat']:.4f}, divergences {r['divergences']}, gate {r['gate']}, "
+                          f"attempts {len(r['attempts'])}", flush=True)
                     if a.json:
                         Path(a.json).write_text(json.dumps({"results": results}, default=str))
     summary = summarise(results)

@@ -59,7 +59,9 @@ def tables() -> dict:
 
 @pytest.fixture(scope="module")
 def mmm(tables):
-    cfg = M.load_model_config("fast", {"sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
+    # one scale per market: the hand checks below read scalar scales (per geo: tests/test_geo_size.py)
+    cfg = M.load_model_config("fast", {"geo_scaling": "market",
+                                       "sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
                                        "yearly_seasonality": 1})
     res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg)
     return res.mmm
@@ -329,7 +331,9 @@ def test_national_model_curves_roas_allocation(tables):
     kpi = tables["kpi"][tables["kpi"]["geo"] == "G1"].assign(geo="national")
     cpu = tables["cpu"][tables["cpu"]["geo"] == "G1"].assign(geo="national")
     fc = tables["forecast"][tables["forecast"]["geo"] == "G1"].assign(geo="national")
-    cfg = M.load_model_config("fast", {"sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
+    # one scale per market: the hand checks below read scalar scales (per geo: tests/test_geo_size.py)
+    cfg = M.load_model_config("fast", {"geo_scaling": "market",
+                                       "sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2},
                                        "yearly_seasonality": 1, "trend": "linear"})
     mmm = M.fit_model(media, kpi, cpu, cfg).mmm
     assert "trend_effect_contribution" in mmm.idata.posterior

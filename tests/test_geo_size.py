@@ -107,3 +107,36 @@ def test_meridian_conversion_writes_each_geos_population_to_geos_csv(tmp_path):
     wide = pd.read_csv(src)
     assert pops == pytest.approx(wide.groupby("geo")["population"].mean().to_dict())
     assert "population" not in summary["ignored_columns"]
+
+
+def test_without_populations_each_geo_is_sized_by_its_mean_kpi():
+    data = _two_geos()  # small: mean KPI 11, big: mean KPI 113.33
+    s = S.data_scales(data, by_size=True)
+    assert s.basis == S.PER_KPI_MEAN and s.geo_size == pytest.approx({"big": 340 / 3, "small": 11.0})
+    assert s.target == pytest.approx(max(12.0 / 11.0, 130.0 / (340 / 3)))
+    assert s.channel["tv"] == pytest.approx(max(3.0 / 11.0, 30.0 / (340 / 3)))
+    # each geo's FixedScaling grows with its size: ~10x between the two geos, as their KPI does
+    tv = s.channel_value(["big", "small"], ["tv"]).values[:, 0]
+    assert tv[0] / tv[1] == pytest.approx((340 / 3) / 11.0)
+    assert "size:big" in s.rows()["scale_of"].tolist()
+    # the model default: geo_scaling size; `market` keeps one scalar per market
+    sized = M.build_mmm(data, M.load_model_config("fast"))
+    assert dict(zip(sized.scalers["_target"]["geo"].values, sized.scalers["_target"].values)) == pytest.approx(
+        {"big": s.target * 340 / 3, "small": s.target * 11.0})
+    market = M.build_mmm(data, M.load_model_config("fast", {"geo_scaling": "market"}))
+    assert market.scalers["_target"].size == 1 and float(market.scalers["_target"]) == 130.0
+
+
+def test_mean_kpi_sizes_are_stored_and_reused_so_a_refit_keeps_parameter_meaning():
+    con = duckdb.connect()
+    warehouse.ensure_schema(con)
+    first, new = S.market_scales(con, "m", _two_geos(), "fit 1", by_size=True)
+    assert first.basis == S.PER_KPI_MEAN and sorted(new) == ["__target__", "size:big", "size:small", "tv"]
+    # a refit whose weeks move the small geo's mean KPI 10x keeps the first fit's sizes and scales
+    again, new = S.market_scales(con, "m", _two_geos(y_small=(100.0, 120.0, 110.0)), "fit 2", by_size=True)
+    assert new == [] and again.geo_size == pytest.approx(first.geo_size) and again.target == first.target
+    assert again.target_value(["big", "small"]).values.tolist() == pytest.approx(
+        first.target_value(["big", "small"]).values.tolist())
+    # the bases do not mix: one scale per market is stored on its own
+    total, new = S.market_scales(con, "m", _two_geos(), "fit 3")
+    assert total.basis == S.TOTAL and sorted(new) == ["__target__", "tv"]

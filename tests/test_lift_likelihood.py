@@ -60,7 +60,8 @@ def evaluate(mmm, extra=()):
 
 @pytest.fixture(scope="module")
 def cfg():
-    return M.load_model_config("fast")
+    # one scale per market: the hand computations below read scalar channel and target scales
+    return M.load_model_config("fast", {"geo_scaling": "market"})
 
 
 def test_implied_lift_equals_hand_computation_on_a_3_week_toy_path(cfg):
@@ -200,7 +201,7 @@ def test_steady_state_option_keeps_pymc_marketing_likelihood(cfg):
 def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
     # 1 chain x 50 draws of pymc's sampler on the toy (the HSGP graph compiles slowly: ~1-3 min)
     data = toy_data()
-    c2 = M.load_model_config("fast", {"time_varying_media": True})
+    c2 = M.load_model_config("fast", {"time_varying_media": True, "geo_scaling": "market"})
     mmm = M.build_mmm(data, c2, lift_tests=pd.DataFrame([make_row()]))
     assert "media_temporal_latent_multiplier" in mmm.model.named_vars
     mmm.fit(data.X, data.y, nuts_sampler="pymc", chains=1, tune=30, draws=20, progressbar=False,

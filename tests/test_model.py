@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mmm_pipeline import model as M
 from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
@@ -65,7 +66,9 @@ def sample_tables(input_dir: Path) -> dict:
     cpu["cost_per_unit"] = np.where(cpu["unit"] == "spend", 1.0, rate.fillna(fill))
     daily = ad[["date_day", "geo", "channel", "unit", "clicks", "impressions", "spend"]]
     lift = pd.read_csv(input_dir / "lift_tests.csv", keep_default_na=True)
-    return {"media": media, "kpi": kpi, "cpu": cpu, "daily": daily, "lift": lift}
+    # the sample's own model settings (geo_scaling market), as the pipeline would read them
+    model = yaml.safe_load((input_dir / "pipeline.yaml").read_text()).get("model") or {}
+    return {"media": media, "kpi": kpi, "cpu": cpu, "daily": daily, "lift": lift, "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +176,7 @@ def test_prepare_model_data_national_and_errors(tables):
 
 
 def test_model_builds_with_expected_dims_coords_priors(tables):
-    cfg = M.load_model_config("full")
+    cfg = M.load_model_config("full", tables["model"])
     data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
     mmm = M.build_mmm(data, cfg, lift_tests=tables["lift_west"])
     model = mmm.model
@@ -227,7 +230,7 @@ def test_learned_geo_sigma_option_and_national_build(tables):
 @pytest.fixture(scope="module")
 def fitted(tables):
     # 200 draws, 1 in 2 kept: the stored posterior (and the gate) has 100 per chain
-    cfg = M.load_model_config("fast", {"sampler": {"tune": 150, "draws": 200, "thin": 2}})
+    cfg = M.load_model_config("fast", {**tables["model"], "sampler": {"tune": 150, "draws": 200, "thin": 2}})
     lines: list[str] = []
     res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg, geos=WEST,
                       lift_tests=tables["lift_west"], progress_callback=lines.append)

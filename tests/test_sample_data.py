@@ -144,7 +144,9 @@ def test_columns_exact(sample, ads):
     assert list(pd.read_csv(out / "controls" / "promo.csv").columns) == ["date_day", "geo", "promo"]
     assert cfg == {"kpi_column": "revenue", "planning_horizon_weeks": 8, "controls": {"promo": "sum"},
                    "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]},
-                   "lift_tests": {"baseline": "window"}}
+                   "lift_tests": {"baseline": "window"},
+                   # the sample draws geo effects independently of geo size: one scale per market
+                   "model": {"geo_scaling": "market"}}
     for df in ads.values():
         assert df["clicks"].dtype.kind == "i" and df["impressions"].dtype.kind == "i"
         assert np.allclose(df["spend"], df["spend"].round(2))
@@ -385,3 +387,24 @@ def test_trend_and_ramp_structure_for_the_recovery_bench(tmp_path):
     gain = (kpi[late & (kpi.geo == "US-CA")]["revenue"].sum() - plain_kpi[late & (plain_kpi.geo == "US-CA")]
             ["revenue"].sum()) / (9 * 7 * truth["intercept"]["US-CA"] / 7)
     assert 0.3 < gain < 0.6, gain
+
+
+def test_size_effects_make_each_geos_ceiling_and_saturation_grow_with_its_size():
+    """Generated data unlike the sample (bench/bench_recovery.py's corr, spread, trend): a geo 10x the
+    size of another has a 10x ceiling and saturates at 10x the delivery, so its ROAS is not inflated
+    by being small."""
+    from mmm_pipeline.sample.simulate import build
+
+    sizes = {"US-CA": 3.0, "US-TX": 1.6, "US-WA": 0.3, "US-NY": 2.4, "US-FL": 1.0, "US-IL": 0.3}
+    _, _, _, plain, _ = build(11, geo_size=sizes)
+    _, _, _, sized, _ = build(11, geo_size=sizes, size_effects=True)
+    assert sized["structure"]["size_effects"] and not plain["structure"]["size_effects"]
+    for c in CHANNELS:
+        # the same draws: beta scaled by the size, lam by the largest size over the geo's
+        assert sized["beta"]["US-CA"][c] / plain["beta"]["US-CA"][c] == pytest.approx(3.0)
+        assert sized["beta"]["US-WA"][c] / plain["beta"]["US-WA"][c] == pytest.approx(0.3)
+        assert sized["lam"]["US-WA"][c] / plain["lam"]["US-WA"][c] == pytest.approx(10.0)
+
+    # every geo then owes about the same share of its KPI to media, whatever its size
+    share = [sum(sized["contribution_share_by_geo"][g].values()) for g in GEOS]
+    assert max(share) / min(share) < 1.15, share

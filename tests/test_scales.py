@@ -48,7 +48,8 @@ def test_scales_are_stored_once_reused_and_reset():
 
 
 def test_fixed_scales_equal_the_librarys_and_keep_parameters_comparable_across_a_refit(tables):
-    cfg = M.load_model_config("fast", TINY)
+    # one scale per market: the library's DataDerivedScaling computes it too (per geo size: test_geo_size.py)
+    cfg = M.load_model_config("fast", {**TINY, "geo_scaling": "market"})
     media, kpi, cpu = tables["media"], tables["kpi"], tables["cpu"]
     # 83 weeks, then the same market four weeks later (retail sets a new maximum on 2025-08-11)
     early = [_until(t, "2025-08-03") for t in (media, kpi, cpu)]

@@ -17,10 +17,12 @@ Scaling (pymc-marketing's data-derived max scaling, stated explicitly)
   ``saturation_beta`` (the channel's asymptotic weekly contribution) is
   ``beta_kpi / target_scale`` in every geo and geos of different size share
   one population of betas.
-With ``geos.csv`` populations both scales are per capita instead: each geo's
-value is its population times the market's per-person max
+That is ``model.geo_scaling: market``. The default, ``size``, scales each geo
+by its size instead: with ``geos.csv`` populations both scales are per capita
+(each geo's value is its population times the market's per-person max), without
+it the geo's mean weekly KPI stands in for its population
 (:mod:`mmm_pipeline.model.scales`), so pooled priors mean the same effect per
-person and ceilings grow with geo size; everything is reported in totals.
+unit of size and ceilings grow with geo size; everything is reported in totals.
 Parameters reported by :func:`parameter_summary` are in this parameterisation
 (lam per unit of max-scaled units, beta in max-scaled KPI units) plus beta in
 KPI units (``beta_kpi = beta * target_scale``).

@@ -61,10 +61,15 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     """An unbuilt pymc-marketing MMM for `data` (priors from `cfg` unless model_config given).
 
     `scales` (:class:`mmm_pipeline.model.scales.Scales`): the market's fixed scales, passed as
-    pymc-marketing's FixedScaling; without them the scales derive from `data` (max over weeks and geos)."""
+    pymc-marketing's FixedScaling; without them the scales derive from `data`: per geo size (each
+    geo's mean KPI) with `cfg.geo_scaling = size`, else the max over weeks and geos."""
     from pymc_marketing.mmm import MMM, GeometricAdstock, LogisticSaturation
     from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
+    if scales is None and cfg.geo_scaling == "size" and data.dims:
+        from mmm_pipeline.model.scales import data_scales
+
+        scales = data_scales(data, by_size=True)
     if scales is None:
         scaling = Scaling(target=DataDerivedScaling(method="max", dims=data.dims),
                           channel=DataDerivedScaling(method="max", dims=data.dims))

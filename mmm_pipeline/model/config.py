@@ -175,6 +175,11 @@ class ModelConfig(_Strict):
     # (HSGP, per geo).
     trend: Literal["none", "linear", "hsgp"] = "none"
     trend_changepoints: int = Field(4, ge=1, le=52)
+    # How geos of different size share the pooled priors (mmm_pipeline.model.scales): `size` scales each
+    # geo by its size (geos.csv population, else the geo's mean KPI), so the priors mean the same effect
+    # per unit of size and a small geo does not get a large geo's ceiling; `market` uses one scale per
+    # market and channel (the same absolute ceiling a priori in every geo).
+    geo_scaling: Literal["size", "market"] = "size"
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()

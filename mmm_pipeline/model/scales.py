@@ -24,6 +24,15 @@ over geo x channel). The model then sees every geo's data per person, its pooled
 the same effect per person, and the library multiplies back by the geo's scale, so every
 reported number is in totals. Stored scales of the other basis are not reused: adding or
 removing ``geos.csv`` sets the market's scales anew.
+
+Without ``geos.csv`` (``model.geo_scaling: size``, the default) each geo's size is its own mean
+weekly KPI over the first fit's weeks (``basis = per_kpi_mean``): the same per-capita
+construction with "people" replaced by "the geo's usual KPI", so a geo 10x the size of another
+gets a 10x ceiling and saturation point a priori, and the data move it from there. Unlike
+populations these sizes come from the data, so they are stored with the scales (rows
+``size:<geo>``) and reused by every refit until reset: a refit keeps parameter meaning.
+``model.geo_scaling: market`` keeps one scale per market and channel (``basis = total``), for
+data whose geo effects do not grow with geo size.
 """
 
 from __future__ import annotations
@@ -36,24 +45,32 @@ import pandas as pd
 from mmm_pipeline.model.data import ModelData
 
 TARGET = "__target__"   # the row of marts.model_scales holding the KPI's scale
-TOTAL, PER_CAPITA = "total", "per_capita"
+TOTAL, PER_CAPITA, PER_KPI_MEAN = "total", "per_capita", "per_kpi_mean"
 
 
 @dataclass(frozen=True)
 class Scales:
     target: float
     channel: dict[str, float]
-    # geo -> population when the scales are per capita (None: one scale per market for all geos)
+    # geo -> size (population, or the geo's mean KPI) when each geo is scaled by its size; None: one
+    # scale per market for all geos
     geo_size: dict[str, float] | None = None
+    size_from_kpi: bool = False  # sizes are the geos' mean KPI (no geos.csv)
 
     @property
     def basis(self) -> str:
-        return PER_CAPITA if self.geo_size else TOTAL
+        if not self.geo_size:
+            return TOTAL
+        return PER_KPI_MEAN if self.size_from_kpi else PER_CAPITA
+
+    @property
+    def size_prefix(self) -> str:
+        return "size:" if self.size_from_kpi else "population:"
 
     def rows(self) -> pd.DataFrame:
         """The scales as stored (and hashed into the model version), geo sizes included."""
         sizes = self.geo_size or {}
-        return pd.DataFrame({"scale_of": [TARGET, *self.channel, *(f"population:{g}" for g in sizes)],
+        return pd.DataFrame({"scale_of": [TARGET, *self.channel, *(f"{self.size_prefix}{g}" for g in sizes)],
                              "value": [self.target, *self.channel.values(), *sizes.values()]})
 
     def target_value(self, geos: list[str]):
@@ -74,16 +91,25 @@ class Scales:
                             dims=("geo", "channel"), coords={"geo": geos, "channel": channels})
 
 
-def data_scales(data: ModelData, population: dict[str, float] | None = None) -> Scales:
+def kpi_sizes(data: ModelData) -> dict[str, float]:
+    """Each geo's mean weekly KPI: its size when geos.csv gives no population."""
+    mean = data.y.groupby(data.X["geo"].to_numpy()).mean()
+    return {g: float(mean[g]) if mean[g] > 0 else 1.0 for g in data.geos}
+
+
+def data_scales(data: ModelData, population: dict[str, float] | None = None, by_size: bool = False,
+                sizes: dict[str, float] | None = None) -> Scales:
     """The scales pymc-marketing's max scaling derives from `data`: the KPI's max and each channel's max
     over weeks and geos (tests/test_scales.py checks them against a fitted model's constant_data).
-    With `population` (geo -> people) the same maxima of the per-capita values."""
-    if not population or not data.dims:
+    With `population` (geo -> people) the same maxima of the per-capita values; without it but with
+    `by_size`, the same with each geo's mean KPI as its size (or `sizes`, stored by an earlier fit)."""
+    if not data.dims or not (population or by_size):
         return Scales(float(data.y.max()) or 1.0, {c: float(data.X[c].max()) or 1.0 for c in data.channels})
-    people = data.X["geo"].map(population).to_numpy(float)
-    return Scales(float((data.y.to_numpy() / people).max()) or 1.0,
-                  {c: float((data.X[c].to_numpy() / people).max()) or 1.0 for c in data.channels},
-                  geo_size={g: float(population[g]) for g in data.geos})
+    size = dict(population) if population else {**kpi_sizes(data), **(sizes or {})}
+    per = data.X["geo"].map(size).to_numpy(float)
+    return Scales(float((data.y.to_numpy() / per).max()) or 1.0,
+                  {c: float((data.X[c].to_numpy() / per).max()) or 1.0 for c in data.channels},
+                  geo_size={g: float(size[g]) for g in data.geos}, size_from_kpi=not population)
 
 
 def stored_scales(con, market: str) -> pd.DataFrame:
@@ -104,18 +130,23 @@ def _ensure_basis_column(con) -> None:
 
 
 def market_scales(con, market: str, data: ModelData, set_by: str,
-                  population: dict[str, float] | None = None) -> tuple[Scales, list[str]]:
-    """The market's fixed scales: the stored ones of the basis `population` implies (per capita with it,
-    total without), plus (stored now) those of channels or a target not stored yet. The populations
-    themselves come from geos.csv on every fit. Returns the scales and the names newly stored."""
+                  population: dict[str, float] | None = None, by_size: bool = False) -> tuple[Scales, list[str]]:
+    """The market's fixed scales: the stored ones of the basis `population` and `by_size` imply (per
+    capita with a population, per mean KPI with `by_size` alone, total otherwise), plus (stored now)
+    those of channels, geos or a target not stored yet. Populations come from geos.csv on every fit;
+    mean-KPI sizes are stored like scales. Returns the scales and the names newly stored."""
     from mmm_pipeline.warehouse import register, unregister, utcnow
 
-    derived = data_scales(data, population)
+    probe = data_scales(data, population, by_size)
     have = stored_scales(con, market)
-    have = have[have["basis"] == derived.basis] if len(have) else have
+    have = have[have["basis"] == probe.basis] if len(have) else have
     known = dict(zip(have["scale_of"], have["value"].astype(float)))
+    stored_sizes = {k.removeprefix("size:"): v for k, v in known.items() if k.startswith("size:")}
+    # per mean KPI, the stored sizes define the units: a refit divides by the first fit's sizes
+    derived = data_scales(data, population, by_size, sizes=stored_sizes) if stored_sizes else probe
     fresh = derived.rows()
-    fresh = fresh[~fresh["scale_of"].str.startswith("population:")]
+    if derived.basis == PER_CAPITA:
+        fresh = fresh[~fresh["scale_of"].str.startswith("population:")]
     new = fresh[~fresh["scale_of"].isin(list(known))]
     if len(new):
         con.execute("CREATE TABLE IF NOT EXISTS marts.model_scales (market VARCHAR, scale_of VARCHAR, value DOUBLE, "
@@ -126,7 +157,7 @@ def market_scales(con, market: str, data: ModelData, set_by: str,
                     "SELECT market, scale_of, value, set_by, set_at, basis FROM _new_scales")
         unregister(con, "_new_scales")
         known.update(dict(zip(new["scale_of"], new["value"])))
-    return (Scales(known[TARGET], {c: known[c] for c in data.channels}, derived.geo_size),
+    return (Scales(known[TARGET], {c: known[c] for c in data.channels}, derived.geo_size, derived.size_from_kpi),
             new["scale_of"].tolist())
 
 

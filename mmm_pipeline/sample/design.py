@@ -51,6 +51,12 @@ PIPELINE_YAML = (
     "controls:\n"
     "  promo: sum\n"
 )
+# The embedded sample draws each geo's effects independently of its size (its geos differ 2.2x), so one
+# scale per market is its right model; generated data with `size_effects` keeps the default (`size`).
+PIPELINE_YAML_MARKET_SCALING = (
+    "model:\n"
+    "  geo_scaling: market\n"
+)
 
 BASE_COLUMNS = [
     "source_relation", "date_day", "platform", "account_id", "account_name",

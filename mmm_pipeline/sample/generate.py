@@ -113,7 +113,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from mmm_pipeline.sample.design import CHANNELS_CSV, DEFAULT_OUT_DIR, DEFAULT_SEED, PIPELINE_YAML, PLATFORMS
+from mmm_pipeline.sample.design import (CHANNELS_CSV, DEFAULT_OUT_DIR, DEFAULT_SEED, PIPELINE_YAML,
+                                        PIPELINE_YAML_MARKET_SCALING, PLATFORMS)
 from mmm_pipeline.sample.simulate import build
 
 __all__ = ["generate_sample", "main", "DEFAULT_SEED", "DEFAULT_OUT_DIR"]
@@ -122,7 +123,8 @@ __all__ = ["generate_sample", "main", "DEFAULT_SEED", "DEFAULT_OUT_DIR"]
 def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) -> dict:
     """Write the sample input-contract folder into ``out_dir`` (replacing it) and return the truth dict.
 
-    `structure` keywords (geo_size, correlated, correlation_noise, lift_tests) vary the
+    `structure` keywords (geo_size, correlated, correlation_noise, lift_tests, trend, ramp,
+    size_effects) vary the
     generated data's structure; without them it is the embedded sample."""
     out = Path(out_dir)
     frames, kpi, lift_df, truth, controls = build(int(seed), **structure)
@@ -146,7 +148,8 @@ def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) 
             df.to_csv(tmp / "controls" / f"{name}.csv", index=False, lineterminator="\n")
     lift_df.to_csv(tmp / "lift_tests.csv", index=False, lineterminator="\n")
     (tmp / "channels.csv").write_text(CHANNELS_CSV, encoding="utf-8", newline="\n")
-    (tmp / "pipeline.yaml").write_text(PIPELINE_YAML, encoding="utf-8", newline="\n")
+    pipeline_yaml = PIPELINE_YAML + ("" if truth["structure"]["size_effects"] else PIPELINE_YAML_MARKET_SCALING)
+    (tmp / "pipeline.yaml").write_text(pipeline_yaml, encoding="utf-8", newline="\n")
     (tmp / "truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8", newline="\n")
     if out.exists():
         shutil.rmtree(out)

@@ -235,7 +235,8 @@ class KpiModel:
         return logistic_saturation(ad, self.lam[None], self.beta[None])
 
 
-def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict, trend: float = 0.0) -> KpiModel:
+def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict, trend: float = 0.0,
+               size_effects: bool = False) -> KpiModel:
     G = len(GEOS)
     size = np.array([sizes[g] for g in GEOS])
 
@@ -249,6 +250,12 @@ def _kpi_model(rng, cal: Calendar, x_with: np.ndarray, sizes: dict, trend: float
     alpha = 1 / (1 + np.exp(-draw("alpha")))
     lam = np.exp(draw("lam"))
     beta = np.exp(draw("beta"))
+    if size_effects:
+        # Effects grow with the geo, as in most real data: the ceiling in proportion to its size, and the
+        # saturation point too (lam on x / unit_scale[c] is divided by the size relative to the largest
+        # geo, so every geo saturates at the same delivery per unit of size).
+        beta = beta * size[:, None]
+        lam = lam * (size.max() / size)[:, None]
     intercept = INTERCEPT_PER_SIZE * size * np.exp(rng.normal(0, 0.05, G))
     tw = cal.week_doy / 365.25
     season = (SEASONALITY["sin_1"] * np.sin(2 * np.pi * tw) + SEASONALITY["cos_1"] * np.cos(2 * np.pi * tw)
@@ -433,7 +440,7 @@ def _ad_reports(rng, cal: Calendar, dlv: Delivery) -> dict[str, pd.DataFrame]:
 def build(seed: int, *, geo_size: dict[str, float] | None = None,
           correlated: tuple[str, str] | None = None, correlation_noise: float = 0.06,
           lift_tests: Sequence[tuple] | None = None, trend: float = 0.0,
-          ramp: tuple[str, float] | None = None, promotions: bool = True,
+          ramp: tuple[str, float] | None = None, promotions: bool = True, size_effects: bool = False,
           ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame, dict]:
     """The sample's frames and truth. The keywords vary its structure (bench/bench_recovery.py):
     `geo_size` (geo -> size), `correlated` (two driver names whose weekly patterns become the
@@ -441,8 +448,9 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
     `trend` (the baseline grows by that share of the intercept over the two years), `ramp`
     ((driver, share): that driver's volume grows by `share` over the two years, so a channel's
     spend rises with the baseline), `promotions` (promotion days that lift revenue, written as the
-    control controls/promo.csv; their draws come from a stream of their own). The defaults are the
-    embedded sample."""
+    control controls/promo.csv; their draws come from a stream of their own), `size_effects` (a geo's
+    ceiling beta and saturation point grow in proportion to its size, instead of being drawn
+    independently of it). The defaults are the embedded sample."""
     from mmm_pipeline.sample.truth import sample_truth
 
     rng = np.random.default_rng(seed)
@@ -451,7 +459,7 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
     cal = Calendar.make()
     dlv = _delivery(rng, cal, sizes, correlated, correlation_noise, lift_tests, ramp)
     x_with = dlv.weekly_x(dlv.units_with, cal)
-    model = _kpi_model(rng, cal, x_with, sizes, trend)
+    model = _kpi_model(rng, cal, x_with, sizes, trend, size_effects)
     tests = [_lift_test(rng, cal, dlv, model, x_with, t, frac, mask)
              for t, frac, mask in zip(lift_tests, dlv.test_frac, dlv.test_masks)]
     promo = _promotions(seed, cal, x_with, model.intercept) if promotions else None
@@ -460,6 +468,7 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
     kpi = _daily_kpi(rng, cal, model.y_week)
     frames = _ad_reports(rng, cal, dlv)
     truth = sample_truth(seed, cal, model, sizes, [t for _, t in tests], correlated, correlation_noise)
+    truth["structure"]["size_effects"] = size_effects
     if trend:
         truth["trend"] = {"share_over_two_years": trend, "form": "baseline x (1 + trend * week / (n_weeks - 1))"}
     if ramp:

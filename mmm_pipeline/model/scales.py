@@ -46,6 +46,7 @@ from mmm_pipeline.model.data import ModelData
 
 TARGET = "__target__"   # the row of marts.model_scales holding the KPI's scale
 TOTAL, PER_CAPITA, PER_KPI_MEAN = "total", "per_capita", "per_kpi_mean"
+SIZE_PREFIX = "size:"   # marts.model_scales rows holding a geo's mean-KPI size (basis per_kpi_mean)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Scales:
 
     @property
     def size_prefix(self) -> str:
-        return "size:" if self.size_from_kpi else "population:"
+        return SIZE_PREFIX if self.size_from_kpi else "population:"
 
     def rows(self) -> pd.DataFrame:
         """The scales as stored (and hashed into the model version), geo sizes included."""
@@ -137,13 +138,13 @@ def market_scales(con, market: str, data: ModelData, set_by: str,
     mean-KPI sizes are stored like scales. Returns the scales and the names newly stored."""
     from mmm_pipeline.warehouse import register, unregister, utcnow
 
-    probe = data_scales(data, population, by_size)
+    basis = TOTAL if not data.dims or not (population or by_size) else PER_CAPITA if population else PER_KPI_MEAN
     have = stored_scales(con, market)
-    have = have[have["basis"] == probe.basis] if len(have) else have
+    have = have[have["basis"] == basis] if len(have) else have
     known = dict(zip(have["scale_of"], have["value"].astype(float)))
-    stored_sizes = {k.removeprefix("size:"): v for k, v in known.items() if k.startswith("size:")}
     # per mean KPI, the stored sizes define the units: a refit divides by the first fit's sizes
-    derived = data_scales(data, population, by_size, sizes=stored_sizes) if stored_sizes else probe
+    stored_sizes = {k.removeprefix(SIZE_PREFIX): v for k, v in known.items() if k.startswith(SIZE_PREFIX)}
+    derived = data_scales(data, population, by_size, sizes=stored_sizes)
     fresh = derived.rows()
     if derived.basis == PER_CAPITA:
         fresh = fresh[~fresh["scale_of"].str.startswith("population:")]

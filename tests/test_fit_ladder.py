@@ -22,11 +22,11 @@ def _fake_fit(passes_from: int, seconds: float, clock: list[float], seen: list):
     return fit_once
 
 
-def test_full_profile_ladder_escalates_tuning_then_steps_then_draws():
+def test_full_profile_ladder_escalates_tuning_and_steps_then_draws():
     cfg = M.load_model_config("full")
     rungs = [escalate(cfg, step).sampler for step in cfg.retry.ladder]
     assert [(r.tune, r.draws, r.thin, r.target_accept) for r in rungs] == [
-        (2000, 2000, 2, 0.9), (2000, 2000, 2, 0.95), (2000, 4000, 4, 0.95)]
+        (1000, 2000, 2, 0.95), (1000, 4000, 4, 0.95)]
     assert M.load_model_config("fast").retry.ladder == ()  # the smoke profile never retries
 
 
@@ -35,19 +35,19 @@ def test_ladder_stops_at_the_first_passing_attempt_and_records_every_attempt():
     fit, attempts = fit_with_ladder(_fake_fit(3, 100, clock, seen), cfg, log=lines.append, clock=lambda: clock[0])
     assert fit.gate_passed and len(seen) == 3
     assert [(a["rung"], a["passed"]) for a in attempts] == [
-        ("as configured", False), ("longer tuning", False), ("smaller steps", True)]
-    assert attempts[1]["tune"] == 2000 and attempts[2]["target_accept"] == 0.95
-    assert "retry 1 of 3: 'longer tuning'" in lines[0]
+        ("as configured", False), ("smaller steps", False), ("more draws", True)]
+    assert attempts[1]["tune"] == 1000 and attempts[1]["target_accept"] == 0.95 and attempts[2]["draws"] == 4000
+    assert "retry 1 of 2: 'smaller steps'" in lines[0]
 
 
 def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():
-    cfg = M.load_model_config("full", {"retry": {"time_budget_seconds": 300}})
+    cfg = M.load_model_config("full", {"retry": {"time_budget_seconds": 250}})
     clock, seen, lines = [0.0], [], []
     fit, attempts = fit_with_ladder(_fake_fit(99, 100, clock, seen), cfg, log=lines.append, clock=lambda: clock[0])
-    # the first attempt takes 150 s; the next rung (tune 2,000 + draws 2,000 against 1,000 + 2,000)
-    # is estimated at 200 s more: over the 300 s budget, so it is not started
+    # the first attempt takes 125 s; the next rung (tune 1,000 + draws 2,000 against 500 + 2,000)
+    # is estimated at 150 s more: over the 250 s budget, so it is not started
     assert not fit.gate_passed and len(attempts) == 1 and len(seen) == 1
-    assert any("time_budget_seconds = 300" in line for line in lines)
+    assert any("time_budget_seconds = 250" in line for line in lines)
     clock, seen = [0.0], []
     fit, attempts = fit_with_ladder(_fake_fit(1, 100, clock, seen), M.load_model_config("full"))
     assert fit.gate_passed and len(attempts) == 1

@@ -91,7 +91,7 @@ def test_profiles_and_overrides():
     full = M.load_model_config("full")
     fast = M.load_model_config("fast")
     assert (full.sampler.nuts_sampler, full.sampler.chains, full.sampler.tune, full.sampler.draws,
-            full.sampler.thin) == ("nutpie", 4, 1000, 2000, 2)  # 4 x 1000 kept
+            full.sampler.thin) == ("nutpie", 4, 500, 2000, 2)  # 4 x 1000 kept
     assert full.sampler.target_accept == pytest.approx(0.9)
     assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws, fast.sampler.thin) == (2, 200, 200, 1)
     assert fast.gates.max_rhat == 1.1 and fast.gates.min_ess_bulk == 20  # smoke-test gate

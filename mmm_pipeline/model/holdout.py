@@ -92,9 +92,12 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
                          f"({holdout_weeks} held out + 26 to fit on); the data has {len(full.weeks)}")
     test_weeks, train_weeks = full.weeks[-holdout_weeks:], full.weeks[:-holdout_weeks]
     cutoff = test_weeks[0]
+    v, s = cfg.validation, cfg.sampler
+    sampler = s.model_copy(update={"chains": min(s.chains, v.chains), "tune": min(s.tune, v.tune),
+                                   "draws": min(s.draws, v.draws), "thin": 1})
     fit = fit_model(_before(media_weekly, cutoff), _before(kpi_weekly, cutoff), _before(cost_per_unit, cutoff),
-                    cfg, geos=geos, controls=_before(controls, cutoff), progress_callback=progress_callback,
-                    scales=scales)
+                    cfg.model_copy(update={"sampler": sampler}), geos=geos, controls=_before(controls, cutoff),
+                    progress_callback=progress_callback, scales=scales)
     # the held-out weeks in the fitted model's units (controls scaled as in training)
     later = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,
                                control_columns=cfg.control_columns, controls=controls,

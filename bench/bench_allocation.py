@@ -71,11 +71,13 @@ def _on_all_draws(A, mmm, scenario, plan_df, forecast, curves) -> float:
 
 
 def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int,
-               baseline_all_draws: bool = False) -> dict:
+               baseline_all_draws: bool = False, max_draws: int | None = None) -> dict:
     warnings.simplefilter("ignore")
     import duckdb
 
     from mmm_pipeline.decisions import allocation as A
+
+    max_draws = max_draws or A.OPTIMIZER_MAX_DRAWS
     from mmm_pipeline.decisions import curves as C
     from mmm_pipeline.model import load_model
 
@@ -109,7 +111,8 @@ def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int,
     variant = "calibrated" if "calibrated" in models else next(iter(models))
     sc = A.default_scenario(market, curves[variant], horizon_weeks=horizon, variant=variant)
     t = time.perf_counter()
-    alloc = A.allocate(models[variant], sc, forecast, curves[variant], max_weekly_spend=curves[variant])
+    alloc = A.allocate(models[variant], sc, forecast, curves[variant], max_weekly_spend=curves[variant],
+                       max_draws=max_draws)
     out["allocation_s"] = time.perf_counter() - t
     out["allocation_variant"] = variant
     out["budget"] = sc.total_budget
@@ -122,7 +125,7 @@ def run_market(market: str, paths: dict[str, str], warehouse: str, horizon: int,
         base = A.allocate(models[variant], sc, forecast, curves[variant], max_weekly_spend=curves[variant],
                           max_draws=None)
         out["baseline_allocation_s"] = time.perf_counter() - t
-        out["max_draws"] = A.OPTIMIZER_MAX_DRAWS
+        out["max_draws"] = max_draws
         post = models[variant].idata.posterior
         out["draws"] = int(post.sizes["chain"] * post.sizes["draw"])
         out["baseline_response"] = _on_all_draws(A, models[variant], sc, base, forecast, curves[variant])
@@ -144,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
     ap.add_argument("--model", action="append", default=[], metavar="MARKET:VARIANT:PATH")
     ap.add_argument("--horizon", type=int, default=8)
+    ap.add_argument("--max-draws", type=int, default=None,
+                    help="draws the optimizer uses (default: the pipeline's OPTIMIZER_MAX_DRAWS)")
     ap.add_argument("--baseline-all-draws", action="store_true",
                     help="also optimize on every posterior draw and compare (time ratio, response given up)")
     args = ap.parse_args(argv)
@@ -171,7 +176,7 @@ def main(argv=None) -> int:
     for market, paths in by_market.items():
         q = ctx.Queue()
         p = ctx.Process(target=_worker, args=((market, paths, args.warehouse, args.horizon,
-                                                        args.baseline_all_draws), q))
+                                                        args.baseline_all_draws, args.max_draws), q))
         p.start()
         res = q.get()
         p.join()

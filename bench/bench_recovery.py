@@ -19,10 +19,11 @@ size, `size_effects`, unlike the sample):
   trend   seed 13; geo sizes varying 10x; the baseline grows 40% over the two
           years while search volume doubles (a drift a model without a trend
           term can only give to search). Compare `--variants
-          uncalibrated,uncalibrated+trend` (`+trend`: model.trend linear).
+          uncalibrated,uncalibrated+notrend` (its pipeline.yaml sets model.trend linear).
 
-Variant flags after `+` change the dataset's model settings: `trend` (model.trend
-linear), `market` / `size` (model.geo_scaling). A variant is compared with its
+Variant flags after `+` change the dataset's model settings: `trend` / `notrend`
+(model.trend linear / none; a generated folder with a trend, the sample and `trend`,
+already sets linear), `market` / `size` (model.geo_scaling). A variant is compared with its
 uncalibrated twin (`calibrated+market` with `uncalibrated+market`), anything else
 with `uncalibrated`.
 
@@ -106,8 +107,8 @@ def _fit_one(args: dict) -> dict:
     if variant == "steady_state":
         over["calibration"] = {"likelihood": "steady_state"}
     for flag in filter(None, extra.split("+")):
-        if flag == "trend":
-            over["trend"] = "linear"
+        if flag in ("trend", "notrend"):  # generated folders with a trend already set model.trend linear
+            over["trend"] = "linear" if flag == "trend" else "none"
         elif flag in ("market", "size"):  # one scale per market, or each geo by its size
             over["geo_scaling"] = flag
         else:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mmm_pipeline import model as M
-from mmm_pipeline.model.holdout import baseline_forecasts, holdout_validation
+from mmm_pipeline.model.holdout import baseline_forecasts, holdout_validation, refit_config
 
 pytestmark = pytest.mark.fit
 
@@ -31,6 +31,18 @@ def test_naive_forecasts_are_last_year_and_the_trailing_mean():
     assert naive["same week last year"]["A"].tolist() == [4.0, 5.0, 6.0, 7.0]
     assert naive["mean of the last 8 weeks"]["A"].tolist() == [np.mean(np.arange(48.0, 56.0))] * 4
     assert list(baseline_forecasts(y.iloc[:40], weeks[36:40], weeks[:36])) == ["mean of the last 8 weeks"]
+
+
+def test_the_refit_samples_lighter_than_the_profile_but_never_heavier():
+    """A forecast needs predictive paths, not a gated posterior: the full profile's refit is
+    2 chains x 300 tune + 500 draws, unthinned; a lighter profile keeps its own settings."""
+    full = refit_config(M.load_model_config("full"))
+    assert (full.sampler.chains, full.sampler.tune, full.sampler.draws, full.sampler.thin) == (2, 300, 500, 1)
+    assert full.model_copy(update={"sampler": M.load_model_config("full").sampler}) == M.load_model_config("full")
+    fast = refit_config(M.load_model_config("fast", TINY))
+    assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws, fast.sampler.thin) == (2, 150, 200, 1)
+    wide = refit_config(M.load_model_config("full", {"validation": {"chains": 4, "tune": 1000}}))
+    assert (wide.sampler.chains, wide.sampler.tune) == (4, 500)
 
 
 def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong_model_does_not(tables):

@@ -98,7 +98,10 @@ def _baseline(truth: dict) -> np.ndarray:
     co = truth["seasonality"]["coefficients"]
     season = sum(co[f"sin_{k}"] * np.sin(2 * np.pi * k * t) + co[f"cos_{k}"] * np.cos(2 * np.pi * k * t) for k in (1, 2))
     icpt = np.array([truth["intercept"][g] for g in GEOS])
-    return icpt[None, :] * (1 + season[:, None])
+    # truth.json's documented trend form: baseline x (1 + trend * week / (n_weeks - 1))
+    share = truth.get("trend", {}).get("share_over_two_years", 0.0)
+    drift = 1 + share * np.linspace(0, 1, len(weeks))
+    return icpt[None, :] * (1 + season[:, None]) * drift[:, None]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -145,8 +148,9 @@ def test_columns_exact(sample, ads):
     assert cfg == {"kpi_column": "revenue", "planning_horizon_weeks": 8, "controls": {"promo": "sum"},
                    "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]},
                    "lift_tests": {"baseline": "window"},
-                   # the sample draws geo effects independently of geo size: one scale per market
-                   "model": {"geo_scaling": "market"}}
+                   # the sample draws geo effects independently of geo size: one scale per market;
+                   # its baseline drifts 5% over the two years: a linear trend
+                   "model": {"geo_scaling": "market", "trend": "linear"}}
     for df in ads.values():
         assert df["clicks"].dtype.kind == "i" and df["impressions"].dtype.kind == "i"
         assert np.allclose(df["spend"], df["spend"].round(2))
@@ -364,6 +368,18 @@ def test_main_cli(tmp_path, capsys):
     assert main([str(target), "--force", "--seed", "3"]) == 0
     assert not (target / "marker").exists()
     assert _files(target) == first
+
+
+def test_the_sample_has_a_mild_trend_and_its_pipeline_yaml_models_it(sample, tmp_path):
+    """Issue 12: the embedded sample's baseline drifts 5% over two years; its pipeline.yaml says
+    trend: linear (and geo_scaling: market); generated data without a trend or with size effects
+    keeps the defaults it implies."""
+    out, truth = sample
+    assert truth["trend"]["share_over_two_years"] == 0.05
+    assert yaml.safe_load((out / "pipeline.yaml").read_text())["model"] == {"geo_scaling": "market",
+                                                                           "trend": "linear"}
+    plain = generate_sample(tmp_path / "plain", seed=11, size_effects=True)
+    assert "trend" not in plain and "model" not in yaml.safe_load((tmp_path / "plain" / "pipeline.yaml").read_text())
 
 
 def test_trend_and_ramp_structure_for_the_recovery_bench(tmp_path):

@@ -79,6 +79,15 @@ def _metrics(actual: np.ndarray, draws: np.ndarray | None, point: np.ndarray) ->
     return out
 
 
+def refit_config(cfg: ModelConfig) -> ModelConfig:
+    """The refit's config: the model as configured, sampled as `cfg.validation` says (each setting at
+    most the profile's, unthinned)."""
+    v, s = cfg.validation, cfg.sampler
+    sampler = s.model_copy(update={"chains": min(s.chains, v.chains), "tune": min(s.tune, v.tune),
+                                   "draws": min(s.draws, v.draws), "thin": 1})
+    return cfg.model_copy(update={"sampler": sampler})
+
+
 def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame,
                        cfg: ModelConfig, *, holdout_weeks: int = 8, geos=None,
                        controls: pd.DataFrame | None = None, progress_callback=None, scales=None) -> HoldoutResult:
@@ -92,11 +101,8 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
                          f"({holdout_weeks} held out + 26 to fit on); the data has {len(full.weeks)}")
     test_weeks, train_weeks = full.weeks[-holdout_weeks:], full.weeks[:-holdout_weeks]
     cutoff = test_weeks[0]
-    v, s = cfg.validation, cfg.sampler
-    sampler = s.model_copy(update={"chains": min(s.chains, v.chains), "tune": min(s.tune, v.tune),
-                                   "draws": min(s.draws, v.draws), "thin": 1})
     fit = fit_model(_before(media_weekly, cutoff), _before(kpi_weekly, cutoff), _before(cost_per_unit, cutoff),
-                    cfg.model_copy(update={"sampler": sampler}), geos=geos, controls=_before(controls, cutoff),
+                    refit_config(cfg), geos=geos, controls=_before(controls, cutoff),
                     progress_callback=progress_callback, scales=scales)
     # the held-out weeks in the fitted model's units (controls scaled as in training)
     later = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,

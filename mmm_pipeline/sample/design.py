@@ -51,12 +51,22 @@ PIPELINE_YAML = (
     "controls:\n"
     "  promo: sum\n"
 )
-# The embedded sample draws each geo's effects independently of its size (its geos differ 2.2x), so one
-# scale per market is its right model; generated data with `size_effects` keeps the default (`size`).
-PIPELINE_YAML_MARKET_SCALING = (
-    "model:\n"
-    "  geo_scaling: market\n"
-)
+# The embedded sample's structure (generate_sample without keywords): the baseline grows 5% over the two
+# years (issue 12: real baselines drift; the media delivery has trends of its own, so a model without
+# a trend term would hand the drift to whichever channel grew).
+SAMPLE_STRUCTURE = {"trend": 0.05}
+
+
+def pipeline_model_yaml(*, size_effects: bool, trend: float) -> str:
+    """The `model:` section of a generated folder's pipeline.yaml: what its generator implies."""
+    lines = []
+    if not size_effects:
+        # effects drawn independently of geo size (the sample's geos differ 2.2x): one scale per market
+        # is the right model; data with `size_effects` keeps the default (`size`)
+        lines.append("  geo_scaling: market")
+    if trend:
+        lines.append("  trend: linear")
+    return "model:\n" + "\n".join(lines) + "\n" if lines else ""
 
 BASE_COLUMNS = [
     "source_relation", "date_day", "platform", "account_id", "account_name",

@@ -113,8 +113,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from mmm_pipeline.sample.design import (CHANNELS_CSV, DEFAULT_OUT_DIR, DEFAULT_SEED, PIPELINE_YAML,
-                                        PIPELINE_YAML_MARKET_SCALING, PLATFORMS)
+from mmm_pipeline.sample.design import (CHANNELS_CSV, DEFAULT_OUT_DIR, DEFAULT_SEED, PIPELINE_YAML, PLATFORMS,
+                                        SAMPLE_STRUCTURE, pipeline_model_yaml)
 from mmm_pipeline.sample.simulate import build
 
 __all__ = ["generate_sample", "main", "DEFAULT_SEED", "DEFAULT_OUT_DIR"]
@@ -125,8 +125,9 @@ def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) 
 
     `structure` keywords (geo_size, correlated, correlation_noise, lift_tests, trend, ramp,
     size_effects) vary the
-    generated data's structure; without them it is the embedded sample."""
+    generated data's structure; without them it is the embedded sample (SAMPLE_STRUCTURE)."""
     out = Path(out_dir)
+    structure = structure or dict(SAMPLE_STRUCTURE)
     frames, kpi, lift_df, truth, controls = build(int(seed), **structure)
     tmp = Path(str(out) + ".tmp")
     if tmp.exists():
@@ -148,7 +149,8 @@ def generate_sample(out_dir: str | Path, seed: int = DEFAULT_SEED, **structure) 
             df.to_csv(tmp / "controls" / f"{name}.csv", index=False, lineterminator="\n")
     lift_df.to_csv(tmp / "lift_tests.csv", index=False, lineterminator="\n")
     (tmp / "channels.csv").write_text(CHANNELS_CSV, encoding="utf-8", newline="\n")
-    pipeline_yaml = PIPELINE_YAML + ("" if truth["structure"]["size_effects"] else PIPELINE_YAML_MARKET_SCALING)
+    pipeline_yaml = PIPELINE_YAML + pipeline_model_yaml(size_effects=truth["structure"]["size_effects"],
+                                                        trend=structure.get("trend", 0.0))
     (tmp / "pipeline.yaml").write_text(pipeline_yaml, encoding="utf-8", newline="\n")
     (tmp / "truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8", newline="\n")
     if out.exists():

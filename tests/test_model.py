@@ -258,9 +258,10 @@ def test_tiny_fast_fit_end_to_end(fitted):
     contrib = M.contributions_frame(res.mmm)
     assert list(contrib.columns) == ["week_start", "geo", "component", "component_type", "mean",
                                      "hdi_low", "hdi_high"]
-    assert set(contrib["component_type"]) == {"media", "baseline", "seasonality"}
+    # the sample's model section asks for a linear trend (its baseline drifts 5%)
+    assert set(contrib["component_type"]) == {"media", "baseline", "seasonality", "trend"}
     assert set(contrib.loc[contrib.component_type == "media", "component"]) == set(CHANNELS)
-    assert len(contrib) == 104 * 3 * (4 + 2)
+    assert len(contrib) == 104 * 3 * (4 + 3)
     assert (contrib["hdi_low"] <= contrib["mean"]).all() and (contrib["mean"] <= contrib["hdi_high"]).all()
     # components add up to the fitted mean in KPI units
     total = contrib.groupby(["geo", "week_start"], as_index=False)["mean"].sum()

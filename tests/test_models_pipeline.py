@@ -52,9 +52,9 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
     assert runs.model_version.nunique() == 4
     for r in runs.itertuples():
         assert r.artifact_uri.endswith(f"{r.variant}/{r.market}/{r.model_version}.nc")
-    # contributions: every channel, the baseline, seasonality and the promotion control, per geo and week,
-    # in KPI units
-    assert set(contrib.component_type) == {"media", "baseline", "seasonality", "control"}
+    # contributions: every channel, the baseline, seasonality, the promotion control and the sample's
+    # trend (its pipeline.yaml: trend linear), per geo and week, in KPI units
+    assert set(contrib.component_type) == {"media", "baseline", "seasonality", "control", "trend"}
     assert set(contrib[contrib.component_type == "control"].component) == {"promo"}
     assert set(contrib[contrib.component_type == "media"].component) == {"youtube", "search", "social", "retail"}
     assert (contrib.hdi_low <= contrib["mean"]).all() and (contrib["mean"] <= contrib.hdi_high).all()

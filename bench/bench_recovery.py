@@ -29,7 +29,7 @@ with `uncalibrated`.
 
 Per dataset and market it fits the uncalibrated and the calibrated model
 as the pipeline does (pipeline spec, every staged control, `full` profile: nutpie,
-4 chains x 1000 tune x 2000 draws, every 2nd kept, and the retry ladder when a
+4 chains x 500 tune x 2000 draws, every 2nd kept, and the retry ladder when a
 gate fails; each fit in its own spawned process), then per geo x channel the true
 and estimated ROAS under both variants (mmm_pipeline.reporting.model_report.marketer_rows:
 contribution over the training weeks / spend, truth from truth.json on the same

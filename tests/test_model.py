@@ -8,6 +8,8 @@ keeps the suite quick).
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +245,10 @@ def test_tiny_fast_fit_end_to_end(fitted):
     assert res.variant == "calibrated" and len(res.lift_tests_used) == 5
     assert dict(res.mmm.idata.posterior.sizes)["draw"] == 100 and res.mmm.idata.sample_stats.sizes["draw"] == 100
     assert any("200 draws (1 in 2 kept)" in line for line in lines)
+    # thinned before the deterministics are computed; the divergence gate still counts every draw
+    assert dict(res.mmm.idata.posterior.sizes)["draw"] == 100 and "channel_contribution" in res.mmm.idata.posterior
+    from mmm_pipeline.model.diagnostics import DIVERGENCE_ATTR
+    assert json.loads(res.mmm.idata.attrs[DIVERGENCE_ATTR])[1] == 2 * 200
     assert set(res.lift_tests_used["test_id"]) == {"LT-2025-01", "LT-2025-02", "LT-2025-05"}
     assert res.fit_seconds > 0 and {"prepare_data", "build", "sample", "diagnostics"} <= set(res.stage_seconds)
     assert any(line.startswith("sampling") for line in lines) and "fit done" in lines[-1]

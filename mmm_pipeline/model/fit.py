@@ -39,6 +39,37 @@ class FitResult:
 
 
 
+def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
+    """Make `mmm.fit` keep every thin-th draw *before* pymc-marketing computes the deterministics.
+
+    pymc-marketing 1.3 samples the free variables, then computes every deterministic (channel
+    contributions per date, geo and channel, ...) on all draws (`_sample_with_deterministics`); on
+    the 20-geo Meridian model that is 10 s per 4,000 draws and the run's memory peak. The same
+    steps in the same order, with the thinning in between; `counts` receives the divergences and the
+    draws of the unthinned run, which the divergence gate judges."""
+    import pymc as pm
+
+    def sample_thinned(sampler_kwargs, step_factory=None):
+        model = mmm._get_sampling_model()
+        with model:
+            kwargs = dict(sampler_kwargs)
+            if step_factory is not None:
+                kwargs["step"] = step_factory()
+            idata = pm.sample(var_names=[v.name for v in model.free_RVs], **kwargs)
+            stats = idata.sample_stats
+            counts["divergences"] = int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
+            counts["draws"] = int(stats.sizes["chain"] * stats.sizes["draw"])
+            # renumber the kept draws 0..n-1: what pymc-marketing samples from this posterior later
+            # (the posterior predictive of the fit) is numbered that way, and must align with it
+            idata = idata.isel(draw=slice(None, None, thin)).map_over_datasets(
+                lambda ds: ds.assign_coords(draw=np.arange(ds.sizes["draw"])) if "draw" in ds.dims else ds)
+            if model.deterministics:
+                pm.compute_deterministics(idata, extend_dataset=True, progressbar=False)
+        return idata
+
+    mmm._sample_with_deterministics = sample_thinned
+
+
 def _nuts_kwargs(s: SamplerConfig) -> dict:
     nuts: dict[str, Any] = {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth}
     if s.nuts_sampler == "nutpie" and s.adaptation != "diag":
@@ -113,6 +144,9 @@ def fit_model(
     cores = s.cores or max(1, min(s.chains, os.cpu_count() or 1))
     progress.emit(f"sampling with {s.nuts_sampler}: {s.chains} chains x {s.tune} tune + {s.draws} draws"
                   f"{f' (1 in {s.thin} kept)' if s.thin > 1 else ''}, {cores} in parallel (compiling first)")
+    unthinned: dict[str, int] = {}
+    if s.thin > 1:
+        _thin_before_deterministics(mmm, s.thin, unthinned)
     hook = nutpie_progress(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
     # pymc-marketing recomputes deterministics with pymc's default rich progress
     # bar ("Computing ...") and no way to turn it off: keep it out of the run log.
@@ -138,12 +172,11 @@ def fit_model(
     mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
     sampled = mmm.idata.sample_stats
-    mmm.idata.attrs[DIVERGENCE_ATTR] = json.dumps([
+    # divergences as a share of every post-warmup draw; R-hat and ESS are then judged on exactly the
+    # (thinned) posterior that is saved and used downstream
+    mmm.idata.attrs[DIVERGENCE_ATTR] = json.dumps([unthinned["divergences"], unthinned["draws"]] if unthinned else [
         int(np.asarray(sampled["diverging"]).sum()) if "diverging" in sampled else 0,
         int(sampled.sizes["chain"] * sampled.sizes["draw"])])
-    if s.thin > 1:
-        # The gate then judges exactly the posterior that is saved and used downstream.
-        mmm.idata = mmm.idata.isel(draw=slice(None, None, s.thin))
 
     diag = diagnose(mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
     passed, failures, warns = gate_result(diag, cfg)

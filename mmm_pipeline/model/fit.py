@@ -148,8 +148,8 @@ def fit_model(
     if s.thin > 1:
         _thin_before_deterministics(mmm, s.thin, unthinned)
     hook = nutpie_progress(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
-    # pymc-marketing recomputes deterministics with pymc's default rich progress
-    # bar ("Computing ...") and no way to turn it off: keep it out of the run log.
+    # Unthinned, pymc-marketing recomputes the deterministics with pymc's default rich
+    # progress bar ("Computing ...") and no way to turn it off: keep it out of the run log.
     with hook, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")

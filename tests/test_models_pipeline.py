@@ -198,9 +198,10 @@ def test_without_valid_lift_tests_the_calibrated_variant_is_not_fitted(sample_di
 
 
 @pytest.mark.slow
-def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(sample_dir, copy_input, tmp_path):
+def test_full_profile_passes_the_gates_and_calibration_narrows_tested_roas(sample_dir, copy_input, tmp_path):
     """The newcomer's `make run` on one market: full profile on the sample, every gate green;
-    calibration narrows the tested channels' beta HDIs and the model-implied lift at every test.
+    calibration narrows what a marketer reads at the tested cells (ROAS, response at current spend)
+    and the model-implied lift at every test.
 
     West only (2 of `make run`'s 4 full fits): its market holds two geo tests (social US-TX,
     search US-WA) and its share of the national test; the markets are fitted independently, and
@@ -217,17 +218,20 @@ def test_full_profile_passes_the_gates_and_calibration_narrows_tested_betas(samp
     assert result.success
     with warehouse.connect(db) as con:
         runs = con.execute("SELECT * FROM marts.model_runs_latest").df()
-        report = con.execute("SELECT * FROM marts.calibration_report_latest WHERE parameter = 'saturation_beta'").df()
+        report = con.execute("SELECT * FROM marts.calibration_report_latest WHERE parameter IN "
+                             "('roas', 'response_at_current_spend', 'saturation_beta')").df()
         tests = con.execute("SELECT test_id, geo, channel FROM raw.lift_tests WHERE geo IS NOT NULL").df()
         fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
     assert len(runs) == 2 and set(runs.market) == {"west"} and runs.passed_gates.all() and runs.gated.all()
     assert (runs.max_rhat <= 1.01).all() and (runs.min_ess_bulk >= 400).all() and (runs.divergences == 0).all()
     tested = tests.merge(report, on=["geo", "channel"])
-    assert sorted(tested.test_id) == ["LT-2025-01", "LT-2025-02"]
-    shown = tested[["test_id", "geo", "channel", "precision_improvement_pct"]]
-    # beta trades off against lam along a ridge, so a single cell need not narrow (fits are not
-    # bit-identical across processes: WA search measured +4.6% and -10.8%); together they do
-    assert tested.hdi_width_calibrated.sum() < tested.hdi_width_uncalibrated.sum(), shown
+    assert sorted(tested.test_id.unique()) == ["LT-2025-01", "LT-2025-02"]
+    shown = tested[["test_id", "geo", "channel", "parameter", "precision_improvement_pct"]]
+    # Each tested cell's ROAS and response at current spend narrow (make run, 2026-12-04: 29% and 16%
+    # for ROAS, 27% and 17% for the response). Not asserted on beta: it trades off against lam along
+    # a ridge, so its own HDI may not narrow (+7.1% / +0.1% in that run, -1.9% / -3.7% in a CI run).
+    read = tested[tested.parameter.isin(["roas", "response_at_current_spend"])]
+    assert len(read) == 4 and (read.hdi_width_calibrated < read.hdi_width_uncalibrated).all(), shown
     # what a lift test measures directly: the lift at its operating point
     width = (fit.predicted_hdi_high - fit.predicted_hdi_low)
     widths = fit.assign(width=width).pivot_table(index=["test_id", "market", "geo"], columns="variant",

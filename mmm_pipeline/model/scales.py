@@ -47,6 +47,7 @@ from mmm_pipeline.model.data import ModelData
 TARGET = "__target__"   # the row of marts.model_scales holding the KPI's scale
 TOTAL, PER_CAPITA, PER_KPI_MEAN = "total", "per_capita", "per_kpi_mean"
 SIZE_PREFIX = "size:"   # marts.model_scales rows holding a geo's mean-KPI size (basis per_kpi_mean)
+POPULATION_PREFIX = "population:"  # rows hashed into the model version only: populations come from geos.csv
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Scales:
 
     @property
     def size_prefix(self) -> str:
-        return SIZE_PREFIX if self.size_from_kpi else "population:"
+        return SIZE_PREFIX if self.size_from_kpi else POPULATION_PREFIX
 
     def rows(self) -> pd.DataFrame:
         """The scales as stored (and hashed into the model version), geo sizes included."""
@@ -98,13 +99,21 @@ def kpi_sizes(data: ModelData) -> dict[str, float]:
     return {g: float(mean[g]) if mean[g] > 0 else 1.0 for g in data.geos}
 
 
+def scale_basis(data: ModelData, population: dict[str, float] | None, by_size: bool) -> str:
+    """Which scales a market gets: per capita with populations, per mean KPI with `by_size` alone,
+    one total scale otherwise (and always for a single geo)."""
+    if not data.dims or not (population or by_size):
+        return TOTAL
+    return PER_CAPITA if population else PER_KPI_MEAN
+
+
 def data_scales(data: ModelData, population: dict[str, float] | None = None, by_size: bool = False,
                 sizes: dict[str, float] | None = None) -> Scales:
     """The scales pymc-marketing's max scaling derives from `data`: the KPI's max and each channel's max
     over weeks and geos (tests/test_scales.py checks them against a fitted model's constant_data).
     With `population` (geo -> people) the same maxima of the per-capita values; without it but with
     `by_size`, the same with each geo's mean KPI as its size (or `sizes`, stored by an earlier fit)."""
-    if not data.dims or not (population or by_size):
+    if scale_basis(data, population, by_size) == TOTAL:
         return Scales(float(data.y.max()) or 1.0, {c: float(data.X[c].max()) or 1.0 for c in data.channels})
     size = dict(population) if population else {**kpi_sizes(data), **(sizes or {})}
     per = data.X["geo"].map(size).to_numpy(float)
@@ -138,7 +147,7 @@ def market_scales(con, market: str, data: ModelData, set_by: str,
     mean-KPI sizes are stored like scales. Returns the scales and the names newly stored."""
     from mmm_pipeline.warehouse import register, unregister, utcnow
 
-    basis = TOTAL if not data.dims or not (population or by_size) else PER_CAPITA if population else PER_KPI_MEAN
+    basis = scale_basis(data, population, by_size)
     have = stored_scales(con, market)
     have = have[have["basis"] == basis] if len(have) else have
     known = dict(zip(have["scale_of"], have["value"].astype(float)))
@@ -147,7 +156,7 @@ def market_scales(con, market: str, data: ModelData, set_by: str,
     derived = data_scales(data, population, by_size, sizes=stored_sizes)
     fresh = derived.rows()
     if derived.basis == PER_CAPITA:
-        fresh = fresh[~fresh["scale_of"].str.startswith("population:")]
+        fresh = fresh[~fresh["scale_of"].str.startswith(POPULATION_PREFIX)]
     new = fresh[~fresh["scale_of"].isin(list(known))]
     if len(new):
         con.execute("CREATE TABLE IF NOT EXISTS marts.model_scales (market VARCHAR, scale_of VARCHAR, value DOUBLE, "

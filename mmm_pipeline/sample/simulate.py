@@ -450,7 +450,7 @@ def build(seed: int, *, geo_size: dict[str, float] | None = None,
     spend rises with the baseline), `promotions` (promotion days that lift revenue, written as the
     control controls/promo.csv; their draws come from a stream of their own), `size_effects` (a geo's
     ceiling beta and saturation point grow in proportion to its size, instead of being drawn
-    independently of it). The defaults are the embedded sample."""
+    independently of it). The defaults with design.SAMPLE_STRUCTURE (its 5% trend) are the embedded sample."""
     from mmm_pipeline.sample.truth import sample_truth
 
     rng = np.random.default_rng(seed)

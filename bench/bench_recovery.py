@@ -23,7 +23,8 @@ size, `size_effects`, unlike the sample):
 
 Variant flags after `+` change the dataset's model settings: `trend` / `notrend`
 (model.trend linear / none; a generated folder with a trend, the sample and `trend`,
-already sets linear), `market` / `size` (model.geo_scaling). A variant is compared with its
+already sets linear), `market` / `size` (model.geo_scaling), `roi` / `beta`
+(model.saturation_parameterization). A variant is compared with its
 uncalibrated twin (`calibrated+market` with `uncalibrated+market`), anything else
 with `uncalibrated`.
 
@@ -111,6 +112,8 @@ def _fit_one(args: dict) -> dict:
             over["trend"] = "linear" if flag == "trend" else "none"
         elif flag in ("market", "size"):  # one scale per market, or each geo by its size
             over["geo_scaling"] = flag
+        elif flag in ("roi", "beta"):  # the media prior on ROI (beta derived) or on beta
+            over["saturation_parameterization"] = flag
         else:
             raise SystemExit(f"unknown variant flag {flag!r} in {args['variant']!r}")
     # as the pipeline fits: every staged control (the generator's promotion), and the retry ladder

@@ -17,26 +17,33 @@ from mmm_pipeline.model.config import TREND_PREFIX, HierarchicalPrior, ModelConf
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model
 
 
-def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
-    """pymc-marketing model_config with the non-centered hierarchies."""
+def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior, transform: str):
+    """theta[*geo, channel] = link(mu[channel] + sigma * z), non-centered (package docstring)."""
     from pymc_extras.prior import Prior
 
     p = cfg.priors
     media_dims = (*dims, "channel")
     sigma_dims = ("channel",) if p.geo_sigma_per_channel else None
+    mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
+    if not dims:  # single geo: no geo level to pool over
+        return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims, transform=transform)
+    if p.geo_sigma_prior == "halfnormal":
+        sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
+    elif p.geo_sigma_prior == "lognormal":
+        sigma = Prior("LogNormal", mu=math.log(spec.geo_sigma), sigma=0.5, dims=sigma_dims)
+    else:
+        sigma = spec.geo_sigma
+    return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
+
+
+def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
+    """pymc-marketing model_config with the non-centered hierarchies."""
+    from pymc_extras.prior import Prior
+
+    p = cfg.priors
 
     def hier(spec: HierarchicalPrior, transform: str):
-        mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
-        if not dims:  # single geo: no geo level to pool over
-            return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims,
-                         transform=transform)
-        if p.geo_sigma_prior == "halfnormal":
-            sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
-        elif p.geo_sigma_prior == "lognormal":
-            sigma = Prior("LogNormal", mu=math.log(spec.geo_sigma), sigma=0.5, dims=sigma_dims)
-        else:
-            sigma = spec.geo_sigma
-        return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
+        return media_prior(cfg, dims, spec, transform)
 
     config: dict[str, Any] = {
         "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
@@ -114,6 +121,10 @@ def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | N
     targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
     mmm = make_mmm(data, cfg, model_config, scales)
     mmm.build_model(data.X, data.y)
+    if cfg.saturation_parameterization == "roi":
+        from mmm_pipeline.model.roi_prior import add_roi_parameterization
+
+        add_roi_parameterization(mmm, data, media_prior(cfg, data.dims, cfg.priors.saturation_roi, "exp"))
     if roas_targets is not None and len(roas_targets):
         from mmm_pipeline.model import roas_targets as rt
 

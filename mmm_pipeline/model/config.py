@@ -48,6 +48,10 @@ class PriorsConfig(_Strict):
     saturation_lam: HierarchicalPrior = HierarchicalPrior(mu_loc=1.0, mu_scale=0.75, geo_sigma=0.2)
     # log(beta) on the max-scaled KPI: median 0.15, 2 sd covers 0.02 .. 1.1 of the max week.
     saturation_beta: HierarchicalPrior = HierarchicalPrior(mu_loc=-1.9, mu_scale=1.0, geo_sigma=0.25)
+    # log(ROI in money) of a typical week, used instead of saturation_beta when
+    # model.saturation_parameterization is `roi`: Meridian's default ROI prior LogNormal(0.2, 0.9),
+    # median 1.2, 2 sd covers 0.2 .. 7.4; geos of a market differ by ~25 %.
+    saturation_roi: HierarchicalPrior = HierarchicalPrior(mu_loc=0.2, mu_scale=0.9, geo_sigma=0.25)
     geo_sigma_per_channel: bool = False
     # How the geo spread sigma (link scale) is treated: "fixed" = sigma is `geo_sigma`
     # (partial pooling of a set strength, nothing to sample); "halfnormal" = sigma ~
@@ -186,6 +190,9 @@ class ModelConfig(_Strict):
     # per unit of size and a small geo does not get a large geo's ceiling; `market` uses one scale per
     # market and channel (the same absolute ceiling a priori in every geo).
     geo_scaling: Literal["size", "market"] = "size"
+    # What the media prior is on (mmm_pipeline.model.roi_prior): `beta` = lam and beta (the curve's
+    # ceiling) free; `roi` = lam and the ROI of a typical week free, beta derived (Meridian's ROI prior).
+    saturation_parameterization: Literal["beta", "roi"] = "beta"
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()

@@ -186,13 +186,19 @@ def test_model_builds_with_expected_dims_coords_priors(tables):
     assert list(model.coords["channel"]) == CHANNELS
     assert len(model.coords["date"]) == 104
     free = {v.name for v in model.free_RVs}
-    for name in ("adstock_alpha", "saturation_lam", "saturation_beta"):
+    for name in ("adstock_alpha", "saturation_lam"):
         # non-centered: unit-normal geo x channel offsets around a per-channel mean
         assert f"{name}_raw_offset" in free and f"{name}_raw_mu" in free
         assert name not in free and name in model.named_vars  # a transformed deterministic
         assert tuple(model.named_vars_to_dims[name]) == ("geo", "channel")
         assert tuple(model.named_vars_to_dims[f"{name}_raw_offset"]) == ("geo", "channel")
         assert tuple(model.named_vars_to_dims[f"{name}_raw_mu"]) == ("channel",)
+    # the default ROI parameterization: beta is derived from ROI and lam (roi_prior), not sampled; the
+    # relative ROI is a channel level (softplus) times a non-centered geo factor
+    assert not any(n.startswith("saturation_beta") for n in free)
+    assert {"saturation_relative_roi_channel_raw", "saturation_relative_roi_geo_raw_offset"} <= free
+    for name in ("saturation_beta", "saturation_relative_roi", "saturation_roi"):
+        assert tuple(model.named_vars_to_dims[name]) == ("geo", "channel")
     assert {"intercept_contribution", "gamma_fourier", "y_sigma"} <= free
     assert tuple(model.named_vars_to_dims["gamma_fourier"]) == ("geo", "fourier_mode")
     assert len(model.coords["fourier_mode"]) == 4  # yearly_seasonality 2 -> sin/cos x 2
@@ -200,7 +206,8 @@ def test_model_builds_with_expected_dims_coords_priors(tables):
     p = mmm.model_config["saturation_lam"]
     assert p.distribution == "Normal" and p.centered is False and p.transform == "exp"
     assert mmm.model_config["adstock_alpha"].transform == "sigmoid"
-    assert mmm.model_config["saturation_beta"]["mu"]["mu"] == cfg.priors.saturation_beta.mu_loc
+    assert mmm._mmm_pipeline_roi["prior"]["link"] == "softplus"
+    assert mmm._mmm_pipeline_roi["prior"]["mu_loc"] == cfg.priors.relative_roi.mu_loc
     assert mmm.adstock.l_max == 8
     # lift tests: the window likelihood, one term per test -- LT-2025-01 (TX social), LT-2025-02
     # (WA search) and the national LT-2025-05 as ONE term over its 3 west geo rows
@@ -216,7 +223,7 @@ def test_learned_geo_sigma_option_and_national_build(tables):
     cfg = M.load_model_config("fast", {"priors": {"geo_sigma_prior": "halfnormal"}})
     data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
     free = {v.name for v in M.build_mmm(data, cfg).model.free_RVs}
-    assert {"saturation_lam_raw_sigma", "saturation_beta_raw_sigma", "adstock_alpha_raw_sigma"} <= free
+    assert {"saturation_lam_raw_sigma", "saturation_relative_roi_geo_raw_sigma", "adstock_alpha_raw_sigma"} <= free
 
     media = tables["media"][tables["media"]["geo"] == "US-CA"].assign(geo="national")
     kpi = tables["kpi"][tables["kpi"]["geo"] == "US-CA"].assign(geo="national")
@@ -255,7 +262,7 @@ def test_tiny_fast_fit_end_to_end(fitted):
     d = res.diagnostics
     assert d["chains"] == 2 and d["draws"] == 100 and d["divergences"] >= 0
     assert "channel_contribution" not in d["parameters"] and "mu" not in d["parameters"]
-    assert {"saturation_lam", "saturation_beta_raw_offset", "y_sigma"} <= set(d["parameters"])
+    assert {"saturation_lam", "saturation_relative_roi_geo_raw_offset", "saturation_roi", "y_sigma"} <= set(d["parameters"])
     assert 0.8 < d["r2"] <= 1 and 0 < d["mape"] < 0.2 and 0.5 < d["coverage_94"] <= 1
     assert res.sampler_stats["mean_leapfrog_steps_per_draw"] > 0
     # cost per unit reaches the saved model (money view)

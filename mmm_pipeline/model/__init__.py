@@ -33,9 +33,12 @@ Each media parameter theta[geo, channel] is ``link(mu[channel] + sigma *
 z[geo, channel])`` with ``z ~ Normal(0, 1)`` and ``mu ~ Normal(mu_loc,
 mu_scale)`` per channel: pymc-extras' ``Prior("Normal", mu=Prior("Normal",
 dims="channel"), sigma=..., dims=("geo", "channel"), centered=False,
-transform=...)``. The link is ``exp`` for ``saturation_lam`` and
-``saturation_beta`` (a log-normal hierarchy) and ``sigmoid`` for
-``adstock_alpha`` (logit-normal). The sampler sees only unit-normal offsets
+transform=...)``. The link is ``exp`` for ``saturation_lam`` (a log-normal
+hierarchy) and ``sigmoid`` for ``adstock_alpha`` (logit-normal). The curve's
+height is sampled as the channel's relative ROI in a typical week and
+``saturation_beta`` derived from it (``roi_prior``, the default
+``saturation_parameterization: roi``), or, with ``beta``, as a log-normal
+hierarchy on ``saturation_beta`` itself. The sampler sees only unit-normal offsets
 and the per-channel means, which removes the funnels that make the centered
 Gamma / TruncatedNormal / Beta hierarchies of the pymc-marketing notebooks
 diverge hundreds of times on this data shape (see bench/bench_model.py).
@@ -67,8 +70,8 @@ Modules (the order a fit goes through them):
 
 * ``config``: pydantic settings, profiles, ``load_model_config``, ``config_hash``;
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
-* ``build``: priors, ``make_mmm``, ``build_mmm`` (+ calibration terms from
-  ``lift_likelihood`` and ``roas_targets``);
+* ``build``: priors, ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from
+  ``roi_prior``, + calibration terms from ``lift_likelihood`` and ``roas_targets``);
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
 * ``ladder``: ``fit_with_ladder``, the retry ladder a fit that fails its gate climbs (``model.retry``);

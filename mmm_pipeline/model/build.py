@@ -17,22 +17,28 @@ from mmm_pipeline.model.config import TREND_PREFIX, HierarchicalPrior, ModelConf
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model
 
 
+def geo_spread(geo_sigma_prior: str, geo_sigma: float, per_channel: bool):
+    """The geo spread sigma of a hierarchy (link scale): fixed, or a HalfNormal / LogNormal prior."""
+    from pymc_extras.prior import Prior
+
+    sigma_dims = ("channel",) if per_channel else None
+    if geo_sigma_prior == "halfnormal":
+        return Prior("HalfNormal", sigma=geo_sigma, dims=sigma_dims)
+    if geo_sigma_prior == "lognormal":
+        return Prior("LogNormal", mu=math.log(geo_sigma), sigma=0.5, dims=sigma_dims)
+    return geo_sigma
+
+
 def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior, transform: str):
     """theta[*geo, channel] = link(mu[channel] + sigma * z), non-centered (package docstring)."""
     from pymc_extras.prior import Prior
 
     p = cfg.priors
     media_dims = (*dims, "channel")
-    sigma_dims = ("channel",) if p.geo_sigma_per_channel else None
     mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
     if not dims:  # single geo: no geo level to pool over
         return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims, transform=transform)
-    if p.geo_sigma_prior == "halfnormal":
-        sigma = Prior("HalfNormal", sigma=spec.geo_sigma, dims=sigma_dims)
-    elif p.geo_sigma_prior == "lognormal":
-        sigma = Prior("LogNormal", mu=math.log(spec.geo_sigma), sigma=0.5, dims=sigma_dims)
-    else:
-        sigma = spec.geo_sigma
+    sigma = geo_spread(p.geo_sigma_prior, spec.geo_sigma, p.geo_sigma_per_channel)
     return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
 
 
@@ -124,7 +130,7 @@ def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | N
     if cfg.saturation_parameterization == "roi":
         from mmm_pipeline.model.roi_prior import add_roi_parameterization
 
-        add_roi_parameterization(mmm, data, media_prior(cfg, data.dims, cfg.priors.saturation_roi, "exp"))
+        add_roi_parameterization(mmm, data, cfg)
     if roas_targets is not None and len(roas_targets):
         from mmm_pipeline.model import roas_targets as rt
 

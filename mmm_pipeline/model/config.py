@@ -48,10 +48,17 @@ class PriorsConfig(_Strict):
     saturation_lam: HierarchicalPrior = HierarchicalPrior(mu_loc=1.0, mu_scale=0.75, geo_sigma=0.2)
     # log(beta) on the max-scaled KPI: median 0.15, 2 sd covers 0.02 .. 1.1 of the max week.
     saturation_beta: HierarchicalPrior = HierarchicalPrior(mu_loc=-1.9, mu_scale=1.0, geo_sigma=0.25)
-    # log(ROI in money) of a typical week, used instead of saturation_beta when
-    # model.saturation_parameterization is `roi`: Meridian's default ROI prior LogNormal(0.2, 0.9),
-    # median 1.2, 2 sd covers 0.2 .. 7.4; geos of a market differ by ~25 %.
-    saturation_roi: HierarchicalPrior = HierarchicalPrior(mu_loc=0.2, mu_scale=0.9, geo_sigma=0.25)
+    # The ROI parameterization (model.saturation_parameterization: roi, the default; see
+    # mmm_pipeline.model.roi_prior): relative ROI = the channel's share of the KPI / its share of the paid
+    # spend in a typical week = relative_roi_unit * link(m[channel]) * exp(geo_sigma * z[geo, channel]),
+    # m ~ Normal(mu_loc, mu_scale). softplus(N(3, 3.5)) x 0.1: median 0.30 (a channel of average
+    # efficiency when paid media drive ~30% of the KPI), 90% in 0.006 .. 0.88; geos differ by ~25%.
+    # (mu_scale 2.5, 90% up to 0.71, shrank high-ROI channels: spread coverage 0.88; bench/README.md)
+    relative_roi: HierarchicalPrior = HierarchicalPrior(mu_loc=3.0, mu_scale=3.5, geo_sigma=0.25)
+    # softplus: about linear above 1, so channels bought together trade ROI along a straight ridge;
+    # exp: log-normal (Meridian's), curved ridge, divergences on correlated channels (bench/README.md)
+    relative_roi_link: Literal["exp", "softplus"] = "softplus"
+    relative_roi_unit: float = Field(0.1, gt=0)
     geo_sigma_per_channel: bool = False
     # How the geo spread sigma (link scale) is treated: "fixed" = sigma is `geo_sigma`
     # (partial pooling of a set strength, nothing to sample); "halfnormal" = sigma ~
@@ -192,7 +199,7 @@ class ModelConfig(_Strict):
     geo_scaling: Literal["size", "market"] = "size"
     # What the media prior is on (mmm_pipeline.model.roi_prior): `beta` = lam and beta (the curve's
     # ceiling) free; `roi` = lam and the ROI of a typical week free, beta derived (Meridian's ROI prior).
-    saturation_parameterization: Literal["beta", "roi"] = "beta"
+    saturation_parameterization: Literal["beta", "roi"] = "roi"
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()

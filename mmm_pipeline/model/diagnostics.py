@@ -48,7 +48,7 @@ def free_parameter_names(mmm) -> list[str]:
         names = [v.name for v in model.free_RVs]
     else:  # pragma: no cover - models are rebuilt on load
         names = [n for n in post.data_vars if n.endswith(("_offset", "_mu", "_sigma"))]
-    for extra in ("adstock_alpha", "saturation_lam", "saturation_beta", "intercept_contribution"):
+    for extra in ("adstock_alpha", "saturation_lam", "saturation_beta", "saturation_roi", "intercept_contribution"):
         if extra in post.data_vars and extra not in names:
             names.append(extra)
     return [n for n in names if n in post.data_vars and n not in _PER_OBSERVATION]
@@ -260,7 +260,8 @@ def prior_posterior_shift(mmm, *, draws: int = 1000, seed: int = 0, min_contract
     import arviz as az
     import pymc as pm
 
-    names = [n for n in MEDIA_PARAMETERS if n in mmm.model.named_vars and n in mmm.idata.posterior]
+    # saturation_roi: the ROI parameterization's own prior (beta is then derived from it and lam)
+    names = [n for n in (*MEDIA_PARAMETERS, "saturation_roi") if n in mmm.model.named_vars and n in mmm.idata.posterior]
     if not names:
         return pd.DataFrame(columns=["parameter", "element", "prior_mean", "prior_sd", "posterior_mean",
                                      "posterior_sd", "contraction", "shift_z", "prior_dominated"])

@@ -118,8 +118,19 @@ def test_spend_and_unit_curves_agree_through_the_cost_per_unit(mmm, curves):
 
 def test_curve_matches_pymc_marketing_sample_saturation_curve(mmm):
     """The hand-evaluated saturation is pymc-marketing's own curve at the same scaled inputs."""
+    import copy
+
+    from pymc_extras.prior import Prior
+
     scale = mmm.idata.constant_data["channel_scale"]
-    ref = mmm.sample_saturation_curve(max_value=2.0, num_points=5, num_samples=None)
+    # The default ROI parameterization derives beta (roi_prior); pymc-marketing's sample_saturation_curve
+    # would redraw it from the saturation's own beta hierarchy, absent from this posterior. With beta a
+    # plain variable, the library's curve reads the posterior's beta and lam as they are.
+    saturation = copy.deepcopy(mmm.saturation)
+    saturation.update_priors({"saturation_beta": Prior("HalfNormal", sigma=1.0, dims=("geo", "channel"))})
+    ref = saturation.sample_curve(parameters=mmm.idata.posterior.dataset, max_value=2.0, num_points=5)
+    ref = ref * mmm.idata.constant_data["target_scale"]
+    assert saturation.function_priors["beta"].distribution == "HalfNormal"  # the update took
     for geo in GEOS:
         for channel in CHANNELS:
             s = float(scale.sel(channel=channel))

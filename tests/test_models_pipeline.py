@@ -72,8 +72,9 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
     # so the two compete for the same weeks), and the check names it
     with warehouse.connect(sample_run["warehouse"]) as con:
         shift = con.execute("SELECT * FROM marts.prior_posterior_latest").df()
-    assert len(shift) == 4 * 3 * 3 * 4 and set(shift.parameter) == {"adstock_alpha", "saturation_lam",
-                                                                     "saturation_beta"}
+    # saturation_roi: the ROI parameterization's prior (beta is derived from it and lam)
+    assert len(shift) == 4 * 3 * 4 * 4 and set(shift.parameter) == {"adstock_alpha", "saturation_lam",
+                                                                     "saturation_beta", "saturation_roi"}
     assert shift.contraction.median() > 0.5
     flagged = shift[shift.prior_dominated]
     assert set(flagged.parameter) <= {"adstock_alpha"} and all(", social" in e for e in flagged.element), flagged

@@ -42,6 +42,8 @@ def test_beta_is_derived_from_roi_and_the_typical_weeks_spend(tables):
             "saturation_lam_raw_offset"} <= free
     assert not any(name.startswith("saturation_beta") for name in free)
     assert "saturation_beta" in model.named_vars and "lift_window_obs" in model.named_vars
+    # pymc-marketing's leaf deterministics survive the surgery (the budget optimizer reads this one)
+    assert "total_media_contribution_original_scale" in model.named_vars
 
     # at a random point, by hand from the tables: response of the mean week = ROI x its spend in money,
     # and relative ROI = ROI / (the geo's mean weekly KPI / its mean weekly paid spend)

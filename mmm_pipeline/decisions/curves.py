@@ -24,8 +24,11 @@ any cost-per-unit / spend support. The mart needs a grid per geo x channel in
 money (0 to ``max_multiple`` x that cell's largest weekly spend), so the same
 saturation is evaluated here directly from the posterior (``saturation_lam``,
 ``saturation_beta``, ``channel_scale``, ``target_scale``), vectorised over
-draws; ``tests/test_curves_allocation.py`` checks it against
-``sample_saturation_curve`` at the same scaled inputs. Saturations other than
+draws; ``tests/test_curves_allocation.py`` checks it against the library's
+saturation ``sample_curve`` at the same scaled inputs. (With the default ROI
+parameterization, ``MMM.sample_saturation_curve`` itself would redraw beta
+from the saturation's own beta prior, which that model replaces by a derived
+beta: another reason not to use it.) Saturations other than
 ``LogisticSaturation`` are evaluated through the model's own
 ``saturation.function`` (pytensor). A time-varying media multiplier (HSGP), if
 configured, is not part of the curve (the curve is the media response at a

@@ -147,10 +147,25 @@ def _apply(mmm, spec: dict[str, Any], week: dict[str, Any]) -> None:
     lam = mmm.model["saturation_lam"]
     response0 = relative * const("share", dims) * const("kpi0", geo_dims)  # the typical week's, scaled KPI
     beta = response0 / pxm.tanh(lam * const("x0", dims) / 2)
-    mmm.model = pm.do(mmm.model, {"saturation_beta": beta.transpose(*dims)}, prune_vars=True)
-    with mmm.model:  # after pm.do, which prunes what nothing reads
+    # not prune_vars=True: that also drops pymc-marketing's leaf deterministics (the contributions in
+    # original scale the optimizer reads); only beta's own free variables go
+    model = pm.do(mmm.model, {"saturation_beta": beta.transpose(*dims)}, prune_vars=False)
+    mmm.model = _without(model, [n for n in model.named_vars if n.startswith("saturation_beta_")])
+    with mmm.model:
         relative = as_xtensor(mmm.model[RELATIVE], dims=dims)
         Deterministic(VARIABLE, (relative * const("kpi_per_spend", geo_dims)).transpose(*dims))
+
+
+def _without(model, names: list[str]):
+    """`model` without the named variables (the replaced beta's hierarchy, which nothing reads now)."""
+    from pymc.model.fgraph import ModelVar, fgraph_from_model, model_from_fgraph
+
+    fgraph, _ = fgraph_from_model(model, inlined_views=True)
+    for node in [n for n in fgraph.apply_nodes
+                 if isinstance(n.op, ModelVar) and any(o.name in names for o in n.outputs)]:
+        if node in fgraph.apply_nodes:
+            fgraph.remove_node(node)
+    return model_from_fgraph(fgraph, mutate_fgraph=True)
 
 
 def add_roi_parameterization(mmm, data, cfg) -> None:

@@ -48,7 +48,9 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
 
-export MMM_FIT_CONCURRENCY ?= 1
+# Model fits at once (pool `model_fit`): two markets fit side by side on 2+ cores (each fit of the
+# sample peaks near 2.4 GB); 1 on a machine short of memory or for large markets.
+export MMM_FIT_CONCURRENCY ?= 2
 
 ui: $(VENV)/.installed
 	@if [ "$(MMM_INPUT_DIR)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi

@@ -2,7 +2,8 @@
 
 Runs in process against the Dagster instance at DAGSTER_HOME (so the runs show
 in `make ui`), with resources from the MMM_* environment variables: first
-`ingest_job`, then `model_job` once per market. Exits non-zero when an asset
+`ingest_job`, then `model_job` once per market (the markets at the same time, one process each,
+unless MMM_PARALLEL_MARKETS=0). Exits non-zero when an asset
 fails or a blocking check fails (the rest still runs where it can).
 """
 
@@ -55,24 +56,81 @@ def release_dead_runs(instance) -> list[str]:
     return released
 
 
-def run_all(defs, instance, run_config=None, markets: list[str] | None = None) -> tuple[bool, list]:
-    """ingest_job, then model_job per market (all, or `markets`); returns (ok, results)."""
+def _run_market(model_job, instance, market: str, run_config) -> list:
+    """model_job for one market partition, then the report alone when a failed gate blocked it."""
+    result = model_job.execute_in_process(
+        instance=instance, raise_on_error=False, partition_key=market, run_config=run_config)
+    results = [result]
+    if failed_checks(result) and not _materialized(result, "market_report"):
+        # A failed gate blocked the outputs and so the report; the report still says so
+        # (banner, and which earlier model the outputs come from), so render it on its own.
+        results.append(model_job.execute_in_process(
+            instance=instance, raise_on_error=False, partition_key=market, run_config=run_config,
+            asset_selection=[dg.AssetKey("market_report")]))
+    return results
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (an OOM kill of `assets.run` must not leave a
+    market's fit running on, writing to the warehouse, with nobody to report it)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's pool shutdown still joins its children
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _market_process(market: str, run_config) -> list[str]:
+    """Spawned process: `assets.definitions.defs`' model_job for `market` on DAGSTER_HOME's instance."""
+    from assets.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        return [r.run_id for r in _run_market(defs.resolve_job_def("model_job"), instance, market, run_config)]
+
+
+class StoredRun:
+    """A run executed in another process, read back from the instance: what callers of `run_all` read
+    of an ExecuteInProcessResult (success, all_events, run_id, dagster_run, job_def.name)."""
+
+    def __init__(self, instance, run_id: str):
+        self.run_id = run_id
+        self.dagster_run = instance.get_run_by_id(run_id)
+        self.success = self.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        self.all_events = [rec.dagster_event for rec in instance.all_logs(run_id) if rec.is_dagster_event]
+        self.job_def = type("JobName", (), {"name": self.dagster_run.job_name})()
+
+
+def run_all(defs, instance, run_config=None, markets: list[str] | None = None, *,
+            parallel: bool = False) -> tuple[bool, list]:
+    """ingest_job, then model_job per market (all, or `markets`); returns (ok, results).
+
+    `parallel`: one spawned process per market, at the same time (`assets.definitions.defs` and a
+    persistent instance only: the processes load both themselves). Most of a fit is its single-threaded
+    compile and the steps around the sampler, so on 2 cores two markets take about the time of one and
+    a half. The warehouse lock and the instance's pools still serialize what must be serial."""
     for run_id in release_dead_runs(instance):
         print(f"run {run_id} died without finishing: marked failed and its pool slots freed")
     results = [defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config)]
     if results[0].success and not failed_checks(results[0]):
         model_job = defs.resolve_job_def("model_job")
-        for market in markets or model_job.partitions_def.get_partition_keys():
-            result = model_job.execute_in_process(
-                instance=instance, raise_on_error=False, partition_key=market, run_config=run_config)
-            results.append(result)
-            if failed_checks(result) and not _materialized(result, "market_report"):
-                # A failed gate blocked the outputs and so the report; the report still says so
-                # (banner, and which earlier model the outputs come from), so render it on its own.
-                results.append(model_job.execute_in_process(
-                    instance=instance, raise_on_error=False, partition_key=market, run_config=run_config,
-                    asset_selection=[dg.AssetKey("market_report")]))
+        keys = markets or model_job.partitions_def.get_partition_keys()
+        if parallel and len(keys) > 1 and not instance.is_ephemeral:
+            import concurrent.futures
+            import multiprocessing
+
+            with concurrent.futures.ProcessPoolExecutor(
+                    max_workers=len(keys), mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent) as pool:
+                run_ids = list(pool.map(_market_process, keys, [run_config] * len(keys)))
+            results += [StoredRun(instance, run_id) for ids in run_ids for run_id in ids]
+        else:
+            for market in keys:
+                results += _run_market(model_job, instance, market, run_config)
     ok = all(r.success for r in results) and not any(failed_checks(r) for r in results)
     if ok:
         # bi_publication, the end of the graph; the sensor `publish_marts_after_success` runs the same
@@ -104,7 +162,12 @@ def main() -> int:
 
     settings = RunSettings.from_env()
     started = time.perf_counter()
-    ok, results = run_all(defs, dg.DagsterInstance.get(), LOG_CONFIG)
+    # markets in parallel processes unless MMM_PARALLEL_MARKETS=0 (one CPU, or to read one log at a time)
+    parallel = os.environ.get("MMM_PARALLEL_MARKETS", "1") != "0" and (os.cpu_count() or 1) > 1
+    instance = dg.DagsterInstance.get()
+    if parallel:  # the `model_fit` pool (default limit 1) would otherwise queue one market's fits behind the other's
+        instance.event_log_storage.set_concurrency_slots("model_fit", int(os.environ.get("MMM_FIT_CONCURRENCY", "2")))
+    ok, results = run_all(defs, instance, LOG_CONFIG, parallel=parallel)
     failed_steps = [e.step_key for r in results for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
     errors = [c for r in results for c in failed_checks(r)]
     warned = [c for r in results for c in failed_checks(r, dg.AssetCheckSeverity.WARN)]

@@ -94,7 +94,10 @@ def run_env(tmp_path: Path, input_dir: Path, home: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(MMM_INPUT_DIR=str(input_dir), MMM_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
                MMM_ARTIFACT_DIR=str(tmp_path / "artifacts"), MMM_PROFILE="fast",
-               DAGSTER_HOME=str(home_dir), GX_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
+               DAGSTER_HOME=str(home_dir), GX_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1",
+               # one market at a time, so a kill lands in exactly one fit (the parallel path's
+               # children die with their parent: test_market_processes_die_with_a_killed_parent)
+               MMM_PARALLEL_MARKETS="0")
     return env
 
 
@@ -431,3 +434,56 @@ def test_rerun_in_the_same_dagster_home_is_not_blocked_by_the_killed_runs_pool_s
             pytest.fail(f"ingest_job of the re-run did not succeed within 180 s:\n{rerun.output()[-6000:]}")
     finally:
         rerun.kill()
+
+
+def test_market_processes_die_with_a_killed_parent(sample_dir, copy_input, tmp_path):
+    """`make run` fits the markets side by side, one spawned process each: both fit at once, and an
+    OOM kill of the parent alone (not its process group) takes the market processes with it."""
+    def descendants(pid: int) -> set[int]:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: ppid
+        found, frontier = set(), {pid}
+        while frontier:
+            frontier = {c for c, p in parents.items() if p in frontier} - found
+            found |= frontier
+        return found
+
+    def alive(pids: set[int]) -> set[int]:
+        out = set()
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.add(pid)
+            except OSError:
+                pass
+        return out
+
+    input_dir = copy_input(sample_dir)
+    env = {**run_env(tmp_path, input_dir, "home_parallel"), "MMM_PARALLEL_MARKETS": "1"}
+    run = Run(["-m", "assets.run"], env, tmp_path / "parallel.log")
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            markets = set(re.findall(r"fitting \w+ model for market (\w+)", run.output()))
+            if markets == {"west", "east"}:
+                break
+            assert run.proc.poll() is None, run.output()[-6000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the two markets did not fit at the same time:\n{run.output()[-6000:]}")
+        children = descendants(run.proc.pid)
+        assert len(children) >= 2, children
+        os.kill(run.proc.pid, signal.SIGKILL)  # the parent only
+        run.proc.wait()
+        end = time.monotonic() + 20
+        while alive(children) and time.monotonic() < end:
+            time.sleep(0.5)
+        assert not alive(children), f"market processes outlived their parent: {alive(children)}"
+    finally:
+        run.kill()

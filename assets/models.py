@@ -386,7 +386,7 @@ def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     return _fit_variant(context, warehouse, settings, artifacts, "calibrated")
 
 
-@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"}, pool="duckdb",
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"},
           description="marts.calibration_report (per geo and channel, for the media parameters, ROAS and the "
           "response at current spend: 94% HDI under both models, precision improvement, and with truth.json "
           "each model's error, truth inside each HDI, bias improvement) and marts.lift_test_fit (each test's "

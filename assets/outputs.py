@@ -85,7 +85,7 @@ def _append_per_variant(warehouse: WarehouseResource, tables: dict[str, dict[str
     return pd.concat(next(iter(tables.values())).values(), ignore_index=True), version
 
 
-@dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
+@dg.asset(kinds={"pymc", "duckdb"},
           description="marts.response_curves: per geo and channel, weekly KPI response (mean, 94% HDI) "
           "against weekly spend from 0 to 2x the historical maximum, money on the x axis through the "
           "spend-weighted cost per unit of the last 13 weeks; one PNG per channel with both variants.",
@@ -112,7 +112,7 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
-@dg.asset(kinds={"pymc", "duckdb"}, pool="duckdb",
+@dg.asset(kinds={"pymc", "duckdb"},
           description="marts.channel_roas: per geo and channel over the training period, spend, "
           "carryover-aware contribution (pymc-marketing incrementality), ROAS mean and 94% HDI, marginal "
           "ROAS at current spend and cost per incremental KPI, for both variants. marts.refresh_drift: ROAS "
@@ -207,7 +207,7 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
 
 
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, "cost_per_unit_forecast", response_curves],
-          kinds={"pymc", "duckdb"}, pool="duckdb",
+          kinds={"pymc", "duckdb"},
           description="marts.budget_allocation: for each scenario of the market (pipeline.yaml `scenarios`, "
           "default: today's spend over the planning horizon, each cell within +/-50%), pymc-marketing's "
           "budget optimizer in money with the forecast cost per unit: optimal spend, the units it buys and "

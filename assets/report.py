@@ -54,7 +54,7 @@ def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
 
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, model_validation, response_curves,
                 channel_roas, budget_allocation],
-          kinds={"html", "duckdb"}, pool="duckdb", group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
+          kinds={"html", "duckdb"}, group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
           code_version=REPORT_CODE_VERSION, automation_condition=DOWNSTREAM, freshness_policy=REFRESH_FRESHNESS,
           description="One self-contained HTML report per market (headline, fit, contributions, channel "
           "economics, response curves, calibration, budget plan, data) read from the marts only, at "

@@ -81,6 +81,13 @@ _BOUND_TOL = 1e-6       # bound violation allowed from the solver (relative to t
 # Posterior draws the optimizer and the response evaluations use (every k-th draw of each chain). On
 # the 20-geo Meridian model, 500 of 4,000 gave up 0.003% of the expected response (bench/README.md).
 OPTIMIZER_MAX_DRAWS = 500
+# SLSQP's ftol is absolute on pymc-marketing's objective, which it divides by the steepest gradient
+# entry, so the objective is in money (about 1e6 on the sample). pymc-marketing's 1e-9 asks for 15
+# significant digits, below the rounding of a sum over 500 draws x 26 weeks, and SLSQP then wanders:
+# on the sample's east market 1e-9 ran into the 1,000-iteration limit (57 s) and 1e-7 or 1e-6 took
+# 48 s after a refit, where 1e-3 stopped in 2.5 s at the same plan (every cell's spend within one
+# currency unit, expected response equal to 1e-12 relative; both markets, 2026-12-05).
+OPTIMIZER_MINIMIZE_KWARGS = {"method": "SLSQP", "options": {"ftol": 1e-3, "maxiter": 1_000}}
 
 
 class AllocationError(ValueError):
@@ -243,7 +250,7 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         spend above it.
     start_date : first horizon week (default: the Monday after the model's last
         week, i.e. the first week after the last complete week).
-    minimize_kwargs : passed to ``BudgetOptimizer.allocate_budget``.
+    minimize_kwargs : passed to ``BudgetOptimizer.allocate_budget`` (default OPTIMIZER_MINIMIZE_KWARGS).
     max_draws : posterior draws the optimizer and the responses use, every k-th of each
         chain above it (None: all).
 
@@ -389,7 +396,8 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
                 # SLSQP can stop at its iteration limit next to the optimum; keep its last point
                 # and let the invariants below decide whether it is a valid allocation.
                 res = opt.allocate_budget(total_budget=budget_w, budget_bounds=bounds_da,
-                                          x0=cell_da(x0, "x0"), minimize_kwargs=minimize_kwargs,
+                                          x0=cell_da(x0, "x0"),
+                                          minimize_kwargs=minimize_kwargs or OPTIMIZER_MINIMIZE_KWARGS,
                                           return_if_fail=True)
             except MinimizeException as exc:
                 raise AllocationError(f"{label}: the optimizer failed: {exc}") from exc

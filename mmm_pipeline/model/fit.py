@@ -70,6 +70,19 @@ def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
     mmm._sample_with_deterministics = sample_thinned
 
 
+@contextlib.contextmanager
+def numba_opt_level(level: int):
+    """numba compiles at LLVM optimisation `level` inside the block (its config is read per compile)."""
+    from numba.core import config as numba_config
+
+    before = numba_config.OPT
+    numba_config.OPT = numba_config._OptLevel(str(level))
+    try:
+        yield
+    finally:
+        numba_config.OPT = before
+
+
 def _nuts_kwargs(s: SamplerConfig) -> dict:
     nuts: dict[str, Any] = {"target_accept": s.target_accept, "max_treedepth": s.max_treedepth}
     if s.nuts_sampler == "nutpie" and s.adaptation != "diag":
@@ -150,7 +163,7 @@ def fit_model(
     hook = nutpie_progress(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
     # Unthinned, pymc-marketing recomputes the deterministics with pymc's default rich
     # progress bar ("Computing ...") and no way to turn it off: keep it out of the run log.
-    with hook, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with hook, numba_opt_level(s.numba_opt), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
         mmm.fit(

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_recovery.py [--datasets sample,corr,spread] [--markets west,east]
                                              [--variants uncalibrated,calibrated] [--profile full]
+                                             [--lift-readout reported|truth] [--one-market]
                                              [--json OUT.json]
 
 Datasets (mmm_pipeline.sample with different seeds and structure; each
@@ -27,6 +28,15 @@ already sets linear), `market` / `size` (model.geo_scaling), `roi` / `beta`
 (model.saturation_parameterization). A variant is compared with its
 uncalibrated twin (`calibrated+market` with `uncalibrated+market`), anything else
 with `uncalibrated`.
+
+`--lift-readout truth` replaces each test's reported delta_y by its true lift in the test's scope
+(truth.json `true_delta_y_reported_scope`; sigma unchanged): it separates what the likelihood does
+from the luck of the generated readouts, which are drawn with noise of the stated sigma (a readout
+1.3 sigma below the truth rightly pulls the tested cells down).
+
+`--one-market` fits all six geos as one market `all` (use with `--markets all`): a national test is
+then one likelihood term against its whole readout, where two markets each get their geos' spend
+share of it.
 
 Per dataset and market it fits the uncalibrated and the calibrated model
 as the pipeline does (pipeline spec, every staged control, `full` profile: nutpie,
@@ -82,6 +92,30 @@ def dataset_structure(name: str) -> tuple[int, dict]:
     if name == "trend":  # the baseline grows 40% over the two years while search volume doubles
         return 13, {"geo_size": TEN_X, "size_effects": True, "trend": 0.4, "ramp": ("search", 1.0)}
     raise SystemExit(f"unknown dataset {name!r}")
+
+
+def noise_free_readouts(folder: Path) -> None:
+    """Rewrite the folder's lift_tests.csv with each test's true lift in its scope as delta_y."""
+    import pandas as pd
+
+    truth = json.loads((folder / "truth.json").read_text())
+    true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
+    tests = pd.read_csv(folder / "lift_tests.csv")
+    missing = sorted(set(tests["test_id"]) - set(true_lift))
+    if missing:
+        raise SystemExit(f"{folder / 'truth.json'}: no true lift for test(s) {missing}")
+    tests["delta_y"] = tests["test_id"].map(true_lift).round(2)
+    tests.to_csv(folder / "lift_tests.csv", index=False)
+
+
+def one_market(folder: Path) -> None:
+    """Rewrite the folder's pipeline.yaml so that every geo is in one market, `all`."""
+    import yaml
+
+    path = folder / "pipeline.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["markets"] = {"all": sorted(g for geos in spec["markets"].values() for g in geos)}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
 def _fit_one(args: dict) -> dict:
@@ -219,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markets", default="west,east")
     ap.add_argument("--variants", default="uncalibrated,calibrated")
     ap.add_argument("--profile", default="full")
+    ap.add_argument("--lift-readout", choices=("reported", "truth"), default="reported",
+                    help="truth: every test reads out its true lift (see the module docstring)")
+    ap.add_argument("--one-market", action="store_true", help="all geos in one market `all`")
     ap.add_argument("--json", default=None, help="also write the results and summary here")
     a = ap.parse_args(argv)
     from mmm_pipeline.sample import generate_sample
@@ -231,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             seed, structure = dataset_structure(ds)
             folder = Path(tmp) / ds
             generate_sample(folder, seed=seed, **structure)
+            if a.lift_readout == "truth":
+                noise_free_readouts(folder)
+            if a.one_market:
+                one_market(folder)
             for market in a.markets.split(","):
                 for v in a.variants.split(","):
                     with ctx.Pool(1) as pool:

@@ -34,7 +34,7 @@ with `uncalibrated`.
 from the luck of the generated readouts, which are drawn with noise of the stated sigma (a readout
 1.3 sigma below the truth rightly pulls the tested cells down).
 
-`--one-market` fits all six geos as one market `all` (use with `--markets all`): a national test is
+`--one-market` fits all six geos as one market `all` (and `--markets` defaults to it): a national test is
 then one likelihood term against its whole readout, where two markets each get their geos' spend
 share of it.
 
@@ -250,7 +250,7 @@ def _print(summary: list[dict], results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="sample,corr,spread")
-    ap.add_argument("--markets", default="west,east")
+    ap.add_argument("--markets", default=None, help="default: west,east (all with --one-market)")
     ap.add_argument("--variants", default="uncalibrated,calibrated")
     ap.add_argument("--profile", default="full")
     ap.add_argument("--lift-readout", choices=("reported", "truth"), default="reported",
@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-market", action="store_true", help="all geos in one market `all`")
     ap.add_argument("--json", default=None, help="also write the results and summary here")
     a = ap.parse_args(argv)
+    a.markets = a.markets or ("all" if a.one_market else "west,east")
     from mmm_pipeline.sample import generate_sample
 
     ctx = mp.get_context("spawn")

@@ -78,6 +78,9 @@ class LiftTestSettings(BaseModel):
     baseline: Literal["pre_period", "window"] = "pre_period"
     baseline_weeks: int = Field(8, ge=1, le=52)
     national_sigma_split: Literal["proportional", "sqrt_share"] = "proportional"
+    # A national test in one market of several: sd of the log ROAS ratio between this market and
+    # the others, the uncertainty of splitting the readout by spend share (0: the plain split).
+    national_split_log_sd: float = Field(0.5, ge=0, le=5)
 
 
 class IngestSettings(BaseModel):

@@ -216,14 +216,27 @@ def test_window_likelihood_columns_geo_and_national_terms():
     assert (t1.scope, t1.delta_y_test, t1.sigma_test, t1.market_share) == ("window", 4000.0, 800.0, 1.0)
     n = conv[conv["test_id"] == "N1"]
     # a national test: one term per market, the market's share (A .5 + B .25) of the readout,
-    # sigma x sqrt(share) -- never sigma split per geo row
+    # sigma x sqrt(share) widened by the split's error (share x (1 - share) x 0.5 of the readout
+    # by default) -- never sigma split per geo row
     assert n["market_share"].tolist() == pytest.approx([0.75, 0.75])
     assert n["delta_y_test"].tolist() == pytest.approx([1400 * 0.75] * 2)
-    assert n["sigma_test"].tolist() == pytest.approx([280 * math.sqrt(0.75)] * 2)
-    # across both markets the terms' variances add up to the reported one
-    other, _ = convert_lift_tests(tests, _daily(), ["C"], market="m2")
+    split_sd = 1400 * 0.75 * 0.25 * 0.5
+    assert n["sigma_test"].tolist() == pytest.approx([math.sqrt(280 ** 2 * 0.75 + split_sd ** 2)] * 2)
+    # without the split's error the markets' terms' variances add up to the reported one
+    plain, _ = convert_lift_tests(tests, _daily(), M1, market="m1", national_split_log_sd=0.0)
+    other, _ = convert_lift_tests(tests, _daily(), ["C"], market="m2", national_split_log_sd=0.0)
+    s_m1 = plain.loc[plain["test_id"] == "N1", "sigma_test"].iloc[0]
     s_other = other.loc[other["test_id"] == "N1", "sigma_test"].iloc[0]
-    assert n["sigma_test"].iloc[0] ** 2 + s_other ** 2 == pytest.approx(280.0 ** 2)
+    assert s_m1 == pytest.approx(280 * math.sqrt(0.75))
+    assert s_m1 ** 2 + s_other ** 2 == pytest.approx(280.0 ** 2)
+    # one market of every geo: nothing is split, the reported sigma stands
+    whole, _ = convert_lift_tests(tests, _daily(), ["A", "B", "C"], market="all")
+    w = whole[whole["test_id"] == "N1"]
+    assert w["market_share"].tolist() == pytest.approx([1.0] * 3)
+    assert w["sigma_test"].tolist() == pytest.approx([280.0] * 3)
+    assert w["delta_y_test"].tolist() == pytest.approx([1400.0] * 3)
+    with pytest.raises(ValueError, match="national_split_log_sd"):
+        convert_lift_tests(tests, _daily(), M1, national_split_log_sd=-1.0)
 
 
 def test_scope_column_is_read_and_validated(tmp_path):

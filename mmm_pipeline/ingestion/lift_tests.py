@@ -6,9 +6,14 @@ and geo, the window, ``delta_spend`` (the geo's share for a national test),
 ``cost_per_unit_used`` and ``scope`` (``window`` default, or ``total``; a
 ``scope`` column of lift_tests.csv, reason ``invalid_scope`` otherwise), and per
 test and market one term: ``delta_y_test`` = delta_y x market_share and
-``sigma_test`` = sigma x sqrt(market_share), where ``market_share`` is the
-market's share of the test's window spend (1 for a geo test and for a national
-test in a one-market run). The weekly steady-state conversion below is what the
+``sigma_test`` = sqrt(sigma^2 x s + (delta_y x s x (1 - s) x tau)^2), where
+``s = market_share`` is the market's share of the test's window spend (1 for a
+geo test and for a national test in a one-market run: sigma unchanged). The
+first part makes the markets' terms add up to the reported variance; the second
+is the uncertainty of the split itself: the market's share of the *lift* equals
+its share of the spend only if its ROAS equals the other markets'. With their
+log ROAS ratio ~ N(0, tau^2) the lift share is s +/- s (1 - s) tau to first order
+(``national_split_log_sd`` = tau, default 0.5; 0 gives the plain spend split). The weekly steady-state conversion below is what the
 ``calibration.likelihood: steady_state`` option (pymc-marketing's
 ``add_lift_test_measurements``) reads.
 
@@ -139,6 +144,7 @@ def convert_lift_tests(
     market: str | None = None,
     national_sigma_split: Literal["proportional", "sqrt_share"] = "proportional",
     baseline: Literal["pre_period", "window"] = "pre_period",
+    national_split_log_sd: float = 0.5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Convert `tests` (raw.lift_tests) for one market; returns (converted, rejected).
 
@@ -153,6 +159,8 @@ def convert_lift_tests(
         raise ValueError("national_sigma_split must be 'proportional' or 'sqrt_share'")
     if baseline not in ("pre_period", "window"):
         raise ValueError("baseline must be 'pre_period' or 'window'")
+    if not (np.isfinite(national_split_log_sd) and national_split_log_sd >= 0):
+        raise ValueError("national_split_log_sd must be a finite number >= 0")
     daily = _daily_units(daily_media)
     market_geos = list(market_geos)
     data_geos = set(daily["geo"])
@@ -283,10 +291,15 @@ def convert_lift_tests(
             reject(*problem)
             continue
         # One likelihood term per test and market: the market's spend share of a national test's
-        # readout, with sigma x sqrt(share) so the markets' terms add up to the reported variance.
+        # readout, with sigma x sqrt(share) so the markets' terms add up to the reported variance,
+        # widened by the split's own error (the market's lift share differs from its spend share
+        # as far as its ROAS differs from the other markets'; measured in the recovery bench: up to
+        # 0.48 in log ROAS, where a spend split alone put a market's term 1.8 sigma off its true lift).
         market_share = float(sum(r["geo_share"] for r in rows))
+        split_sd = abs(d_y) * market_share * (1.0 - market_share) * national_split_log_sd
+        sigma_test = float(np.sqrt(sig ** 2 * market_share + split_sd ** 2))
         for r in rows:
-            r.update(scope=scope, delta_y_test=d_y * market_share, sigma_test=sig * np.sqrt(market_share),
+            r.update(scope=scope, delta_y_test=d_y * market_share, sigma_test=sigma_test,
                      market_share=market_share)
         converted.extend(rows)
 

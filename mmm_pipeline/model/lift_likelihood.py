@@ -27,8 +27,10 @@ One likelihood term per test: a test without a geo in a geo model is the sum
 of its geos' implied lifts against the reported ``delta_y`` and ``sigma``
 (Normal, or StudentT with ``nu``). When the model is one market of several,
 the market sees its spend share of a national test (``delta_y x share``) with
-``sigma x sqrt(share)``, so the market terms of one national test add up to the
-reported variance; a market holding every geo gets the test unchanged.
+``sigma_test`` from the conversion (``sigma x sqrt(share)``, so the market terms
+add up to the reported variance, widened by the split's own error:
+``mmm_pipeline.ingestion.lift_tests``); a market holding every geo gets the test
+unchanged.
 
 The design (paths, weights, indices) is plain numpy built from ``ModelData``
 and the converted tests; :func:`add_window_lift_likelihood` adds it to a built

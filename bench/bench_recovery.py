@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_recovery.py [--datasets sample,corr,spread] [--markets west,east]
                                              [--variants uncalibrated,calibrated] [--profile full]
                                              [--lift-readout reported|truth] [--one-market]
+                                             [--readout-seeds 1,2,3] [--seed-variants calibrated]
                                              [--json OUT.json]
 
 Datasets (mmm_pipeline.sample with different seeds and structure; each
@@ -25,7 +26,8 @@ size, `size_effects`, unlike the sample):
 Variant flags after `+` change the dataset's model settings: `trend` / `notrend`
 (model.trend linear / none; a generated folder with a trend, the sample and `trend`,
 already sets linear), `market` / `size` (model.geo_scaling), `roi` / `beta`
-(model.saturation_parameterization). A variant is compared with its
+(model.saturation_parameterization), `spendsplit` (lift_tests.national_split_log_sd 0: a national
+test split across markets by spend share alone). A variant is compared with its
 uncalibrated twin (`calibrated+market` with `uncalibrated+market`), anything else
 with `uncalibrated`.
 
@@ -33,6 +35,12 @@ with `uncalibrated`.
 (truth.json `true_delta_y_reported_scope`; sigma unchanged): it separates what the likelihood does
 from the luck of the generated readouts, which are drawn with noise of the stated sigma (a readout
 1.3 sigma below the truth rightly pulls the tested cells down).
+
+`--readout-seeds 1,2,3` adds, per seed, a calibrated fit on readouts redrawn as the true lift in the
+test's scope + Normal(0, sigma) with that seed (the generator's own noise, sigma unchanged), compared
+with the same uncalibrated fit: one readout draw is ~9 tested cells' worth of luck, the seeds give the
+likelihood's expected share of tested cells it improves (printed per seed and pooled).
+`--seed-variants calibrated,calibrated+spendsplit` fits each listed variant per seed.
 
 `--one-market` fits all six geos as one market `all` (and `--markets` defaults to it): a national test is
 then one likelihood term against its whole readout, where two markets each get their geos' spend
@@ -108,6 +116,23 @@ def noise_free_readouts(folder: Path) -> None:
     tests.to_csv(folder / "lift_tests.csv", index=False)
 
 
+def redrawn_readouts(folder: Path, seed: int, out: Path) -> None:
+    """Copy `folder` to `out` with each test's readout redrawn as its true lift + Normal(0, sigma)."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    shutil.copytree(folder, out)
+    truth = json.loads((folder / "truth.json").read_text())
+    true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
+    tests = pd.read_csv(out / "lift_tests.csv")
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 1.0, len(tests)) * tests["sigma"].to_numpy(float)
+    tests["delta_y"] = (tests["test_id"].map(true_lift).to_numpy(float) + noise).round(2)
+    tests.to_csv(out / "lift_tests.csv", index=False)
+
+
 def one_market(folder: Path) -> None:
     """Rewrite the folder's pipeline.yaml so that every geo is in one market, `all`."""
     import yaml
@@ -135,9 +160,11 @@ def _fit_one(args: dict) -> dict:
     geos = t["markets"][args["market"]]
     pipeline = load_pipeline_config(input_dir)[0]
     lt = pipeline.lift_tests.model_dump()
+    variant, _, extra = args["variant"].split("#")[0].partition("+")  # e.g. uncalibrated+trend, calibrated#s2
+    if "spendsplit" in extra.split("+"):  # a national test split across markets by spend share alone
+        lt["national_split_log_sd"] = 0.0
     lift, _ = convert_lift_tests(with_scope(t["lift"], input_dir / "lift_tests.csv"), t["daily"], geos,
                                  market=args["market"], **lt)
-    variant, _, extra = args["variant"].partition("+")  # e.g. uncalibrated+trend
     over = dict(pipeline.model or {})  # the dataset's own model settings (the sample: geo_scaling market)
     if variant == "steady_state":
         over["calibration"] = {"likelihood": "steady_state"}
@@ -148,6 +175,8 @@ def _fit_one(args: dict) -> dict:
             over["geo_scaling"] = flag
         elif flag in ("roi", "beta"):  # the media prior on ROI (beta derived) or on beta
             over["saturation_parameterization"] = flag
+        elif flag == "spendsplit":  # handled above, in the conversion
+            pass
         else:
             raise SystemExit(f"unknown variant flag {flag!r} in {args['variant']!r}")
     # as the pipeline fits: every staged control (the generator's promotion), and the retry ladder
@@ -247,6 +276,28 @@ def _print(summary: list[dict], results: dict) -> None:
                           f"  measured {f['observed']:10,.0f} +/- {f['sigma']:,.0f}  z {f['z_score']:+.2f}")
 
 
+def _print_seeds(summary: list[dict]) -> None:
+    """Per dataset and variant, the calibrated fits on redrawn readouts (`calibrated#sN`) pooled over seeds."""
+    import numpy as np
+
+    groups = dict.fromkeys((s["dataset"], s["variant"].split("#")[0]) for s in summary if "#" in s["variant"])
+    for ds, variant in groups:
+        rows = [s for s in summary if s["dataset"] == ds and s["variant"].split("#")[0] == variant
+                and "#" in s["variant"]]
+        cells = [c for s in rows for c in s["per_cell"] if c["tested"]]
+        better = [abs(c["signed_error_calibrated"]) < abs(c["signed_error_uncalibrated"]) for c in cells]
+        print(f"\n== {ds} {variant}: {len(rows)} readout draws (seeds), each against the same uncalibrated fit")
+        for s in rows:
+            print(f"  {s['variant']:24} mean err {s['mean_abs_err_uncal']:.1%} -> {s['mean_abs_err_cal']:.1%}  "
+                  f"tested {s['tested_err_uncal']:.1%} -> {s['tested_err_cal']:.1%}  better {s['tested_cells_better']:.0%}  "
+                  f"bias impr {s['median_bias_improvement_tested_channels']:+.1f}  coverage {s['coverage_cal']:.2f}  "
+                  f"gates {s['gates_green']}")
+        print(f"  pooled: calibrated better on {np.mean(better):.0%} of {len(better)} tested cells; mean error "
+              f"cal < uncal in {sum(s['mean_abs_err_cal'] < s['mean_abs_err_uncal'] for s in rows)} of {len(rows)} "
+              f"draws; median bias improvement, median over draws "
+              f"{np.median([s['median_bias_improvement_tested_channels'] for s in rows]):+.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="sample,corr,spread")
@@ -256,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lift-readout", choices=("reported", "truth"), default="reported",
                     help="truth: every test reads out its true lift (see the module docstring)")
     ap.add_argument("--one-market", action="store_true", help="all geos in one market `all`")
+    ap.add_argument("--readout-seeds", default="", help="e.g. 1,2,3: also a calibrated fit per redrawn readout")
+    ap.add_argument("--seed-variants", default="calibrated",
+                    help="the calibrated variant(s) fitted per readout seed, e.g. calibrated,calibrated+spendsplit")
     ap.add_argument("--json", default=None, help="also write the results and summary here")
     a = ap.parse_args(argv)
     a.markets = a.markets or ("all" if a.one_market else "west,east")
@@ -273,10 +327,14 @@ def main(argv: list[str] | None = None) -> int:
                 noise_free_readouts(folder)
             if a.one_market:
                 one_market(folder)
+            runs = [(v, folder) for v in a.variants.split(",")]
+            for seed in filter(None, a.readout_seeds.split(",")):
+                redrawn_readouts(folder, int(seed), Path(tmp) / f"{ds}#s{seed}")
+                runs += [(f"{v}#s{seed}", Path(tmp) / f"{ds}#s{seed}") for v in a.seed_variants.split(",")]
             for market in a.markets.split(","):
-                for v in a.variants.split(","):
+                for v, input_dir in runs:
                     with ctx.Pool(1) as pool:
-                        r = pool.apply(_fit_one, ({"input": str(folder), "market": market, "variant": v,
+                        r = pool.apply(_fit_one, ({"input": str(input_dir), "market": market, "variant": v,
                                                    "profile": a.profile},))
                     results.setdefault(ds, {}).setdefault(market, {})[v] = r
                     print(f"[{time.perf_counter() - t0:6.0f}s] {ds} {market} {v}: fit {r['fit_seconds']:.0f}s, "
@@ -286,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                         Path(a.json).write_text(json.dumps({"results": results}, default=str))
     summary = summarise(results)
     _print(summary, results)
+    _print_seeds(summary)
     if a.json:
         Path(a.json).write_text(json.dumps({"results": results, "summary": summary}, default=str, indent=1))
     return 0

@@ -424,3 +424,25 @@ def test_size_effects_make_each_geos_ceiling_and_saturation_grow_with_its_size()
     # every geo then owes about the same share of its KPI to media, whatever its size
     share = [sum(sized["contribution_share_by_geo"][g].values()) for g in GEOS]
     assert max(share) / min(share) < 1.15, share
+
+
+def test_recovery_bench_redraws_readouts_around_the_truth(sample, tmp_path):
+    """bench_recovery --readout-seeds: each seed's readouts are the true lift in the test's scope plus
+    Normal(0, sigma) noise, reproducible per seed, different across seeds; the source folder is kept."""
+    from bench.bench_recovery import redrawn_readouts
+
+    folder, truth = sample
+    before = (folder / "lift_tests.csv").read_text()
+    true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
+    draws = []
+    for seed, name in [(1, "a"), (1, "b"), (2, "c")]:
+        redrawn_readouts(folder, seed, tmp_path / name)
+        draws.append(pd.read_csv(tmp_path / name / "lift_tests.csv").set_index("test_id"))
+    assert (folder / "lift_tests.csv").read_text() == before
+    pd.testing.assert_frame_equal(draws[0], draws[1])
+    assert not np.allclose(draws[0]["delta_y"], draws[2]["delta_y"])
+    original = pd.read_csv(folder / "lift_tests.csv").set_index("test_id")
+    for d in draws:
+        z = (d["delta_y"] - d.index.map(true_lift)) / d["sigma"]
+        assert (z.abs() < 4).all()
+        pd.testing.assert_series_equal(d["sigma"], original["sigma"])  # only the readout changes

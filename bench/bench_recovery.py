@@ -102,35 +102,27 @@ def dataset_structure(name: str) -> tuple[int, dict]:
     raise SystemExit(f"unknown dataset {name!r}")
 
 
-def noise_free_readouts(folder: Path) -> None:
-    """Rewrite the folder's lift_tests.csv with each test's true lift in its scope as delta_y."""
-    import pandas as pd
-
-    truth = json.loads((folder / "truth.json").read_text())
-    true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
-    tests = pd.read_csv(folder / "lift_tests.csv")
-    missing = sorted(set(tests["test_id"]) - set(true_lift))
-    if missing:
-        raise SystemExit(f"{folder / 'truth.json'}: no true lift for test(s) {missing}")
-    tests["delta_y"] = tests["test_id"].map(true_lift).round(2)
-    tests.to_csv(folder / "lift_tests.csv", index=False)
-
-
-def redrawn_readouts(folder: Path, seed: int, out: Path) -> None:
-    """Copy `folder` to `out` with each test's readout redrawn as its true lift + Normal(0, sigma)."""
+def readouts_around_truth(folder: Path, out: Path | None = None, seed: int | None = None) -> None:
+    """Rewrite lift_tests.csv (in `out`, a copy of `folder`, when given) with each test's true lift in
+    its scope as delta_y, plus Normal(0, sigma) noise drawn with `seed` when one is given."""
     import shutil
 
     import numpy as np
     import pandas as pd
 
-    shutil.copytree(folder, out)
+    if out is not None:
+        shutil.copytree(folder, out)
+    target = out or folder
     truth = json.loads((folder / "truth.json").read_text())
     true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
-    tests = pd.read_csv(out / "lift_tests.csv")
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0.0, 1.0, len(tests)) * tests["sigma"].to_numpy(float)
+    tests = pd.read_csv(target / "lift_tests.csv")
+    missing = sorted(set(tests["test_id"]) - set(true_lift))
+    if missing:
+        raise SystemExit(f"{folder / 'truth.json'}: no true lift for test(s) {missing}")
+    noise = 0.0 if seed is None else \
+        np.random.default_rng(seed).normal(0.0, 1.0, len(tests)) * tests["sigma"].to_numpy(float)
     tests["delta_y"] = (tests["test_id"].map(true_lift).to_numpy(float) + noise).round(2)
-    tests.to_csv(out / "lift_tests.csv", index=False)
+    tests.to_csv(target / "lift_tests.csv", index=False)
 
 
 def one_market(folder: Path) -> None:
@@ -324,12 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / ds
             generate_sample(folder, seed=seed, **structure)
             if a.lift_readout == "truth":
-                noise_free_readouts(folder)
+                readouts_around_truth(folder)
             if a.one_market:
                 one_market(folder)
             runs = [(v, folder) for v in a.variants.split(",")]
             for seed in filter(None, a.readout_seeds.split(",")):
-                redrawn_readouts(folder, int(seed), Path(tmp) / f"{ds}#s{seed}")
+                readouts_around_truth(folder, Path(tmp) / f"{ds}#s{seed}", seed=int(seed))
                 runs += [(f"{v}#s{seed}", Path(tmp) / f"{ds}#s{seed}") for v in a.seed_variants.split(",")]
             for market in a.markets.split(","):
                 for v, input_dir in runs:

@@ -429,14 +429,14 @@ def test_size_effects_make_each_geos_ceiling_and_saturation_grow_with_its_size()
 def test_recovery_bench_redraws_readouts_around_the_truth(sample, tmp_path):
     """bench_recovery --readout-seeds: each seed's readouts are the true lift in the test's scope plus
     Normal(0, sigma) noise, reproducible per seed, different across seeds; the source folder is kept."""
-    from bench.bench_recovery import redrawn_readouts
+    from bench.bench_recovery import readouts_around_truth
 
     folder, truth = sample
     before = (folder / "lift_tests.csv").read_text()
     true_lift = {t["test_id"]: t["true_delta_y_reported_scope"] for t in truth["lift_tests"]}
     draws = []
     for seed, name in [(1, "a"), (1, "b"), (2, "c")]:
-        redrawn_readouts(folder, seed, tmp_path / name)
+        readouts_around_truth(folder, tmp_path / name, seed=seed)
         draws.append(pd.read_csv(tmp_path / name / "lift_tests.csv").set_index("test_id"))
     assert (folder / "lift_tests.csv").read_text() == before
     pd.testing.assert_frame_equal(draws[0], draws[1])

@@ -13,9 +13,9 @@ first part makes the markets' terms add up to the reported variance; the second
 is the uncertainty of the split itself: the market's share of the *lift* equals
 its share of the spend only if its ROAS equals the other markets'. With their
 log ROAS ratio ~ N(0, tau^2) the lift share is s +/- s (1 - s) tau to first order
-(``national_split_log_sd`` = tau, default 0.5; 0 gives the plain spend split). The weekly steady-state conversion below is what the
-``calibration.likelihood: steady_state`` option (pymc-marketing's
-``add_lift_test_measurements``) reads.
+(``national_split_log_sd`` = tau, default 0.5; 0 gives the plain spend split).
+The weekly steady-state conversion below is what the ``calibration.likelihood:
+steady_state`` option (pymc-marketing's ``add_lift_test_measurements``) reads.
 
 Marketers report a lift test as money added over a window (``delta_spend``,
 USD), the KPI lift over that window (``delta_y``) and its standard error

@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mmm_pipeline.paths import safe_name
+
 OWNERS = ["team:marketing-analytics"]
 
 
@@ -72,12 +74,17 @@ def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def plots_metadata(artifacts, figures: dict, folder: str, file_prefix: str = "") -> dict:
-    """Save each figure as `<folder>/<file_prefix><key>.png` and show it in the UI as `plot_<key>`."""
+def plots_metadata(artifacts, figures: dict, folder: str | tuple[str, ...], file_prefix: str = "") -> dict:
+    """Save each figure as `<folder>/<file_prefix><key>.png` and show it in the UI as `plot_<key>`.
+
+    `folder` is one component or a tuple of them (`("curves", market)`); each, and the file stem, goes
+    through `safe_name`: keys and folders carry channel, market and scenario names from the input.
+    """
+    folder_parts = [safe_name(p) for p in ((folder,) if isinstance(folder, str) else folder)]
     meta = {}
     for key, fig in figures.items():
         png = figure_png(fig)
-        path = artifacts.write_bytes(f"{folder}/{file_prefix}{key}.png", png)
+        path = artifacts.write_bytes(str(Path(*folder_parts, f"{safe_name(f'{file_prefix}{key}')}.png")), png)
         meta[f"plot_{key}"] = png_markdown(png, f"{file_prefix}{key}")
         meta[f"plot_{key}_path"] = dg.MetadataValue.path(str(path))
     return meta

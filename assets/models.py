@@ -21,6 +21,7 @@ from assets.staging import staging_controls_weekly, staging_kpi_weekly, staging_
 from mmm_pipeline.ingestion import staging as staging_lib
 from mmm_pipeline.alerts import record_alert
 from mmm_pipeline.model.ladder import ATTEMPTS_ATTR, fit_with_ladder
+from mmm_pipeline.paths import safe_name
 from mmm_pipeline.settings import RunSettings, market_geos, market_names
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
@@ -198,7 +199,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                            for n in ("convergence", "in_sample_fit", "data_informative")],
         )
 
-    artifact = artifacts.path(variant, market, f"{model_version}.nc")
+    artifact = artifacts.path(safe_name(variant), safe_name(market), f"{model_version}.nc")
     reused = False
     fit = None
     attempts: list[dict] = []
@@ -282,7 +283,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                                              .sum().reset_index().to_markdown(index=False)),
     }
     meta.update(plots_metadata(artifacts, model_report.model_figures(mmm, contributions, title=f"{market} {variant}"),
-                               f"{variant}/{market}"))
+                               (variant, market)))
     offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
     if len(attempts) > 1:
         meta["attempts"] = dg.MetadataValue.md(pd.DataFrame(attempts).to_markdown(index=False))
@@ -423,7 +424,7 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     if "calibrated" not in models:
         meta["note"] = "The calibrated variant was not fitted (no valid lift test); the report has one model."
     meta.update(plots_metadata(artifacts, model_report.calibration_figures(models, report, fit_table, truth),
-                               f"calibration/{market}"))
+                               ("calibration", market)))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 

@@ -108,7 +108,7 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
     channels = sorted(all_rows["channel"].unique())
     meta.update(plots_metadata(artifacts, {f"curve_{ch}": curves.plot_response_curves(by_variant, ch) for ch in channels},
-                       f"curves/{market}"))
+                       ("curves", market)))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
@@ -267,5 +267,5 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                  "gated": bool(alloc["gated"].all()),
                  "optimizer_converged": bool(alloc["optimizer_converged"].all()),
                  "extrapolated_cells": int(alloc["extrapolated"].sum())})
-    meta.update(plots_metadata(artifacts, figures, f"allocation/{market}"))
+    meta.update(plots_metadata(artifacts, figures, ("allocation", market)))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

@@ -23,6 +23,7 @@ from assets.models import (
     MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated, model_validation,
 )
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
+from mmm_pipeline.paths import path_inside
 from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -102,11 +103,13 @@ PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units,
 
 
 def copy_reports(src: Path, dst: Path) -> int:
-    """Copy the report folder beside the BI file; each file lands under a temporary name, then is renamed."""
+    """Copy the report folder beside the BI file; each file lands under a temporary name, then is renamed.
+
+    Links are skipped (one could publish a file from elsewhere) and each target must stay inside `dst`."""
     n = 0
     for f in sorted(src.rglob("*")):
-        if f.is_file() and not f.name.startswith("."):
-            target = dst / f.relative_to(src)
+        if f.is_file() and not f.is_symlink() and not f.name.startswith("."):
+            target = path_inside(dst, f.relative_to(src))
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(f, tmp)

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from mmm_pipeline import warehouse
+from mmm_pipeline.paths import path_inside
 from mmm_pipeline.reporting import publish
 from mmm_pipeline.settings import (
     PipelineConfig,
@@ -83,7 +84,8 @@ class ArtifactStore(dg.ConfigurableResource):
         check_writable(Path(self.root), "MMM_ARTIFACT_DIR", is_folder=True)
 
     def path(self, *parts: str) -> Path:
-        return Path(self.root).joinpath(*parts)
+        """`root/parts...`, resolved; ValueError when it would lie outside the root (every file goes through here)."""
+        return path_inside(self.root, *parts)
 
     def write_bytes(self, relpath: str, data: bytes) -> Path:
         """Write atomically: a reader never sees a half-written file."""

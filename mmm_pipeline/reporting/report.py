@@ -25,6 +25,7 @@ from typing import Callable
 
 import pandas as pd
 
+from mmm_pipeline.paths import path_inside, safe_name
 from mmm_pipeline.reporting.charts import (  # noqa: F401  (the formats are this module's API too)
     HDI_LABEL, MONEY_KPI_WORDS, html_table, interval, money, pct, plot_contributions, plot_curves, plot_fit,
     plot_headline, plot_lift, plot_plan, plot_roas, png_image, ratio,
@@ -581,7 +582,7 @@ def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None
     """`<reports_dir>/<market>/<model_version>.html` plus its JSON sidecar; then the index."""
     from filelock import FileLock
 
-    folder = Path(reports_dir) / report.market
+    folder = path_inside(reports_dir, safe_name(report.market))  # the market name comes from the input
     path = _write_atomic(folder / f"{report.model_version}.html", report.html)
     # Markets render in parallel (multiprocess executor): one writer at a time lists the sidecars and
     # rewrites the index, so no market's newest report is left out of it.
@@ -589,7 +590,7 @@ def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None
     with FileLock(str(Path(reports_dir) / ".index.lock"), timeout=120):
         _write_atomic(folder / f"{report.model_version}.json", json.dumps({
             "market": report.market, "model_version": report.model_version, "variant": report.variant,
-            "gated": report.gated, "run_id": run_id, "file": f"{report.market}/{report.model_version}.html",
+            "gated": report.gated, "run_id": run_id, "file": path.relative_to(Path(reports_dir).resolve()).as_posix(),
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "headline": report.headline,
         }, default=str))
         write_index(reports_dir)

@@ -31,6 +31,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mmm_pipeline.paths import safe_name
 from mmm_pipeline.validation import runtime
 from mmm_pipeline.validation.outcomes import SAMPLE_SIZE, SuiteOutcome, from_gx_result
 from mmm_pipeline.validation.suites import SuiteSpec
@@ -76,16 +77,17 @@ def validate(spec: SuiteSpec, df, gx_root: Path | None) -> SuiteOutcome:
         return runtime.run_suite(spec.name, df, spec.expectations())
     gx = runtime.import_gx()
     frame = runtime.normalise_frame(df)
+    name = safe_name(spec.name)  # GX stores suites, checkpoints and Data Docs pages as files by this name
     with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
         ctx = context(gx_root)
         ds = _get_or_add(ctx.data_sources.get, lambda n: ctx.data_sources.add_pandas(name=n), DATASOURCE)
-        asset = _get_or_add(ds.get_asset, lambda n: ds.add_dataframe_asset(name=n), spec.name)
+        asset = _get_or_add(ds.get_asset, lambda n: ds.add_dataframe_asset(name=n), name)
         batch = _get_or_add(asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, "whole")
         suite = ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
-        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
+            name=name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
+        vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
-            name=spec.name, validation_definitions=[vd],
+            name=name, validation_definitions=[vd],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[SITE])],
             result_format={"result_format": "BASIC", "partial_unexpected_count": SAMPLE_SIZE}))
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=spec.parameters)
@@ -134,20 +136,21 @@ def record_outcome(spec: SuiteSpec, outcome: SuiteOutcome, gx_root: Path | None)
             res["partial_unexpected_list"] = [o.observed]
         results.append(ExpectationValidationResult(success=o.success, expectation_config=cfg, result=res))
     now = datetime.now(timezone.utc)
+    name = safe_name(spec.name)  # as `validate` names it
     with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
         ctx = context(gx_root)
         ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=spec.name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
+            name=name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
         identifier = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=spec.name),
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
             run_id=RunIdentifier(run_name=f"sql-{now:%Y%m%dT%H%M%S}", run_time=now), batch_identifier="duckdb-sql")
         suite_result = ExpectationSuiteValidationResult(
-            success=outcome.success, results=results, suite_name=spec.name,
+            success=outcome.success, results=results, suite_name=name,
             statistics={"evaluated_expectations": len(results), "successful_expectations":
                         sum(o.success for o in outcome.outcomes),
                         "unsuccessful_expectations": sum(not o.success for o in outcome.outcomes),
                         "success_percent": 100.0 * sum(o.success for o in outcome.outcomes) / max(len(results), 1)},
-            meta={"active_batch_definition": {"datasource_name": "duckdb", "data_asset_name": spec.name,
+            meta={"active_batch_definition": {"datasource_name": "duckdb", "data_asset_name": name,
                                               "batch_definition_name": "sql counts"},
                   "validation_engine": "DuckDB SQL counts (table above 1M rows)",
                   "run_id": identifier.run_id.to_json_dict(), "suite_parameters": {}})

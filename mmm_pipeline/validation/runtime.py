@@ -14,6 +14,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from mmm_pipeline.paths import safe_name
 from mmm_pipeline.validation.outcomes import SAMPLE_SIZE, SuiteOutcome, from_gx_result
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,11 +107,6 @@ def normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _safe_name(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
-    return cleaned[:80] or "suite"
-
-
 # --------------------------------------------------------------------------
 # Runner
 # --------------------------------------------------------------------------
@@ -133,13 +129,13 @@ def run_suite(suite_name: str, df: pd.DataFrame, expectations: list) -> SuiteOut
 
     with LOCK:
         datasource = ephemeral_datasource()
-        asset_name = f"{_safe_name(suite_name)}-{uuid.uuid4().hex}"
+        asset_name = f"{safe_name(suite_name)}-{uuid.uuid4().hex}"
         asset = datasource.add_dataframe_asset(name=asset_name)
         try:
             batch_def = asset.add_batch_definition_whole_dataframe("whole")
             batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
             suite = gx.ExpectationSuite(
-                name=_safe_name(suite_name),
+                name=safe_name(suite_name),
                 expectations=[detached_copy(copy, e) for e in expectations],
             )
             result = batch.validate(suite, result_format=result_format)

@@ -5,6 +5,8 @@ in `make ui`), with resources from the MMM_* environment variables: first
 `ingest_job`, then `model_job` once per market (the markets at the same time, one process each,
 unless MMM_PARALLEL_MARKETS=0). Exits non-zero when an asset
 fails or a blocking check fails (the rest still runs where it can).
+One run at a time per warehouse and per DAGSTER_HOME: a second waits for the first, naming it
+(`mmm_pipeline.run_lock`; MMM_RUN_WAIT_SECONDS bounds the wait, then exit code 75).
 """
 
 import os
@@ -14,6 +16,7 @@ import time
 import dagster as dg
 
 from mmm_pipeline import warehouse
+from mmm_pipeline.run_lock import EXIT_TIMEOUT, RunLockTimeout, run_lock, run_lock_files, wait_seconds
 from mmm_pipeline.settings import RunSettings
 
 LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -158,9 +161,22 @@ def _publish_job(defs):
 
 
 def main() -> int:
+    """One run at a time per warehouse and per DAGSTER_HOME: a second waits for the first (saying which
+    run holds the locks), taking them before `DagsterInstance.get()` creates the instance's SQLite storage.
+    The market processes `run_all` spawns run `_market_process`, not this: they never take them."""
+    settings = RunSettings.from_env()
+    try:
+        with run_lock(run_lock_files(settings.warehouse, os.environ.get("DAGSTER_HOME")), timeout=wait_seconds(),
+                      details={"input folder": str(settings.input_dir), "warehouse": str(settings.warehouse)}):
+            return _run(settings)
+    except RunLockTimeout as e:
+        print(e, file=sys.stderr)
+        return EXIT_TIMEOUT
+
+
+def _run(settings: RunSettings) -> int:
     from assets.definitions import defs
 
-    settings = RunSettings.from_env()
     started = time.perf_counter()
     # markets in parallel processes unless MMM_PARALLEL_MARKETS=0 (one CPU, or to read one log at a time)
     parallel = os.environ.get("MMM_PARALLEL_MARKETS", "1") != "0" and (os.cpu_count() or 1) > 1

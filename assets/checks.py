@@ -15,9 +15,10 @@ import dagster as dg
 import pandas as pd
 
 from assets.costs import cost_per_unit
-from assets.ingestion import raw_ad_reporting, raw_kpi, raw_lift_tests
+from assets.ingestion import raw_ad_reporting, raw_controls, raw_kpi, raw_lift_tests
 from assets.staging import staging_controls_weekly, staging_kpi_weekly, staging_media_weekly
 from mmm_pipeline.ingestion import staging
+from mmm_pipeline.ingestion.volume import source_volume_findings
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Above this many raw rows the raw suite is counted in DuckDB instead of a GX
@@ -90,6 +91,57 @@ def raw_ad_reporting_quarantine(warehouse: WarehouseResource) -> dg.AssetCheckRe
                   "by_file_and_reason": dg.MetadataValue.md(
                       q.to_markdown(index=False) if len(q) else "Nothing quarantined.")},
     )
+
+
+def _source_volume(warehouse: WarehouseResource, settings: PipelineSettings, kind: str) -> dg.AssetCheckResult:
+    """Files of `kind` emptied, or (ad reporting) platforms collapsed: see mmm_pipeline.ingestion.volume."""
+    config, _ = settings.config()
+    with warehouse.get_connection() as con:
+        findings = source_volume_findings(con, config.ingest, [kind])
+    table = pd.DataFrame([f.as_record() for f in findings])
+    return dg.AssetCheckResult(
+        passed=not findings, severity=dg.AssetCheckSeverity.ERROR,
+        description=" ".join(f.message for f in findings) or None,
+        metadata={
+            "findings": len(findings),
+            "files": dg.MetadataValue.json(sorted({f.source_file for f in findings})),
+            "platforms": dg.MetadataValue.json(sorted({f.platform for f in findings if f.platform})),
+            "channels": dg.MetadataValue.json(sorted({c for f in findings for c in f.channels})),
+            "by_file": dg.MetadataValue.md(table.drop(columns="message").to_markdown(index=False)
+                                           if findings else "No file emptied, no platform collapsed."),
+            "messages": dg.MetadataValue.md("\n".join(f"- {f.message}" for f in findings) or "All well."),
+            "max_row_drop_share": config.ingest.max_row_drop_share,
+            "retired_files": dg.MetadataValue.json(config.ingest.retired_files),
+        })
+
+
+_RETIRE = "files emptied or removed on purpose go under pipeline.yaml ingest.retired_files"
+
+
+@dg.asset_check(asset=raw_ad_reporting, blocking=True,
+                description="Fails while an ad-reporting file that had rows has none, or a platform has lost "
+                "more than ingest.max_row_drop_share (0.5) of its rows since its last accepted load (a removed "
+                f"file counts); names the file, the platform and the channels it fed ({_RETIRE}).")
+def raw_ad_reporting_source_volume(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _source_volume(warehouse, settings, "ad_reporting")
+
+
+@dg.asset_check(asset=raw_kpi, blocking=True,
+                description=f"Fails while a KPI file that had rows has none ({_RETIRE}).")
+def raw_kpi_source_volume(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _source_volume(warehouse, settings, "kpi")
+
+
+@dg.asset_check(asset=raw_controls, blocking=True,
+                description=f"Fails while a controls file that had rows has none ({_RETIRE}).")
+def raw_controls_source_volume(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _source_volume(warehouse, settings, "controls")
+
+
+@dg.asset_check(asset=raw_lift_tests, blocking=True,
+                description=f"Fails while lift_tests.csv had rows and has none ({_RETIRE}).")
+def raw_lift_tests_source_volume(warehouse: WarehouseResource, settings: PipelineSettings) -> dg.AssetCheckResult:
+    return _source_volume(warehouse, settings, "lift_tests")
 
 
 def _freshness(warehouse: WarehouseResource, settings: PipelineSettings, table: str) -> dg.AssetCheckResult:

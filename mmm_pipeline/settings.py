@@ -10,10 +10,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -93,6 +95,68 @@ class IngestSettings(BaseModel):
     max_retired_share: float = Field(0.5, ge=0, le=1)
     # Seconds one campaign_pattern may spend on one campaign name (catastrophic backtracking).
     pattern_timeout_seconds: float = Field(1.0, gt=0, le=60)
+    # A platform whose ad-reporting rows fall by more than this share of its last accepted load
+    # fails a blocking check: an export that comes back half-empty would silently shrink channels.
+    max_row_drop_share: float = Field(0.5, ge=0, le=1)
+    # Files (paths relative to the input folder) emptied or removed on purpose: they are left out
+    # of the emptied-file and row-drop checks, which otherwise fail until the rows come back.
+    retired_files: list[str] = Field(default_factory=list)
+
+    @field_validator("retired_files")
+    @classmethod
+    def _relative_paths(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in v:
+            path = str(raw).strip().replace("\\", "/")
+            while path.startswith("./"):
+                path = path[2:]
+            parts = path.split("/")
+            if not path or path.startswith("/") or ":" in parts[0] or ".." in parts or "" in parts:
+                raise ValueError(f"{raw!r} is not a path relative to the input folder "
+                                 "(e.g. ad_reporting/google_ads.csv)")
+            if path not in out:
+                out.append(path)
+        return out
+
+    # Date formats a file may use besides ISO (`YYYY-MM-DD`, ISO timestamps at midnight): file path
+    # relative to the input folder (fnmatch globs: `ad_reporting/*.csv`) -> strptime formats tried
+    # in order (`["%m/%d/%Y"]`). Nothing is ever guessed: other values are quarantined.
+    date_formats: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("date_formats", mode="before")
+    @classmethod
+    def _one_format_is_a_list(cls, v):
+        if isinstance(v, dict):
+            return {k: [f] if isinstance(f, str) else f for k, f in v.items()}
+        return v
+
+    @field_validator("date_formats")
+    @classmethod
+    def _date_formats_valid(cls, v):
+        con = duckdb.connect()  # DuckDB's own strptime judges the format, as ingestion will use it
+        try:
+            for pattern, formats in v.items():
+                where = f"ingest.date_formats[{pattern!r}]"
+                if not pattern.strip():
+                    raise ValueError("a file pattern is empty (give a path relative to the input folder)")
+                if not formats:
+                    raise ValueError(f"{where} lists no format (e.g. ['%m/%d/%Y'])")
+                for fmt in formats:
+                    if re.search(r"%-?[zZ]", fmt):
+                        raise ValueError(f"{where}: {fmt!r} has a time zone (%z/%Z); ISO timestamps with an "
+                                         "offset are accepted without declaring a format")
+                    try:
+                        con.execute("SELECT try_strptime('', $f)", {"f": [fmt]})
+                    except duckdb.Error as exc:
+                        raise ValueError(f"{where}: {fmt!r} is not a valid strptime format ({exc})") from None
+                    parts = {"year": r"%-?[Yy]", "month": r"%-?[mbBhj]", "day": r"%-?[dj]"}
+                    missing = [p for p, rx in parts.items() if not re.search(rx, fmt)]
+                    if missing:
+                        raise ValueError(f"{where}: {fmt!r} has no {' or '.join(missing)} directive "
+                                         "(a date format needs a year, a month and a day, e.g. '%m/%d/%Y')")
+        finally:
+            con.close()
+        return v
 
 
 class PipelineConfig(BaseModel):
@@ -160,12 +224,15 @@ def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
 
 
 # Settings that only the model, the plans or the freshness check read: a change to them must not
-# re-version the weekly staging data (which would refit every model of every market).
-NOT_STAGING_SETTINGS = frozenset({"model", "planning_horizon_weeks", "scenarios", "freshness_days", "lift_tests"})
+# re-version the weekly staging data (which would refit every model of every market). The
+# source-volume check's settings (ingest.retired_files, max_row_drop_share) change no row either.
+NOT_STAGING_SETTINGS = {**dict.fromkeys(("model", "planning_horizon_weeks", "scenarios", "freshness_days",
+                                         "lift_tests"), True),
+                        "ingest": {"retired_files": True, "max_row_drop_share": True}}
 
 
 def settings_hash(config: PipelineConfig, *, include: set[str] | None = None,
-                  exclude: set[str] | frozenset[str] | None = None) -> str:
+                  exclude: set[str] | frozenset[str] | dict | None = None) -> str:
     """Fingerprint of the parsed settings one stage reads (``include``), or of all but ``exclude``.
 
     Each stage versions its data with the settings it depends on, so for example turning on

@@ -125,6 +125,22 @@ CREATE TABLE IF NOT EXISTS raw.load_context (
     context VARCHAR NOT NULL,
     logged_at TIMESTAMP NOT NULL
 );
+-- Rows per file (and ad-reporting platform) before and after each load that changed a kind: one
+-- row per file of the kind then (changed or not), so a file that empties or a platform that
+-- collapses is found against its history (mmm_pipeline.ingestion.volume). Warehouses made before
+-- it gain it here; their history starts with the next load.
+CREATE TABLE IF NOT EXISTS raw.source_volume (
+    kind VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,     -- path relative to the input folder
+    platform VARCHAR NOT NULL,        -- ad_reporting: the rows' platform; '' for other kinds or no rows
+    file_status VARCHAR NOT NULL,     -- loaded | unchanged | retired (in this load)
+    rows_before BIGINT NOT NULL,
+    rows_after BIGINT NOT NULL,
+    channels_before VARCHAR[],        -- the channels those rows fed (ad_reporting)
+    channels_after VARCHAR[],
+    logged_at TIMESTAMP NOT NULL,     -- the load (one value per load, as in raw.load_log)
+    run_id VARCHAR
+);
 """
 
 

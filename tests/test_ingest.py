@@ -78,7 +78,7 @@ def test_clean_file_loads_and_maps_channels_by_first_matching_pattern(folder, tm
 @pytest.mark.parametrize("bad_row, reason", [
     (ad_row(spend=-3), "negative spend"),
     (ad_row(impressions=-1, name="YouTube - X"), "negative impressions"),
-    (ad_row(day="2024-13-45"), 'unparseable date_day: Error when converting column "date_day"'),
+    (ad_row(day="2024-13-45"), "invalid date '2024-13-45' in date_day (no such calendar day)"),
     (ad_row(campaign=""), "null key campaign_id"),
     (ad_row(platform="Snapchat Ads"), "unknown platform Snapchat Ads"),
     (ad_row(spend="abc"), 'Could not convert string "abc"'),

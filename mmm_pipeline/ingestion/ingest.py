@@ -33,8 +33,8 @@ import pandas as pd
 import regex
 
 from mmm_pipeline.ingestion.readers import (  # noqa: F401  (IngestError and list_files are this module's API too)
-    IngestError, SourceFile, TypedRead, column_names, list_files, normalize_column, read_as_text, read_typed,
-    source_file,
+    DATE_RULE, IngestError, SourceFile, TypedRead, column_names, list_files, normalize_column, read_as_text,
+    read_typed, source_file,
 )
 from mmm_pipeline.ingestion.load import (  # noqa: F401  (LoadReport, load_context, PROVENANCE: its API too)
     PROVENANCE, LoadReport, TableSpec, col_sql, current_files, date_check, load_context, load_files, log_whole_file,
@@ -251,6 +251,11 @@ def _campaign_channel_map(con, temp: str, timeout: float) -> None:
     unregister(con, "_map_df")
 
 
+def _dates(limits: IngestSettings) -> tuple:
+    """Context parts of every kind with dates: the date rule and the formats pipeline.yaml declares."""
+    return DATE_RULE, limits.date_formats
+
+
 def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str,
                       limits: IngestSettings = IngestSettings()) -> TableSpec:
     catalogue = con.execute("SELECT * FROM raw.channels ORDER BY line_no").fetchall()
@@ -322,8 +327,10 @@ def ad_reporting_spec(con: duckdb.DuckDBPyConnection, currency: str,
               "max_metric_value": limits.max_metric_value}
     return TableSpec("ad_reporting", "raw.ad_reporting", AD_REQUIRED, AD_OPTIONAL, types, typed_select,
                      natural_key=tuple(AD_NATURAL_KEY), params=params,
-                     context=fingerprint(catalogue, fx, currency, limits.max_metric_value),
-                     max_retired_share=limits.max_retired_share, after_load=_refresh_superseded)
+                     context=fingerprint(catalogue, fx, currency, limits.max_metric_value, *_dates(limits)),
+                     max_retired_share=limits.max_retired_share, after_load=_refresh_superseded,
+                     volume_platform="platform", volume_channel="channel",
+                     date_formats=limits.date_formats)
 
 
 def _refresh_superseded(con: duckdb.DuckDBPyConnection) -> None:
@@ -393,8 +400,9 @@ def kpi_spec(kpi_column: str, limits: IngestSettings = IngestSettings()) -> Tabl
                      {"date_day": "DATE", kpi_column: "DOUBLE"}, typed_select, natural_key=("date_day", "geo"),
                      params={"kpi_name": kpi_column, "max_metric_value": limits.max_metric_value},
                      # A changed KPI column choice re-reads every file.
-                     context=fingerprint(kpi_column, limits.max_metric_value),
-                     max_retired_share=limits.max_retired_share, after_load=kpi_current)
+                     context=fingerprint(kpi_column, limits.max_metric_value, *_dates(limits)),
+                     max_retired_share=limits.max_retired_share, after_load=kpi_current,
+                     date_formats=limits.date_formats)
 
 
 def resolve_kpi_column(con, files: list[SourceFile], configured: str | None) -> str:
@@ -454,7 +462,8 @@ def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
         {"start_date": "DATE", "end_date": "DATE", **{c: "DOUBLE" for c in numbers}},
         typed_select, natural_key=("test_id",), params={"max_metric_value": limits.max_metric_value},
         # "scope": files loaded before the column was read are read again
-        context=fingerprint(limits.max_metric_value, "scope"),
+        context=fingerprint(limits.max_metric_value, "scope", *_dates(limits)),
+        date_formats=limits.date_formats,
     )
 
 
@@ -518,8 +527,9 @@ def controls_spec(names: list[str], limits: IngestSettings = IngestSettings()) -
                      {"date_day": "DATE", **{c: "DOUBLE" for c in names}}, typed_select,
                      natural_key=CONTROL_KEYS,
                      params={"control_names": names or [""], "max_metric_value": limits.max_metric_value},
-                     context=fingerprint(limits.max_metric_value), max_retired_share=limits.max_retired_share,
-                     after_load=controls_current)
+                     context=fingerprint(limits.max_metric_value, *_dates(limits)),
+                     max_retired_share=limits.max_retired_share, after_load=controls_current,
+                     date_formats=limits.date_formats)
 
 
 def load_controls(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str | None = None,

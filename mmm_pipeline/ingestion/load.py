@@ -16,7 +16,10 @@ from typing import Callable
 
 import duckdb
 
-from mmm_pipeline.ingestion.readers import IngestError, SourceFile, TypedRead, read_typed
+from mmm_pipeline.ingestion import volume
+from mmm_pipeline.ingestion.readers import (
+    ISO_ANY, IngestError, SourceFile, TypedRead, declared_date_formats, read_typed,
+)
 from mmm_pipeline.warehouse import quote_ident, quote_literal, utcnow
 
 #: Columns every raw row carries about its file (not part of its content).
@@ -110,8 +113,26 @@ def null_key_check(col: str) -> str:
 
 
 def date_check(col: str, read: TypedRead) -> str:
-    """Reason for an unparseable or missing date key."""
-    return f"CASE {unparseable_check(col, read)} WHEN {col_sql(col)} IS NULL THEN 'null key {col}' END"
+    """Reason for a date key that is missing or that no accepted format reads (see `readers._parse_dates`):
+    an ISO day that does not exist, an ISO timestamp (or a declared format) with a time of day
+    other than midnight, or an unsupported format. The value is quoted in the reason."""
+    if col not in read.raw_text:  # a Parquet DATE column: nothing to parse
+        return f"CASE WHEN {col_sql(col)} IS NULL THEN 'null key {col}' END"
+    raw = f"s.{quote_ident(col + '__raw')}"
+    value, name = f"'''' || {raw} || ''''", quote_literal(col)
+    iso = f"regexp_full_match({raw}, {quote_literal(ISO_ANY)})"
+    timed = f"(TRY_CAST(left(ltrim({raw}), 10) AS DATE) IS NOT NULL AND {iso})"
+    if read.date_formats:
+        timed += f" OR try_strptime({raw}, $date_formats) IS NOT NULL"
+    return (
+        f"CASE WHEN {raw} IS NOT NULL THEN CASE "
+        f"WHEN {timed} THEN {name} || ' ' || {value} || ' has a time of day other than midnight "
+        f"(a day''s row takes a timestamp only at 00:00:00)' "
+        f"WHEN {iso} THEN 'invalid date ' || {value} || ' in ' || {name} || ' (no such calendar day)' "
+        f"ELSE 'unsupported date format ' || {value} || ' in ' || {name} || ' (accepted: ISO dates YYYY-MM-DD, "
+        f"ISO timestamps at midnight, or formats declared in pipeline.yaml ingest.date_formats)' END "
+        f"WHEN {col_sql(col)} IS NULL THEN 'null key {col}' END"
+    )
 
 
 def row_reason(reasons: list[str]) -> str:
@@ -156,8 +177,14 @@ class TableSpec:
     context: str = ""
     # Share of the loaded files one load may retire (more fails, see IngestSettings).
     max_retired_share: float = 1.0
+    # File glob -> strptime formats its DATE columns may use besides ISO (ingest.date_formats);
+    # part of `context` too, so a change re-reads the files.
+    date_formats: dict[str, list[str]] = field(default_factory=dict)
     # Runs inside the load's transaction after the rows are written (derived views, restatements).
     after_load: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+    # Columns raw.source_volume counts rows by (platform) and lists the channels of (None: neither).
+    volume_platform: str | None = None
+    volume_channel: str | None = None
 
 
 def _mark_duplicates(select: str, key: tuple[str, ...], content: list[str]) -> str:
@@ -209,9 +236,11 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
     # Read and judge every changed file before writing anything: an unreadable one fails here.
     staged = []
     for i, src in enumerate(changed):
-        read = read_typed(con, src, f"_src_{spec.kind}_{i}", spec.required, spec.optional, spec.types)
+        read = read_typed(con, src, f"_src_{spec.kind}_{i}", spec.required, spec.optional, spec.types,
+                          declared_date_formats(src.rel, spec.date_formats))
         sql = _mark_duplicates(spec.typed_select(read, src), spec.natural_key, content)
-        params = {**spec.params, "source_file": src.rel, "source_mtime": src.mtime}
+        params = {**spec.params, "source_file": src.rel, "source_mtime": src.mtime,
+                  "date_formats": read.date_formats}
         con.execute(f"CREATE OR REPLACE TEMP TABLE {read.temp}_out AS {sql}", bind_params(sql, params))
         staged.append((src, read))
 
@@ -219,6 +248,7 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
     now = utcnow()
     con.begin()
     try:
+        volume_before = volume.table_counts(con, spec) if staged or removed else None
         for rel in removed:
             con.execute(f"DELETE FROM {spec.table} WHERE source_file = ?", [rel])
             con.execute("DELETE FROM raw.quarantine WHERE kind = ? AND source_file = ?", [spec.kind, rel])
@@ -257,6 +287,10 @@ def load_files(con: duckdb.DuckDBPyConnection, spec: TableSpec, files: list[Sour
             report.rows_quarantined += n_bad
         if stale:
             con.execute("INSERT INTO raw.load_context VALUES (?, ?, ?)", [spec.kind, spec.context, now])
+        if volume_before is not None:  # the rows of every file of the kind, before and after (source volume)
+            status = {**dict.fromkeys(report.files_unchanged, "unchanged"),
+                      **dict.fromkeys(report.files_loaded, "loaded"), **dict.fromkeys(report.files_retired, "retired")}
+            volume.record_volume(con, spec, volume_before, status, now, run_id)
         if spec.after_load:
             spec.after_load(con)
         con.commit()

@@ -1,23 +1,24 @@
 """Reading input files into DuckDB temp tables, with errors that name the file, row and column.
 
 Every path and every name that comes from a file reaches DuckDB as a bound
-parameter (`$path`, `$types`) or a quoted identifier (`quote_ident`), never by
+parameter (`$path`, `$types`, `$date_formats`) or a quoted identifier (`quote_ident`), never by
 string formatting: a header cell is data, not SQL.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import duckdb
 import pyarrow.parquet as pq
 
-from mmm_pipeline.warehouse import quote_ident
+from mmm_pipeline.warehouse import quote_ident, quote_literal
 
 NULL_STRINGS = ["", "NA", "na", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None"]
 
@@ -132,6 +133,64 @@ def read_as_text(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, req
     return [c for _, c in keep]
 
 
+# --------------------------------------------------------------------------
+# Dates: judged row by row, never sniffed. A DATE column is read as text and
+# parsed by one SQL expression: ISO dates (YYYY-MM-DD), ISO timestamps at
+# midnight (the time is dropped), then the strptime formats pipeline.yaml
+# `ingest.date_formats` declares for the file (bound as the list `$date_formats`).
+# A value nothing accepts keeps its text in `<col>__raw`; `load.date_check`
+# says why. The regular expressions below are this module's constants.
+
+_OFFSET = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+ISO_AT_MIDNIGHT = r" *\d{4}-\d{2}-\d{2}(?:[Tt ]00:00(?::00(?:\.0+)?)?" + _OFFSET + r")? *"
+#: An ISO date or timestamp at any time (to tell a time of day or a non-existent day from a format).
+ISO_ANY = r" *\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?" + _OFFSET + r")? *"
+#: Part of every context that reads dates: a change to the date rule re-reads the files once.
+DATE_RULE = "dates: ISO, ISO at midnight, declared formats (v1)"
+
+
+def declared_date_formats(rel: str, date_formats: dict[str, list[str]]) -> list[str]:
+    """The strptime formats pipeline.yaml declares for file `rel` (every matching glob, in order)."""
+    rel = PurePath(rel).as_posix()
+    out: list[str] = []
+    for pattern, formats in (date_formats or {}).items():
+        if fnmatch.fnmatchcase(rel, pattern):
+            out += [f for f in formats if f not in out]
+    return out
+
+
+def iso_date_sql(text: str) -> str:
+    """SQL: `text` as a DATE when it is an ISO date or an ISO timestamp at midnight, else NULL."""
+    # the plain date first: its simpler pattern is most rows' only test
+    return (f"CASE WHEN regexp_full_match({text}, {quote_literal(ISO_DATE)}) THEN TRY_CAST({text} AS DATE) "
+            f"WHEN regexp_full_match({text}, {quote_literal(ISO_AT_MIDNIGHT)}) "
+            f"THEN TRY_CAST(left(ltrim({text}), 10) AS DATE) END")
+
+
+def _parse_dates(select: str, dates: list[str], declared: bool) -> str:
+    """Wrap `select` (date columns as text): each date column parsed, plus `<col>__raw`, its text
+    when it held something that did not parse (NULL otherwise: nothing to report)."""
+    if not dates:
+        return select
+    first, second, drop = [], [], []
+    for c in dates:
+        # helper names with a space: no normalised header name has one
+        q, d, t = quote_ident(c), quote_ident(c + " date"), quote_ident(c + " timestamp")
+        first.append(f"{iso_date_sql(q)} AS {d}")
+        parsed = d
+        if declared:
+            first.append(f"try_strptime({q}, $date_formats) AS {t}")
+            parsed = f"coalesce({d}, CASE WHEN {t} = date_trunc('day', {t}) THEN CAST({t} AS DATE) END)"
+            drop.append(t)
+        second.append((q, parsed, f"CASE WHEN ({parsed}) IS NOT NULL THEN NULL WHEN trim({q}) <> '' THEN {q} END "
+                                  f"AS {quote_ident(c + '__raw')}"))
+        drop.append(d)
+    replace = ", ".join(f"{parsed} AS {q}" for q, parsed, _ in second)
+    return (f"SELECT * EXCLUDE ({', '.join(drop)}) REPLACE ({replace}), {', '.join(r for _, _, r in second)} "
+            f"FROM (SELECT *, {', '.join(first)} FROM ({select}))")
+
+
 @dataclass
 class TypedRead:
     """A file read into a temp table with its target types, and how to number its rows."""
@@ -142,10 +201,12 @@ class TypedRead:
     row_expr: str                # SQL for the 1-based data row, over alias `s`
     rejects: str | None          # temp table of (source_row, reason, record) for rows the reader refused
     n_rejected: int = 0
+    # The declared formats its text dates were parsed with (bound as `$date_formats`; [] when none).
+    date_formats: list[str] = field(default_factory=list)
 
 
 def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, required: list[str],
-               optional: list[str], types: dict[str, str]) -> TypedRead:
+               optional: list[str], types: dict[str, str], date_formats: list[str] = ()) -> TypedRead:
     """Read a CSV or Parquet file into temp table `temp` with the target column types.
 
     CSV is parsed once, typed, by DuckDB's reader with `store_rejects`: a line
@@ -155,27 +216,54 @@ def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, requi
     shifted past rejected lines). Parquet columns are cast with TRY_CAST and
     keep a text copy, so a failed cast is visible as `<col>__raw IS NOT NULL
     AND <col> IS NULL`.
+
+    DATE columns are never typed by the reader (it would sniff one format for
+    the whole file): they are read as text and parsed row by row
+    (`_parse_dates`: ISO, ISO at midnight, then `date_formats`, the formats
+    pipeline.yaml declares for this file); a Parquet DATE column is taken as is.
     """
     normalized = probe_columns(con, src, required)
     keep = _selected(normalized, required + list(optional))
     params = {"path": str(src.path)}
+    date_formats = list(date_formats or [])
     if src.is_parquet:
-        parts = []
-        for i, c in keep:
-            t = types.get(c, "VARCHAR")
-            parts.append(f"TRY_CAST(#{i + 1} AS {t}) AS {quote_ident(c)}")
-            if t != "VARCHAR":
-                parts.append(f"CAST(#{i + 1} AS VARCHAR) AS {quote_ident(c + '__raw')}")
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT {', '.join(parts)} FROM {PARQUET}", params)
+            ptypes = [r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {PARQUET}", params).fetchall()]
         except duckdb.Error as exc:
             raise IngestError(f"{src.rel}: cannot be read as PARQUET: {exc}") from exc
-        return TypedRead(temp, [c for _, c in keep], {c for _, c in keep if types.get(c, "VARCHAR") != "VARCHAR"},
-                         "s.rowid + 1", None)
+        parts, text_dates = [], []
+        for i, c in keep:
+            t = types.get(c, "VARCHAR")
+            if t == "DATE" and ptypes[i] == "DATE":
+                parts.append(f"#{i + 1} AS {quote_ident(c)}")  # a real date: nothing to parse
+            elif t == "DATE":
+                # a timestamp is judged by its text like a CSV cell (midnight only); one with a time zone in UTC
+                col = f"timezone('UTC', #{i + 1})" if ptypes[i] == "TIMESTAMP WITH TIME ZONE" else f"#{i + 1}"
+                parts.append(f"CAST({col} AS VARCHAR) AS {quote_ident(c)}")
+                text_dates.append(c)
+            else:
+                parts.append(f"TRY_CAST(#{i + 1} AS {t}) AS {quote_ident(c)}")
+                if t != "VARCHAR":
+                    parts.append(f"CAST(#{i + 1} AS VARCHAR) AS {quote_ident(c + '__raw')}")
+        declared = date_formats if text_dates else []
+        if declared:
+            params["date_formats"] = declared
+        select = _parse_dates(f"SELECT {', '.join(parts)} FROM {PARQUET}", text_dates, bool(declared))
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {select}", params)
+        except duckdb.Error as exc:
+            raise IngestError(f"{src.rel}: cannot be read as PARQUET: {exc}") from exc
+        raw = {c for _, c in keep if types.get(c, "VARCHAR") not in ("VARCHAR", "DATE")} | set(text_dates)
+        return TypedRead(temp, [c for _, c in keep], raw, "s.rowid + 1", None, date_formats=declared)
 
-    # Types by position, so no header text is ever part of the statement.
+    # Types by position, so no header text is ever part of the statement; dates are read as text.
     wanted = dict((i, c) for i, c in keep)
-    params["types"] = [types.get(wanted[i], "VARCHAR") if i in wanted else "VARCHAR" for i in range(len(normalized))]
+    dates = [c for _, c in keep if types.get(c) == "DATE"]
+    declared = date_formats if dates else []
+    if declared:
+        params["date_formats"] = declared
+    params["types"] = [("VARCHAR" if types.get(wanted[i]) == "DATE" else types.get(wanted[i], "VARCHAR"))
+                       if i in wanted else "VARCHAR" for i in range(len(normalized))]
     rej, scan = f"{temp}_rej", f"{temp}_rejscan"
     for t in (rej, scan):
         con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -183,7 +271,8 @@ def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, requi
     reader = (f"read_csv($path, header=true, nullstr={NULL_STRINGS!r}, types=$types, "
               f"store_rejects=true, rejects_table='{rej}', rejects_scan='{scan}')")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS SELECT {select} FROM {reader}", params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS "
+                    f"{_parse_dates(f'SELECT {select} FROM {reader}', dates, bool(declared))}", params)
     except duckdb.Error as exc:
         raise IngestError(f"{src.rel}: cannot be read as CSV: {exc}") from exc
     con.execute(
@@ -216,7 +305,8 @@ def read_typed(con: duckdb.DuckDBPyConnection, src: SourceFile, temp: str, requi
                 ORDER BY t.k"""
         )
         row_expr = "s._row"
-    return TypedRead(temp, [c for _, c in keep], set(), row_expr, f"{temp}_bad", n_rejected)
+    return TypedRead(temp, [c for _, c in keep], set(dates), row_expr, f"{temp}_bad", n_rejected,
+                     date_formats=declared)
 
 
 def column_names(con, src: SourceFile) -> list[str]:

@@ -247,7 +247,7 @@ def test_controls_flow_from_the_file_into_the_model_and_marts_contributions(samp
     modelled = set(pd.to_datetime(contrib["week_start"]).dt.date)
     added = daily[daily["week_start"].isin(modelled)]["added"].sum()
     promo = contrib[contrib["component"] == "promo"]["mean"].sum()
-    assert promo == pytest.approx(added, rel=0.3), (promo, added)
+    assert promo == pytest.approx(added, rel=0.3), (promo, added)  # 20 seeds (stochastic_thresholds --direct): 0.97-1.00
     # a price index is never 0: its contribution is measured from its mean, so over the period it nets out
     assert abs(contrib[contrib["component"] == "price_index"]["mean"].sum()) < 0.1 * added
     assert set(run["control_columns"]) == {"price_index, promo"}

@@ -69,6 +69,8 @@ def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong
                               geos=west)
     m = good.market_row
     assert set(good.table["geo"]) == {*west, "market"} and (good.table["holdout_weeks"] == 8).all()
+    # 20 seeds (bench/stochastic_thresholds.py --holdout): MAPE / naive MAPE 0.69-0.75 (max + 3 sd 0.79),
+    # coverage 1.0 in every seed, worst week 13-15% off (max + 3 sd 16%)
     assert m["beats_baseline"] and m["model_mape"] < 0.9 * m["baseline_mape"], good.table
     assert m["coverage_94"] >= 0.75
     fc = good.forecast
@@ -76,7 +78,8 @@ def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong
     # the forecast is in KPI units: within 25% of the actual every week (these tables leave the sample's
     # promotion control out, so promotion weeks are missed by up to its lift)
     assert ((fc["forecast_mean"] - fc["actual"]).abs() / fc["actual"]).max() < 0.25
-    # deliberately wrong: no seasonality and no carryover, so the Q4 weeks it forecasts are off
+    # deliberately wrong: no seasonality and no carryover, so the Q4 weeks it forecasts are off (20 seeds:
+    # MAPE / naive MAPE 1.66-1.72, 4.4-4.7 points above the good model's)
     wrong_cfg = M.load_model_config("fast", {**TINY, "yearly_seasonality": None, "l_max": 1})
     wrong = holdout_validation(tables["media"], tables["kpi"], tables["cpu"], wrong_cfg, geos=west)
     assert not wrong.market_row["beats_baseline"], wrong.table

@@ -400,7 +400,8 @@ def test_linear_trend_recovers_a_drift_added_to_the_kpi_and_survives_save_load(t
     added = 0.4 * geo_mean.groupby(kpi["geo"]).first()
     span = (res.data.weeks[-1] - res.data.weeks[0]) / (pd.Timestamp(weeks[-1]) - pd.Timestamp(weeks[0]))
     rise = (last - first) / (added[last.index] * span)
-    assert rise.between(0.6, 1.4).all(), rise  # the model's trend is the drift that was added
+    # the model's trend is the drift that was added (20 seeds, bench/stochastic_thresholds.py --direct: 0.92-1.13)
+    assert rise.between(0.6, 1.4).all(), rise
     path = tmp_path / "trend.nc"
     M.save_model(res.mmm, path)
     again = M.contributions_frame(M.load_model(path))

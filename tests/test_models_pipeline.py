@@ -47,7 +47,7 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
         assert set(cols) <= set(tables[table]), (table, set(cols) - set(tables[table]))
     assert runs[["market", "variant"]].values.tolist() == [
         ["east", "calibrated"], ["east", "uncalibrated"], ["west", "calibrated"], ["west", "uncalibrated"]]
-    assert (runs.divergences == 0).all() and (runs.sampler == "nutpie").all()
+    assert (runs.divergences == 0).all() and (runs.sampler == "nutpie").all()  # 0 in 20 seeds x 4 fits
     assert not runs.gated.any()  # fast profile: gates only warn, outputs are marked ungated
     assert runs.model_version.nunique() == 4
     for r in runs.itertuples():
@@ -67,18 +67,23 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
     worst = by_geo.loc[by_geo.groupby(["market", "variant"]).r2.idxmin()].sort_values(["market", "variant"])
     assert worst.geo.tolist() == runs.worst_geo.tolist()
     assert (runs.worst_geo_r2 < runs.r2).all()
-    # prior vs posterior per media parameter element: the sample's data inform nearly every one. In the
-    # fast profile (2 x 200 draws) a few shape parameters can stay at their prior (social's carryover:
-    # promotions run with the social pushes, so the two compete for the same weeks; which ones varies
-    # with the draws), never the ROI or ceiling the money answers rest on, and the check names them
+    # prior vs posterior per media parameter element: the sample's data inform nearly every one. Which
+    # shape elements stay at their prior in the fast profile (2 x 200 draws) varies with the draws, and
+    # the draws vary across machines and processes (bench/README.md, "Draws, seeds and the tests'
+    # thresholds"): over 20 seeds, 0-2 elements per run, of adstock_alpha, saturation_lam and
+    # saturation_beta (beta is derived from the ROI and lam, so a loose lam loosens it). No count is
+    # asserted. What holds whatever the draws: the ROI the money answers rest on is informed (its
+    # smallest contraction over 20 seeds 0.58-0.69, min - 3 sd 0.47, where 0.1 flags an element), and
+    # the check flags exactly the fits with flagged elements (below).
     with warehouse.connect(sample_run["warehouse"]) as con:
         shift = con.execute("SELECT * FROM marts.prior_posterior_latest").df()
     # saturation_roi: the ROI parameterization's prior (beta is derived from it and lam)
     assert len(shift) == 4 * 3 * 4 * 4 and set(shift.parameter) == {"adstock_alpha", "saturation_lam",
                                                                      "saturation_beta", "saturation_roi"}
-    assert shift.contraction.median() > 0.5
+    assert shift.contraction.median() > 0.5  # 20 seeds: 0.826-0.847
+    roi = shift[shift.parameter == "saturation_roi"]
+    assert not roi.prior_dominated.any() and roi.contraction.min() > 0.3, roi
     flagged = shift[shift.prior_dominated]
-    assert len(flagged) <= 6 and set(flagged.parameter) <= {"adstock_alpha", "saturation_lam"}, flagged
     by_market = {}
     for res in sample_run["result"].results[1:]:
         for e in res.all_events:
@@ -125,7 +130,8 @@ def test_calibration_report_compares_both_models_with_the_truth(sample_run):
     assert not fit.duplicated(["market", "test_id", "variant"]).any()
     assert report.model_version_calibrated.notna().all()
     assert set(fit.variant) == {"uncalibrated", "calibrated"}
-    # the calibrated model is pulled towards the measured lifts
+    # the calibrated model is pulled towards the measured lifts (20 seeds: mean z^2 calibrated / uncalibrated
+    # 0.29-0.42)
     z = fit.groupby("variant").z_score.apply(lambda s: (s ** 2).mean())
     assert z["calibrated"] < z["uncalibrated"]
     mats = {e.event_specific_data.materialization.asset_key.to_user_string()
@@ -345,8 +351,10 @@ def test_each_market_is_validated_out_of_sample_against_a_naive_forecast(sample_
     assert val.groupby("market")["geo"].apply(set).to_dict() == {
         "east": {"US-FL", "US-IL", "US-NY", "market"}, "west": {"US-CA", "US-TX", "US-WA", "market"}}
     market = val[val["geo"] == "market"].set_index("market")
-    # the sample's model, promotion control included, forecasts the last 8 weeks better than naive
-    assert market["beats_baseline"].all(), market
+    # the sample's model, promotion control included, forecasts the last 8 weeks about as well as the naive
+    # forecast or better: over 20 seeds the worse market's MAPE is 0.91-0.97 of the naive one's (max + 3 sd
+    # 1.02, so "beats it in every market" would fail by chance); its MAPE 0.034-0.036, its coverage 0.875
+    assert (market["model_mape"] < 1.1 * market["baseline_mape"]).all() and market["beats_baseline"].any(), market
     assert (market["model_mape"] < 0.08).all() and (market["coverage_94"] >= 0.75).all()
     assert (weekly.groupby("market").size() == 8 * 3).all()
     assert str(pd.Timestamp(max(weekly["week_start"])).date()) == "2025-12-22"

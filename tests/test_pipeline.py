@@ -13,6 +13,9 @@ import pytest
 from mmm_pipeline import warehouse
 from tests.conftest import REPO, check_results, materialize, snapshot
 
+#: Model checks that warn on what the draws say (fast profile): a fresh clone may see them warn.
+DRAW_DEPENDENT_WARNINGS = {"in_sample_fit", "data_informative", "convergence", "beats_naive_forecast"}
+
 MART_COLUMNS = {
     "marts.cost_per_unit": ["week_start", "geo", "channel", "unit", "units", "spend", "cost_per_unit", "cpm",
                             "imputed", "data_version", "materialized_at"],
@@ -24,9 +27,18 @@ def test_sample_materializes_with_every_check_passing(sample_run):
     result = sample_run["result"]
     assert result.success
     checks = check_results(result)
-    # only the freshness checks warn: the sample ends on 2025-12-31
-    assert {n: sev for n, (passed, sev) in checks.items() if not passed} == {
-        "raw_ad_reporting_freshness": "WARN", "raw_kpi_freshness": "WARN"}
+    evaluations = [e.asset_check_evaluation_data for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    failed = {(d.check_name, d.severity.value) for d in evaluations if not d.passed}
+    # every blocking check passes, in every market; the freshness checks warn (the sample ends on
+    # 2025-12-31); the fast profile's model checks judge draws and may warn: over 20 seeds in_sample_fit
+    # warned in 19 (a geo's 94% interval covering above 0.99 of its weeks), data_informative in 15 (a shape
+    # element at its prior), convergence in 0 (max R-hat 1.04-1.09, the fast gate 1.1; a rerun of the default
+    # seed in another process reached 1.19): bench/README.md, "Draws, seeds and the tests' thresholds"
+    assert {name for name, severity in failed if severity != "WARN"} == set(), failed
+    assert {"raw_ad_reporting_freshness", "raw_kpi_freshness"} <= {name for name, _ in failed}
+    assert {name for name, _ in failed} <= {"raw_ad_reporting_freshness", "raw_kpi_freshness",
+                                            *DRAW_DEPENDENT_WARNINGS}, failed
     assert {"raw_ad_reporting_contract", "staging_media_weekly_contract", "staging_kpi_weekly_contract",
             "cost_per_unit_contract"} <= set(checks)
     with warehouse.connect(sample_run["warehouse"]) as con:

@@ -32,9 +32,10 @@ def test_sample_materializes_with_every_check_passing(sample_run):
     failed = {(d.check_name, d.severity.value) for d in evaluations if not d.passed}
     # every blocking check passes, in every market; the freshness checks warn (the sample ends on
     # 2025-12-31); the fast profile's model checks judge draws and may warn: over 20 seeds in_sample_fit
-    # warned in 19 (a geo's 94% interval covering above 0.99 of its weeks), data_informative in 15 (a shape
-    # element at its prior), convergence in 0 (max R-hat 1.04-1.09, the fast gate 1.1; a rerun of the default
-    # seed in another process reached 1.19): bench/README.md, "Draws, seeds and the tests' thresholds"
+    # warned in 17 (a geo's 94% interval covering above 0.99 of its weeks), data_informative in 13 (a shape
+    # element at its prior), convergence in none (max R-hat 1.03-1.09, max + 3 sd 1.14 against the fast
+    # gate's 1.1; min ESS 22-101 against 20; the default seed rerun in another process reached R-hat 1.19):
+    # bench/README.md, "Draws, seeds and the tests' thresholds"
     assert {name for name, severity in failed if severity != "WARN"} == set(), failed
     assert {"raw_ad_reporting_freshness", "raw_kpi_freshness"} <= {name for name, _ in failed}
     assert {name for name, _ in failed} <= {"raw_ad_reporting_freshness", "raw_kpi_freshness",

@@ -76,7 +76,7 @@ def test_fixed_scales_equal_the_librarys_and_keep_parameters_comparable_across_a
         fixed.channel[ch] * moved[ch])
     # so the first fit's posterior of that channel's lam still describes the refit's (each geo's refit
     # mean inside the first fit's 94% HDI; 20 seeds, bench/stochastic_thresholds.py --direct: the closest geo's
-    # mean sits 0.36-0.44 of the HDI's width from its nearer edge)
+    # mean sits 0.31-0.45 of the HDI's width from its nearer edge)
     from mmm_pipeline.model.summaries import hdi_bounds
 
     lam0 = derived.mmm.idata.posterior["saturation_lam"].sel(channel=ch).stack(s=("chain", "draw"))

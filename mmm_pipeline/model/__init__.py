@@ -70,7 +70,8 @@ Modules (the order a fit goes through them):
 
 * ``config``: pydantic settings, profiles, ``load_model_config``, ``config_hash``;
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
-* ``build``: priors, ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from
+* ``priors``: ``model_priors`` (the pymc-marketing model_config), ``geo_spread``;
+* ``build``: ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from
   ``roi_prior``, + calibration terms from ``lift_likelihood`` and ``roas_targets``);
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
@@ -83,7 +84,7 @@ pymc / pymc-marketing are imported lazily (they take seconds to import).
 """
 
 from mmm_pipeline.model.artifacts import load_model, save_model
-from mmm_pipeline.model.build import build_mmm, make_mmm, model_priors
+from mmm_pipeline.model.build import build_mmm, make_mmm
 from mmm_pipeline.model.config import (
     HDI_PROB, MEDIA_PARAMETERS, NATIONAL, PROFILES, CalibrationConfig, GateConfig, HierarchicalPrior,
     ModelConfig, ModelError, PriorsConfig, RetryConfig, RetryStep, SamplerConfig, TimeVaryingMediaConfig,
@@ -93,6 +94,7 @@ from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_mod
 from mmm_pipeline.model.diagnostics import diagnose, free_parameter_names, fit_metrics, gate_result
 from mmm_pipeline.model.fit import FitResult, fit_model
 from mmm_pipeline.model.ladder import fit_with_ladder
+from mmm_pipeline.model.priors import model_priors
 from mmm_pipeline.model.summaries import (
     contributions_frame, hdi_bounds, parameter_summary, predict_mean, summarise, target_scale,
 )

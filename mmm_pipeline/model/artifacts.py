@@ -15,8 +15,8 @@ def save_model(mmm, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    from mmm_pipeline.model import roas_targets as rt
-    from mmm_pipeline.model import roi_prior
+    import mmm_pipeline.model.roas_targets as rt
+    import mmm_pipeline.model.roi_prior as roi_prior
     from mmm_pipeline.model.lift_likelihood import lift_attrs
 
     if getattr(mmm, "idata", None) is not None:
@@ -56,8 +56,8 @@ def load_model(path: str | Path):
             finally:
                 lazy.close()
             mmm = MMM.load_from_idata(idata)
-            from mmm_pipeline.model import roas_targets as rt
-            from mmm_pipeline.model import roi_prior
+            import mmm_pipeline.model.roas_targets as rt
+            import mmm_pipeline.model.roi_prior as roi_prior
             from mmm_pipeline.model.lift_likelihood import readd_from_attrs
 
             roi_prior.readd_from_attrs(mmm, idata.attrs)  # first: the calibration terms read beta

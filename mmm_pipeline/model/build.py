@@ -1,73 +1,17 @@
-"""Config + data to an unfitted pymc-marketing MMM: priors, the model object, calibration terms.
+"""Config + data to an unfitted pymc-marketing MMM: the model object and its calibration terms.
 
-``model_priors`` writes the non-centered hierarchies of the package docstring as a
-pymc-marketing ``model_config``; ``make_mmm`` creates the MMM (adstock,
+``make_mmm`` creates the MMM (adstock,
 saturation, scaling, seasonality, cost per unit); ``build_mmm`` builds its graph
 and adds the lift-test likelihood and ROAS/CPA targets. Nothing is sampled here.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pandas as pd
 
-from mmm_pipeline.model.config import TREND_PREFIX, HierarchicalPrior, ModelConfig
+from mmm_pipeline.model.config import TREND_PREFIX, ModelConfig
 from mmm_pipeline.model.data import ModelData, lift_tests_for_model
-
-
-def geo_spread(geo_sigma_prior: str, geo_sigma: float, per_channel: bool):
-    """The geo spread sigma of a hierarchy (link scale): fixed, or a HalfNormal / LogNormal prior."""
-    from pymc_extras.prior import Prior
-
-    sigma_dims = ("channel",) if per_channel else None
-    if geo_sigma_prior == "halfnormal":
-        return Prior("HalfNormal", sigma=geo_sigma, dims=sigma_dims)
-    if geo_sigma_prior == "lognormal":
-        return Prior("LogNormal", mu=math.log(geo_sigma), sigma=0.5, dims=sigma_dims)
-    return geo_sigma
-
-
-def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior, transform: str):
-    """theta[*geo, channel] = link(mu[channel] + sigma * z), non-centered (package docstring)."""
-    from pymc_extras.prior import Prior
-
-    p = cfg.priors
-    media_dims = (*dims, "channel")
-    mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
-    if not dims:  # single geo: no geo level to pool over
-        return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims, transform=transform)
-    sigma = geo_spread(p.geo_sigma_prior, spec.geo_sigma, p.geo_sigma_per_channel)
-    return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
-
-
-def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
-    """pymc-marketing model_config with the non-centered hierarchies."""
-    from pymc_extras.prior import Prior
-
-    p = cfg.priors
-
-    def hier(spec: HierarchicalPrior, transform: str):
-        return media_prior(cfg, dims, spec, transform)
-
-    config: dict[str, Any] = {
-        "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
-        "saturation_lam": hier(p.saturation_lam, "exp"),
-        "saturation_beta": hier(p.saturation_beta, "exp"),
-        "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
-        "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
-                            dims=("date", *dims)),
-        "gamma_fourier": Prior("Normal", mu=0, sigma=p.fourier_sigma, dims=(*dims, "fourier_mode")),
-        "gamma_control": Prior("Normal", mu=0, sigma=p.control_sigma, dims=(*dims, "control")),
-    }
-    if cfg.time_varying_media:
-        from pymc_marketing.hsgp_kwargs import HSGPKwargs
-
-        t = cfg.time_varying_media_config
-        config["media_tvp_config"] = HSGPKwargs(m=t.m, L=None, eta_lam=t.eta_lam, ls_mu=t.ls_mu,
-                                                ls_sigma=t.ls_sigma, cov_func=None)
-    return config
+from mmm_pipeline.model.priors import model_priors
 
 
 def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None, scales=None):
@@ -132,7 +76,7 @@ def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | N
 
         add_roi_parameterization(mmm, data, cfg)
     if roas_targets is not None and len(roas_targets):
-        from mmm_pipeline.model import roas_targets as rt
+        import mmm_pipeline.model.roas_targets as rt
 
         usable, _ = rt.targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))
         rt.add_roas_targets(mmm, usable, rt.spend_frame(data))

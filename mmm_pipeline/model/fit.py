@@ -178,7 +178,7 @@ def fit_model(
             **_nuts_kwargs(s),
         )
     t = stage("sample", t)
-    from mmm_pipeline.model import roas_targets as rt
+    import mmm_pipeline.model.roas_targets as rt
     from mmm_pipeline.model.lift_likelihood import lift_attrs
 
     # so load_model re-adds the window-lift and ROAS-target terms

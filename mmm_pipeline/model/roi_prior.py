@@ -125,7 +125,7 @@ def _apply(mmm, spec: dict[str, Any], week: dict[str, Any]) -> None:
     from pymc_extras.prior import Prior
     from pytensor.xtensor import as_xtensor
 
-    from mmm_pipeline.model.build import geo_spread
+    from mmm_pipeline.model.priors import geo_spread
     from pytensor.xtensor import math as pxm
 
     dims = tuple(week["dims"])

@@ -28,9 +28,9 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # A change to the fitting code refits (it is part of every model_version); the report's own code
 # only re-runs the report.
-MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests")
-REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", "mmm_pipeline.model.summaries",
-                                     "mmm_pipeline.model.saturation", "mmm_pipeline.model.lift_likelihood")
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests",
+                                    "mmm_pipeline.settings", glue=__name__)
+REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", glue=__name__)
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
 VARIANTS = ("uncalibrated", "calibrated")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="models", owners=OWNERS, partitions_def=MARKETS, code_version=MODEL_CODE_VERSION)

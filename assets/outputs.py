@@ -18,12 +18,12 @@ from assets.models import MARKETS, market_inputs, mmm_calibrated, mmm_uncalibrat
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-# Each output's code version follows the modules that compute it.
-# The decision modules and the model helpers they evaluate the posterior with.
-CURVES_MODULES = ("mmm_pipeline.decisions.curves", "mmm_pipeline.model.summaries", "mmm_pipeline.model.saturation")
-CURVES_CODE_VERSION = source_version(*CURVES_MODULES)
-ROAS_CODE_VERSION = source_version(*CURVES_MODULES)
-ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES)
+# Each output's code version follows the modules that compute it (and what they import: the model
+# helpers they evaluate the posterior with).
+CURVES_MODULES = ("mmm_pipeline.decisions.curves",)
+CURVES_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
+ROAS_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
+ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES, glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
               deps=[mmm_uncalibrated, mmm_calibrated])
 

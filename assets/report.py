@@ -28,7 +28,7 @@ from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts",
-                                     "mmm_pipeline.reporting.publish")  # follows the code (issue 9)
+                                     "mmm_pipeline.reporting.publish", glue=__name__)  # follows the code (issue 9)
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")

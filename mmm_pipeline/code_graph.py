@@ -60,16 +60,22 @@ def imports(module: str, root: Path = ROOT) -> set[str]:
     """The project modules `module` imports anywhere in its file."""
     modules = project_modules(root)
     path = modules[module]
-    is_package = path.name == "__init__.py"
-    found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            target = _resolve(module, is_package, node.level, node.module)
-            found.add(target)
-            found.update(f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules)
+    found = set()
+    for target, names in _import_statements(path.read_text(), module, path.name == "__init__.py"):
+        found.add(target)
+        found.update(f"{target}.{n}" for n in names if f"{target}.{n}" in modules)
     return {m for m in found if m in modules and m != module}
+
+
+@lru_cache(maxsize=1024)  # keyed on the text: a project's files are parsed once per content
+def _import_statements(text: str, module: str, is_package: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out = []
+    for node in _runtime_nodes(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            out += [(a.name, ()) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((_resolve(module, is_package, node.level, node.module), tuple(a.name for a in node.names)))
+    return tuple(out)
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
@@ -124,7 +130,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def normalised_source(path: Path) -> str:
     """The file's code without comments, docstrings or layout (its AST, unparsed)."""
-    tree = ast.parse(Path(path).read_text(), str(path))
+    return _normalised(Path(path).read_text())
+
+
+@lru_cache(maxsize=1024)
+def _normalised(text: str) -> str:
+    tree = ast.parse(text)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -134,10 +145,11 @@ def normalised_source(path: Path) -> str:
     return ast.unparse(tree)
 
 
-def source_version(*modules: str, root: Path = ROOT) -> str:
-    """A hash of the normalised source of `modules` and every project module they reach."""
+def source_version(*modules: str, own: tuple[str, ...] = (), root: Path = ROOT) -> str:
+    """A hash of the normalised source of `modules` and every project module they reach, and of
+    the `own` modules' files alone (their imports not followed)."""
     h = hashlib.sha256()
     files = project_modules(root)
-    for m in reached(*modules, root=root):
+    for m in sorted({*reached(*modules, root=root), *own}):
         h.update(m.encode() + b"\0" + normalised_source(files[m]).encode() + b"\0")
     return h.hexdigest()[:12]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -130,12 +131,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def normalised_source(path: Path) -> str:
     """The file's code without comments, docstrings or layout (its AST, unparsed)."""
-    return _normalised(Path(path).read_text())
+    return normalise(Path(path).read_text())
 
 
 @lru_cache(maxsize=1024)
-def _normalised(text: str) -> str:
-    tree = ast.parse(text)
+def normalise(text: str) -> str:
+    """Python source without comments, docstrings or layout (also used to pin a library's code)."""
+    tree = ast.parse(textwrap.dedent(text))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body

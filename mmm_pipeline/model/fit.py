@@ -39,8 +39,17 @@ class FitResult:
 
 
 
+# The normalised source (mmm_pipeline.code_graph.normalise) of the pymc-marketing method that
+# _thin_before_deterministics repeats; tests/test_library_helpers.py fails when an upgrade changes it.
+SAMPLE_WITH_DETERMINISTICS_SHA = "4eb39110932576ec"
+
+
 def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
     """Make `mmm.fit` keep every thin-th draw *before* pymc-marketing computes the deterministics.
+
+    The one place that depends on pymc-marketing's private `_sample_with_deterministics` (no public
+    hook thins before the deterministics); its source hash is pinned in
+    SAMPLE_WITH_DETERMINISTICS_SHA.
 
     pymc-marketing 1.3 samples the free variables, then computes every deterministic (channel
     contributions per date, geo and channel, ...) on all draws (`_sample_with_deterministics`); on
@@ -72,15 +81,22 @@ def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
 
 @contextlib.contextmanager
 def numba_opt_level(level: int):
-    """numba compiles at LLVM optimisation `level` inside the block (its config is read per compile)."""
+    """numba compiles at LLVM optimisation `level` inside the block, through its documented
+    `NUMBA_OPT` variable (numba re-reads its NUMBA_* environment before every compile; reloaded here
+    too so that `numba.config.OPT` says so at once). The variable is restored after the block."""
     from numba.core import config as numba_config
 
-    before = numba_config.OPT
-    numba_config.OPT = numba_config._OptLevel(str(level))
+    before = os.environ.get("NUMBA_OPT")
+    os.environ["NUMBA_OPT"] = str(level)
+    numba_config.reload_config()
     try:
         yield
     finally:
-        numba_config.OPT = before
+        if before is None:
+            os.environ.pop("NUMBA_OPT", None)
+        else:
+            os.environ["NUMBA_OPT"] = before
+        numba_config.reload_config()
 
 
 def _nuts_kwargs(s: SamplerConfig) -> dict:

@@ -222,3 +222,24 @@ def test_the_report_renders_on_its_own_as_after_a_failed_gate(sample_run):
     assert steps == {"market_report"}
     assert "market_report" in {e.asset_key.to_user_string() for e in result.all_events
                                if e.event_type_value == "ASSET_MATERIALIZATION"}
+
+
+def test_publish_writes_the_bi_file_the_reports_beside_it_and_the_parquet_export(tmp_path):
+    """Publication is reporting's (mmm_pipeline.reporting.publish.publish); the resource only connects."""
+    from mmm_pipeline import warehouse as wh
+    from mmm_pipeline.reporting import publish
+    from resources import WarehouseResource
+
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    reports = tmp_path / "reports"
+    (reports / "west").mkdir(parents=True)
+    (reports / "west" / "r.html").write_text("<p>west</p>")
+    (reports / "link.html").symlink_to(tmp_path / "elsewhere.html")
+    with wh.connect(db) as con:
+        con.execute("CREATE OR REPLACE TABLE marts.t AS SELECT 1 AS a UNION ALL SELECT 2")
+        out = publish.publish(con, db, reports, str(tmp_path / "lake"))
+    assert out.counts["t"] == 2 and out.path == publish.published_path(db) and out.report_files == 1
+    assert (out.reports / "west" / "r.html").read_text() == "<p>west</p>" and not (out.reports / "link.html").exists()
+    assert duckdb.connect(str(out.path), read_only=True).execute("SELECT count(*) FROM marts.t").fetchone() == (2,)
+    assert (tmp_path / "lake" / "t.parquet").exists()
+    assert not hasattr(WarehouseResource(database=str(db)), "publish")

@@ -2,7 +2,7 @@
 
 Every asset here is partitioned by market (pipeline.yaml `markets`, default one
 market `all`), so each market's fits run, fail and retry on their own. The
-modelling itself lives in `mmm_pipeline.model` (the lift tests' conversion in `mmm_pipeline.ingestion.lift_tests`).
+modelling itself lives in `mmm_pipeline.model` .
 """
 
 import json
@@ -28,7 +28,7 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # A change to the fitting code refits (it is part of every model_version); the report's own code
 # only re-runs the report.
-MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests",
+MODEL_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.model.lift_tests",
                                     "mmm_pipeline.settings", glue=__name__)
 REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", glue=__name__)
 MARKETS = dg.StaticPartitionsDefinition(market_names(RunSettings.from_env().input_dir))
@@ -94,7 +94,7 @@ def market_inputs(con, settings: PipelineSettings, market: str) -> MarketInputs:
           "week) kept for the steady_state option. Unusable tests are quarantined.", **COMMON)
 def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                            settings: PipelineSettings) -> dg.MaterializeResult:
-    from mmm_pipeline.ingestion import lift_tests as lift_lib
+    from mmm_pipeline.model import lift_tests as lift_lib
 
     market = context.partition_key
     with warehouse.get_connection() as con:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from mmm_pipeline import model as M
-from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
+from mmm_pipeline.model.lift_tests import convert_lift_tests
 
 WEST = ["US-CA", "US-TX", "US-WA"]
 CHANNELS = ["retail", "search", "social", "youtube"]

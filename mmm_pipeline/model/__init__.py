@@ -69,6 +69,7 @@ HalfNormal(noise_sigma)``.
 Modules (the order a fit goes through them):
 
 * ``config``: pydantic settings, profiles, ``load_model_config``, ``config_hash``;
+* ``lift_tests``: lift-test readouts converted to model units (``convert_lift_tests``);
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
 * ``priors``: ``model_priors`` (the pymc-marketing model_config), ``geo_spread``;
 * ``build``: ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from

@@ -123,7 +123,7 @@ def fit_model(
     """Fit one market's MMM (calibrated when `lift_tests` is given) and diagnose it.
 
     `geos` restricts the staging frames to a market's geos (default: all).
-    `lift_tests` is :func:`mmm_pipeline.ingestion.lift_tests.convert_lift_tests` output
+    `lift_tests` is :func:`mmm_pipeline.model.lift_tests.convert_lift_tests` output
     (rows of other geos / channels are ignored). `model_config` replaces the
     priors built from `cfg` (used by the benchmark). `scales`: fixed scales (mmm_pipeline.model.scales;
     default: derived from the data). Raises ModelError for bad

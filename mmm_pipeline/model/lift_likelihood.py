@@ -29,7 +29,7 @@ of its geos' implied lifts against the reported ``delta_y`` and ``sigma``
 the market sees its spend share of a national test (``delta_y x share``) with
 ``sigma_test`` from the conversion (``sigma x sqrt(share)``, so the market terms
 add up to the reported variance, widened by the split's own error:
-``mmm_pipeline.ingestion.lift_tests``); a market holding every geo gets the test
+``mmm_pipeline.model.lift_tests``); a market holding every geo gets the test
 unchanged.
 
 The design (paths, weights, indices) is plain numpy built from ``ModelData``

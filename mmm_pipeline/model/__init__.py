@@ -72,7 +72,7 @@ Modules (the order a fit goes through them):
 * ``lift_tests``: lift-test readouts converted to model units (``convert_lift_tests``);
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
 * ``priors``: ``model_priors`` (the pymc-marketing model_config), ``geo_spread``;
-* ``build``: ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from
+* ``build``: ``make_mmm``, ``build_model`` (the MMM and its ``calibration.Calibration``), ``build_mmm`` (+ the ROI parameterization from
   ``roi_prior``, + calibration terms from ``lift_likelihood`` and ``roas_targets``);
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
@@ -85,7 +85,8 @@ pymc / pymc-marketing are imported lazily (they take seconds to import).
 """
 
 from mmm_pipeline.model.artifacts import load_model, save_model
-from mmm_pipeline.model.build import build_mmm, make_mmm
+from mmm_pipeline.model.build import build_mmm, build_model, make_mmm
+from mmm_pipeline.model.calibration import Calibration
 from mmm_pipeline.model.config import (
     HDI_PROB, MEDIA_PARAMETERS, NATIONAL, PROFILES, CalibrationConfig, GateConfig, HierarchicalPrior,
     ModelConfig, ModelError, PriorsConfig, RetryConfig, RetryStep, SamplerConfig, TimeVaryingMediaConfig,
@@ -105,7 +106,7 @@ __all__ = [
     "TimeVaryingMediaConfig", "RetryConfig", "RetryStep", "fit_with_ladder", "ModelError", "PROFILES",
     "NATIONAL", "MEDIA_PARAMETERS", "HDI_PROB",
     "ModelData", "FitResult", "load_model_config", "config_hash", "with_control_columns", "prepare_model_data", "model_priors",
-    "make_mmm", "build_mmm", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
+    "make_mmm", "build_mmm", "build_model", "Calibration", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
     "free_parameter_names", "save_model", "load_model", "contributions_frame", "parameter_summary",
     "predict_mean", "target_scale", "hdi_bounds", "summarise",
 ]

@@ -1,17 +1,24 @@
 """Config + data to an unfitted pymc-marketing MMM: the model object and its calibration terms.
 
 ``make_mmm`` creates the MMM (adstock,
-saturation, scaling, seasonality, cost per unit); ``build_mmm`` builds its graph
-and adds the lift-test likelihood and ROAS/CPA targets. Nothing is sampled here.
+saturation, scaling, seasonality, cost per unit); ``build_model`` builds its graph, adds the ROI
+parameterization, the ROAS/CPA targets and the lift-test likelihood, and returns them as one
+:class:`~mmm_pipeline.model.calibration.Calibration`. Nothing is sampled here.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
+import mmm_pipeline.model.roas_targets as rt
+from mmm_pipeline.model.calibration import Calibration
 from mmm_pipeline.model.config import TREND_PREFIX, ModelConfig
-from mmm_pipeline.model.data import ModelData, lift_tests_for_model
+from mmm_pipeline.model.data import ModelData, lift_columns, lift_tests_for_model
+from mmm_pipeline.model.lift_likelihood import add_window_lift_likelihood, window_design
 from mmm_pipeline.model.priors import model_priors
+from mmm_pipeline.model.roi_prior import add_roi_parameterization
 
 
 def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None, scales=None):
@@ -65,33 +72,40 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     return mmm
 
 
-def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
-              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None, scales=None):
-    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says, + ROAS/CPA
-    targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
+def build_mmm(data: ModelData, cfg: ModelConfig, **kwargs):
+    """The built MMM of :func:`build_model` without its calibration state (to inspect a graph)."""
+    return build_model(data, cfg, **kwargs)[0]
+
+
+def build_model(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
+                model_config: dict | None = None, roas_targets: pd.DataFrame | None = None,
+                scales=None) -> tuple[Any, Calibration]:
+    """make_mmm + build_model (+ the ROI parameterization, + ROAS/CPA targets through pymc-marketing's
+    add_cost_per_target_calibration, + the lift-test likelihood as `cfg.calibration` says), and
+    what of that MMM.save does not keep (:class:`Calibration`). Nothing is sampled.
+
+    `lift_tests`: converted tests (`lift_tests.convert_lift_tests`); the rows this model can use are
+    kept in the calibration. `roas_targets`: `roas_targets.csv` rows; the usable ones likewise."""
     mmm = make_mmm(data, cfg, model_config, scales)
     mmm.build_model(data.X, data.y)
+    calibration = Calibration(lift_likelihood=cfg.calibration.distribution, lift_nu=cfg.calibration.studentt_nu)
     if cfg.saturation_parameterization == "roi":
-        from mmm_pipeline.model.roi_prior import add_roi_parameterization
-
-        add_roi_parameterization(mmm, data, cfg)
+        calibration.roi = add_roi_parameterization(mmm, data, cfg)
     if roas_targets is not None and len(roas_targets):
-        import mmm_pipeline.model.roas_targets as rt
-
         usable, _ = rt.targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))
-        rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
+        if len(usable):
+            rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
+            calibration.roas_targets = usable
     if lift_tests is None:
-        return mmm
+        return mmm, calibration
     cal = cfg.calibration
-    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood)
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood, keep_extra=True)
     if not len(lift):
-        return mmm
+        return mmm, calibration
+    calibration.lift_tests = lift
     if cal.likelihood == "window":
-        from mmm_pipeline.model.lift_likelihood import add_window_lift_likelihood, window_design
-
-        design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
-        add_window_lift_likelihood(mmm, design, likelihood=cal.distribution, nu=cal.studentt_nu)
-    else:
-        mmm.add_lift_test_measurements(lift)
-    return mmm
-
+        calibration.lift_design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
+        add_window_lift_likelihood(mmm, calibration.lift_design, likelihood=cal.distribution, nu=cal.studentt_nu)
+    else:  # pymc-marketing's own term, which MMM.save keeps
+        mmm.add_lift_test_measurements(lift[lift_columns("steady_state", bool(data.dims))])
+    return mmm, calibration

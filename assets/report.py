@@ -17,9 +17,9 @@ import pandas as pd
 from assets.metadata import OWNERS, source_version
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
-from assets.models import (
-    MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated, model_validation,
-)
+from assets.calibration import calibration_report
+from assets.holdout import model_validation
+from assets.models import MARKETS, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
 from mmm_pipeline.reporting import publish
 from mmm_pipeline.warehouse import fingerprint

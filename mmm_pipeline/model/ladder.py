@@ -18,9 +18,6 @@ from mmm_pipeline.model.config import ModelConfig, RetryStep
 if TYPE_CHECKING:  # annotation only: fit's package imports this module
     from mmm_pipeline.model.fit import FitResult
 
-# idata attr: the attempts (JSON list of attempt_record), saved with the artifact.
-ATTEMPTS_ATTR = "mmm_pipeline_attempts"
-
 
 def escalate(cfg: ModelConfig, step: RetryStep) -> ModelConfig:
     """`cfg` with the rung's sampler settings (relative to `cfg`'s own)."""

@@ -68,16 +68,18 @@ HalfNormal(noise_sigma)``.
 
 Modules (the order a fit goes through them):
 
+* ``market``: one fitting unit's workflow end to end (inputs, config built once, scales, model
+  version, fit or load, mart rows), the entry point of the assets; raises ``MarketError``;
 * ``config``: pydantic settings, profiles, ``load_model_config``, ``config_hash``;
 * ``lift_tests``: lift-test readouts converted to model units (``convert_lift_tests``);
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
 * ``priors``: ``model_priors`` (the pymc-marketing model_config), ``geo_spread``;
-* ``build``: ``make_mmm``, ``build_model`` (the MMM and its ``calibration.Calibration``), ``build_mmm`` (+ the ROI parameterization from
-  ``roi_prior``, + calibration terms from ``lift_likelihood`` and ``roas_targets``);
+* ``build``: ``make_mmm``, ``build_model`` (the MMM and its ``calibration.Calibration``: the ROI
+  parameterization from ``roi_prior``, the terms from ``lift_likelihood`` and ``roas_targets``), ``build_mmm``;
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
 * ``ladder``: ``fit_with_ladder``, the retry ladder a fit that fails its gate climbs (``model.retry``);
-* ``artifacts``: ``save_model`` / ``load_model``;
+* ``artifacts``: ``save_model`` / ``load_model`` (which re-applies the saved ``Calibration``);
 * ``summaries``: contributions, parameter summary, and the shared ``target_scale``,
   ``hdi_bounds``, ``summarise``.
 

@@ -13,7 +13,7 @@ from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # The report's own code only re-runs the report (no refit).
-REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", glue=__name__)
+REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", "mmm_pipeline.model.market", glue=__name__)
 
 
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"},

@@ -29,7 +29,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 
-# The embedded sample is generated deterministically on first use (~1 s).
+# The embedded sample is generated deterministically on first use (a few seconds, mostly imports).
 data/sample/truth.json: | $(VENV)/.installed
 	$(PY) -m mmm_pipeline.sample data/sample
 
@@ -47,6 +47,15 @@ test: $(VENV)/.installed-test
 # The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters).
 test-fast: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
+
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or anchor fails.
+.PHONY: docs
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[docs]'
+	@touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Model fits at once (pool `model_fit`): two markets fit side by side on 2+ cores (each fit of the
 # sample peaks near 2.4 GB); 1 on a machine short of memory or for large markets.

@@ -1,0 +1,562 @@
+"""Off-family recovery benchmark (issue 27): the product's answers against a truth it was not built on.
+
+    .venv/bin/python bench/bench_offfamily.py [--structures hill_daily,weibull_lag,notebook,sample,corr,spread]
+                                              [--seeds 10 | --quick] [--profile full|fast]
+                                              [--out-csv bench/offfamily_results.csv] [--readme]
+                                              [--workdir DIR] [--resume] [--keep]
+
+Per structure and generator seed it writes an input folder (off-family: mmm_pipeline.sample.offfamily;
+in-family `sample`, `corr`, `spread`: mmm_pipeline.sample's generator with the recovery benchmark's
+structures, the seed varied), gives the product only what a user would give (the folder; the
+generator's truth and, for in-family folders, their `model:` settings are taken out), runs the whole
+graph with product defaults (`assets.run.run_all`, a fresh warehouse, artifacts and ephemeral Dagster
+instance, in a process of its own), reads the marts and scores them against the generator's truth:
+
+* per geo x channel and variant: |error| relative to the truth and 94% HDI coverage of ROAS
+  (`marts.channel_roas`), mROAS and the response to +10% (from the mart when it has their intervals,
+  else from the saved model: `decisions.curves.marginal_response_draws` / `response_draws` at the
+  mart's current weekly spend and cost per unit, x the planning horizon for +10%);
+* per lift test and variant: |predicted - true lift| / true lift in the test's scope and coverage
+  (`marts.lift_test_fit`; a national test split over markets is summed back to national scope);
+* per fit: gates passed on the first attempt and after the retry ladder, fit seconds (`marts.model_runs`);
+* the default budget plan per variant (the mart's for the variant it planned with, the other variant's
+  by `decisions.allocation.allocate` with the same default scenario on the saved model): its true gain
+  over the current plan under the generator's response, the best plan's gain under the truth for the
+  same budget and bounds (scipy), the share captured, and whether the plan's 94% gain HDI covers the
+  true gain.
+
+Raw rows go to --out-csv (one per structure x seed x variant) and `<out-csv stem>_cells.csv` (one per
+cell, test, fit and plan); the table (per structure and pooled, seed-bootstrap 90% intervals) is
+printed and, with --readme, prepended to bench/README.md's off-family section, dated, with the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OFF_FAMILY = ("hill_daily", "weibull_lag", "notebook")
+IN_FAMILY = ("sample", "corr", "spread")
+DEFAULT_STRUCTURES = "hill_daily,weibull_lag,notebook,sample,corr,spread"
+RESULTS_MARKER = "<!-- offfamily-results: newest first, bench/bench_offfamily.py --readme inserts below -->"
+BOOT = 2000
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def generator_seed(structure: str, k: int) -> int:
+    """The generator seed of the k-th seed (1-based) of a structure."""
+    if structure in OFF_FAMILY:
+        return k
+    from bench.bench_recovery import dataset_structure
+
+    base, _ = dataset_structure(structure)
+    return base + (k - 1) if structure == "sample" else base + 1000 * (k - 1)
+
+
+def prepare(structure: str, k: int, folder: Path) -> dict:
+    """Write the input folder for (structure, seed k) and return the issue-27 truth (also written to
+    `<folder>.truth.json`; nothing of it stays inside the folder)."""
+    from mmm_pipeline.sample.offfamily import generate, load_truth, truth_path_for
+
+    seed = generator_seed(structure, k)
+    if structure in OFF_FAMILY:
+        generate(structure, folder, seed)
+        return load_truth(truth_path_for(folder))
+    import yaml
+
+    from bench.bench_recovery import dataset_structure
+    from mmm_pipeline.sample import generate_sample
+    from mmm_pipeline.sample.offfamily.infamily import infamily_truth
+
+    _, struct = dataset_structure(structure)
+    raw = generate_sample(folder, seed=seed, **struct)
+    (folder / "truth.json").replace(folder.parent / f"{folder.name}.generator_truth.json")
+    spec = yaml.safe_load((folder / "pipeline.yaml").read_text())
+    spec.pop("model", None)  # the generator's structure is not the user's knowledge: product defaults
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    raw["structure_name"] = structure
+    truth = infamily_truth(folder, raw)
+    truth["structure"], truth["generator_seed"] = structure, seed
+    truth_path_for(folder).write_text(json.dumps(truth) + "\n")
+    return truth
+
+
+# --------------------------------------------------------------------------- worker (own process)
+
+
+def worker(input_dir: Path, work: Path, profile: str) -> int:
+    """Run the whole graph on `input_dir` into `work/`, then write `work/answers.json` from the marts."""
+    os.environ.update({"MMM_INPUT_DIR": str(input_dir), "MMM_WAREHOUSE": str(work / "warehouse.duckdb"),
+                       "MMM_ARTIFACT_DIR": str(work / "artifacts"), "MMM_PROFILE": profile,
+                       "GX_ANALYTICS_ENABLED": "false"})
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import dagster as dg
+
+    from assets.definitions import defs
+    from assets.run import failed_checks, run_all
+
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        ok, results = run_all(defs, instance)
+        failed = [e.step_key for r in results for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
+        checks = [c for r in results for c in failed_checks(r)]
+    seconds = time.perf_counter() - t0
+    answers = extract(work / "warehouse.duckdb", input_dir)
+    answers.update({"ok": bool(ok), "run_seconds": seconds, "failed_steps": failed, "failed_checks": checks})
+    (work / "answers.json").write_text(json.dumps(answers, default=float))
+    return 0
+
+
+def _hdi(draws, prob=0.94):
+    from mmm_pipeline.model.summaries import hdi_bounds
+
+    import numpy as np
+
+    lo, hi = hdi_bounds(np.asarray(draws, float).reshape(-1, 1), prob)
+    return float(lo[0]), float(hi[0])
+
+
+def extract(db: Path, input_dir: Path) -> dict:
+    """What the product answered, per market and variant, from the marts (and the saved models where
+    the marts lack an interval)."""
+    import numpy as np
+    import pandas as pd
+
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.decisions import allocation, curves
+
+    out: dict = {"runs": [], "cells": [], "lift": [], "plans": [], "errors": [], "notes": []}
+    if not db.exists():
+        out["errors"].append("no warehouse written")
+        return out
+
+    def table(con, name, where=""):
+        try:
+            return con.execute(f"SELECT * FROM {name} {where}").df()
+        except Exception:
+            return pd.DataFrame()
+
+    with warehouse.connect(db) as con:
+        runs = table(con, "marts.model_runs_latest")
+        roas = table(con, "marts.channel_roas_latest")
+        lift = table(con, "marts.lift_test_fit_latest")
+        plans = table(con, "marts.allocation_plan_latest", "WHERE allocation_id = 'default'")
+        alloc = table(con, "marts.budget_allocation_latest", "WHERE allocation_id = 'default'")
+        forecast = table(con, "marts.cost_per_unit_forecast_latest")
+        curves_now = table(con, "marts.response_curves_latest")
+    for r in runs.to_dict("records"):
+        hist = json.loads(r["attempt_history"]) if r.get("attempt_history") else []
+        out["runs"].append({"market": r["market"], "variant": r["variant"], "passed_gates": bool(r["passed_gates"]),
+                            "first_attempt_passed": bool(hist[0]["passed"]) if hist else bool(r["passed_gates"]),
+                            "attempts": int(r["attempts"] or 1), "fit_seconds": float(r["fit_seconds"] or 0.0),
+                            "max_rhat": float(r["max_rhat"]), "min_ess_bulk": float(r["min_ess_bulk"]),
+                            "divergences": int(r["divergences"]), "gated": bool(r["gated"]), "profile": r["profile"]})
+    horizon = int(plans["horizon_weeks"].iloc[0]) if len(plans) else 8
+    has_mroas_hdi = {"mroas_hdi_low", "mroas_hdi_high"} <= set(roas.columns)
+    has_plus10 = {"response_plus10_mean", "response_plus10_hdi_low", "response_plus10_hdi_high"} <= set(roas.columns)
+    if not has_mroas_hdi:
+        out["notes"].append("mROAS interval: not in marts.channel_roas; computed from the saved model")
+    if not has_plus10:
+        out["notes"].append("response to +10%: not in marts.channel_roas; computed from the saved model")
+    models = {(r["market"], r["variant"]): r["artifact_uri"] for r in runs.to_dict("records")}
+    loaded: dict = {}
+
+    def mmm_of(market, variant):
+        key = (market, variant)
+        if key not in loaded:
+            loaded[key] = model_lib.load_model(models[key])
+        return loaded[key]
+
+    for r in roas.to_dict("records"):
+        row = {"market": r["market"], "variant": r["variant"], "geo": r["geo"], "channel": r["channel"],
+               "roas_mean": r["roas_mean"], "roas_lo": r["roas_hdi_low"], "roas_hi": r["roas_hdi_high"],
+               "mroas_mean": r["mroas_mean"], "current_weekly_spend": r["current_weekly_spend"],
+               "cost_per_unit_used": r["cost_per_unit_used"], "horizon_weeks": horizon}
+        need_model = not (has_mroas_hdi and has_plus10 and pd.notna(r.get("mroas_hdi_low"))
+                          and pd.notna(r.get("response_plus10_hdi_low")))
+        if has_mroas_hdi and pd.notna(r.get("mroas_hdi_low")):
+            row.update(mroas_lo=r["mroas_hdi_low"], mroas_hi=r["mroas_hdi_high"], mroas_source="mart")
+        if has_plus10 and pd.notna(r.get("response_plus10_hdi_low")):
+            row.update(plus10_mean=r["response_plus10_mean"], plus10_lo=r["response_plus10_hdi_low"],
+                       plus10_hi=r["response_plus10_hdi_high"], plus10_source="mart")
+        if need_model:
+            try:
+                mmm = mmm_of(r["market"], r["variant"])
+                s, cpu = float(r["current_weekly_spend"]), float(r["cost_per_unit_used"])
+                if "mroas_source" not in row:
+                    d = curves.marginal_response_draws(mmm, r["geo"], r["channel"], s, cpu)
+                    lo, hi = _hdi(d)
+                    row.update(mroas_mean_model=float(d.mean()), mroas_lo=lo, mroas_hi=hi, mroas_source="model")
+                if "plus10_source" not in row:
+                    d = curves.response_draws(mmm, r["geo"], r["channel"], np.array([s, 1.1 * s]) / cpu)
+                    d = (d[:, 1] - d[:, 0]) * horizon
+                    lo, hi = _hdi(d)
+                    row.update(plus10_mean=float(d.mean()), plus10_lo=lo, plus10_hi=hi, plus10_source="model")
+            except Exception as exc:  # noqa: BLE001 - a benchmark records and goes on
+                out["errors"].append(f"cells {r['market']}/{r['variant']}/{r['geo']}/{r['channel']}: {exc!r}")
+        out["cells"].append(row)
+    for r in lift.to_dict("records"):
+        out["lift"].append({"market": r["market"], "variant": r["variant"], "test_id": r["test_id"],
+                            "geo": r.get("geo"), "scope": r.get("scope"), "predicted_mean": r["predicted_mean"],
+                            "predicted_lo": r["predicted_hdi_low"], "predicted_hi": r["predicted_hdi_high"],
+                            "observed": r["observed"]})
+
+    # default plans: the mart's (one variant per market), the other variant's with the same code
+    from mmm_pipeline.settings import load_pipeline_config
+
+    config = load_pipeline_config(input_dir)[0]
+    for market in sorted(runs["market"].unique()) if len(runs) else []:
+        cur = curves_now[curves_now["market"] == market].drop_duplicates(["geo", "channel"])
+        geos = sorted(cur["geo"].unique())
+        fc = forecast[forecast["geo"].isin(geos)]
+        for variant in sorted(runs[runs["market"] == market]["variant"].unique()):
+            p = plans[(plans["market"] == market) & (plans["variant"] == variant)]
+            try:
+                scenario = allocation.default_scenario(market, cur, horizon_weeks=config.planning_horizon_weeks,
+                                                       variant=variant)
+                if len(p):
+                    a = alloc[(alloc["market"] == market) & (alloc["variant"] == variant)]
+                    summary, source = p.iloc[0].to_dict(), "mart"
+                else:
+                    a, summary = allocation.allocate(mmm_of(market, variant), scenario, fc, cur,
+                                                     max_weekly_spend=cur, return_summary=True)
+                    source = "bench: decisions.allocation.allocate on the saved model, default scenario"
+                bounds = {(g, c): scenario.bound_for(g, c) for g, c in zip(a["geo"], a["channel"])}
+                out["plans"].append({
+                    "market": market, "variant": variant, "source": source,
+                    "horizon_weeks": int(summary["horizon_weeks"]), "total_budget": float(summary["total_budget"]),
+                    "gain_mean": float(summary["gain_mean"]), "gain_lo": float(summary["gain_hdi_low"]),
+                    "gain_hi": float(summary["gain_hdi_high"]),
+                    "expected_response_mean": float(summary["expected_response_mean"]),
+                    "current_response_mean": float(summary["current_response_mean"]),
+                    "optimizer_converged": bool(a["optimizer_converged"].all()),
+                    "cells": [{"geo": g, "channel": c, "current_weekly_spend": float(cw),
+                               "optimal_weekly_spend": float(ow), "low": bounds[(g, c)][0] * float(cw),
+                               "high": bounds[(g, c)][1] * float(cw)}
+                              for g, c, cw, ow in a[["geo", "channel", "current_weekly_spend",
+                                                     "optimal_weekly_spend"]].itertuples(index=False)]})
+            except Exception as exc:  # noqa: BLE001
+                out["errors"].append(f"plan {market}/{variant}: {exc!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score(structure: str, k: int, truth: dict, answers: dict) -> tuple[list[dict], list[dict]]:
+    """(per-variant summary rows, detail rows) of one dataset."""
+    import numpy as np
+
+    from mmm_pipeline.sample.offfamily import best_plan, cell_index, true_response
+
+    geos, channels = cell_index(truth)
+    tc = {(c["geo"], c["channel"]): c for c in truth["cells"]}
+    detail: list[dict] = []
+    base = {"structure": structure, "seed": k, "generator_seed": truth.get("generator_seed", truth.get("seed"))}
+
+    def rel(est, true):
+        return abs(float(est) - float(true)) / abs(float(true)) if true and np.isfinite(true) else np.nan
+
+    for c in answers["cells"]:
+        t = tc.get((c["geo"], c["channel"]))
+        if t is None:
+            continue
+        for fig, mean_key, lo, hi, true_key in (("roas", "roas_mean", "roas_lo", "roas_hi", "roas"),
+                                                 ("mroas", "mroas_mean", "mroas_lo", "mroas_hi", "mroas"),
+                                                 ("plus10", "plus10_mean", "plus10_lo", "plus10_hi", "response_plus10")):
+            if c.get(mean_key) is None or c.get(lo) is None:
+                continue
+            detail.append({**base, "kind": fig, "market": c["market"], "variant": c["variant"], "geo": c["geo"],
+                           "channel": c["channel"], "truth": t[true_key], "estimate": c[mean_key],
+                           "lo": c[lo], "hi": c[hi], "rel_error": rel(c[mean_key], t[true_key]),
+                           "covered": bool(c[lo] <= t[true_key] <= c[hi]),
+                           "source": c.get(f"{fig}_source", "mart")})
+    tests = {t["test_id"]: t for t in truth["lift_tests"]}
+    by_test: dict = {}
+    for r in answers["lift"]:
+        acc = by_test.setdefault((r["test_id"], r["variant"]), {"mean": 0.0, "lo": 0.0, "hi": 0.0, "markets": []})
+        acc["mean"] += r["predicted_mean"]
+        acc["lo"] += r["predicted_lo"]
+        acc["hi"] += r["predicted_hi"]
+        acc["markets"].append(r["market"])
+    for (tid, variant), acc in by_test.items():
+        t = tests.get(tid)
+        if t is None:
+            continue
+        true = t["true_delta_y_reported_scope"]
+        detail.append({**base, "kind": "lift", "market": "+".join(acc["markets"]), "variant": variant,
+                       "geo": t["geo"] or "national", "channel": t["channel"], "test_id": tid, "truth": true,
+                       "estimate": acc["mean"], "lo": acc["lo"], "hi": acc["hi"], "rel_error": rel(acc["mean"], true),
+                       "covered": bool(acc["lo"] <= true <= acc["hi"]),
+                       "source": "mart" if len(acc["markets"]) == 1 else
+                       f"sum of {len(acc['markets'])} markets' predictions (HDI bounds added)"})
+    for r in answers["runs"]:
+        detail.append({**base, "kind": "fit", "market": r["market"], "variant": r["variant"],
+                       "gate_first": r["first_attempt_passed"], "gate_final": r["passed_gates"],
+                       "attempts": r["attempts"], "fit_seconds": r["fit_seconds"], "max_rhat": r["max_rhat"],
+                       "divergences": r["divergences"]})
+    for p in answers["plans"]:
+        G, C = len(geos), len(channels)
+        opt, cur, lo, hi = (np.zeros((G, C)) for _ in range(4))
+        for c in p["cells"]:
+            i, j = geos.index(c["geo"]), channels.index(c["channel"])
+            opt[i, j], cur[i, j] = c["optimal_weekly_spend"], c["current_weekly_spend"]
+            lo[i, j], hi[i, j] = c["low"], c["high"]
+        r_opt, r_cur = true_response(truth, opt).sum(), true_response(truth, cur).sum()
+        budget_w = float(cur.sum())
+        bx, r_best = best_plan(truth, budget_w, lo, hi, starts=[cur, opt])
+        true_gain, best_gain = r_opt - r_cur, r_best - r_cur
+        detail.append({**base, "kind": "plan", "market": p["market"], "variant": p["variant"],
+                       "source": p["source"], "budget_weekly": budget_w,
+                       "true_current_response": r_cur, "true_plan_response": r_opt, "true_best_response": r_best,
+                       "true_gain": true_gain, "best_gain": best_gain, "pred_gain": p["gain_mean"],
+                       "pred_gain_lo": p["gain_lo"], "pred_gain_hi": p["gain_hi"],
+                       "pred_current_response": p["current_response_mean"],
+                       "gain_covered": bool(p["gain_lo"] <= true_gain <= p["gain_hi"]),
+                       "optimizer_converged": p["optimizer_converged"]})
+    return summarise_dataset(base, detail, answers), detail
+
+
+def summarise_dataset(base: dict, detail: list[dict], answers: dict) -> list[dict]:
+    import numpy as np
+
+    rows = []
+    variants = sorted({d["variant"] for d in detail if "variant" in d})
+    for v in variants:
+        d = [x for x in detail if x.get("variant") == v]
+        row = {**base, "variant": v, "ok": answers.get("ok"), "run_seconds": answers.get("run_seconds")}
+        for kind in ("roas", "mroas", "plus10", "lift"):
+            x = [y for y in d if y["kind"] == kind]
+            row[f"{kind}_err"] = float(np.nanmean([y["rel_error"] for y in x])) if x else np.nan
+            row[f"{kind}_cov"] = float(np.mean([y["covered"] for y in x])) if x else np.nan
+            row[f"{kind}_n"] = len(x)
+        fits = [y for y in d if y["kind"] == "fit"]
+        row["gate_first"] = float(np.mean([y["gate_first"] for y in fits])) if fits else np.nan
+        row["gate_final"] = float(np.mean([y["gate_final"] for y in fits])) if fits else np.nan
+        row["fit_seconds"] = float(np.mean([y["fit_seconds"] for y in fits])) if fits else np.nan
+        pl = [y for y in d if y["kind"] == "plan"]
+        if pl:
+            cur = sum(y["true_current_response"] for y in pl)
+            tg, bg = sum(y["true_gain"] for y in pl), sum(y["best_gain"] for y in pl)
+            row.update(plan_true_gain_pct=100 * tg / cur, plan_best_gain_pct=100 * bg / cur,
+                       plan_captured=tg / bg if bg > 0 else np.nan,
+                       plan_pred_gain_pct=100 * sum(y["pred_gain"] for y in pl)
+                       / sum(y["pred_current_response"] for y in pl),
+                       plan_gain_covered=float(np.mean([y["gain_covered"] for y in pl])),
+                       plan_source=";".join(sorted({y["source"].split(":")[0] for y in pl})))
+        else:
+            row.update(plan_true_gain_pct=np.nan, plan_best_gain_pct=np.nan, plan_captured=np.nan,
+                       plan_pred_gain_pct=np.nan, plan_gain_covered=np.nan, plan_source="")
+        row["errors"] = len(answers.get("errors", []))
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- table
+
+
+METRICS = [("roas_err", "ROAS err", "pct"), ("roas_cov", "ROAS cov", "share"),
+           ("mroas_err", "mROAS err", "pct"), ("mroas_cov", "mROAS cov", "share"),
+           ("plus10_err", "+10% err", "pct"), ("plus10_cov", "+10% cov", "share"),
+           ("lift_err", "lift err", "pct"), ("lift_cov", "lift cov", "share"),
+           ("gate_first", "gates 1st", "share"), ("gate_final", "gates ladder", "share"),
+           ("fit_seconds", "fit s", "num")]
+PLAN_METRICS = [("plan_true_gain_pct", "plan true gain %", "pp"), ("plan_best_gain_pct", "best plan gain %", "pp"),
+                ("plan_captured", "share captured", "share"), ("plan_pred_gain_pct", "predicted gain %", "pp"),
+                ("plan_gain_covered", "gain HDI covers", "share")]
+
+
+def bootstrap(groups: list, rng) -> tuple[float, float, float]:
+    """Mean over datasets and its 90% seed-bootstrap interval; `groups` = per structure, the per-seed
+    values (resampled within each structure, so a pooled figure keeps the structures' weights)."""
+    import numpy as np
+
+    groups = [np.asarray([v for v in g if np.isfinite(v)], float) for g in groups]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        return np.nan, np.nan, np.nan
+    point = float(np.mean(np.concatenate(groups)))
+    stats = np.empty(BOOT)
+    for b in range(BOOT):
+        stats[b] = np.mean(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
+    return point, float(np.quantile(stats, 0.05)), float(np.quantile(stats, 0.95))
+
+
+def _fmt(kind: str, v: tuple) -> str:
+    import numpy as np
+
+    p, lo, hi = v
+    if not np.isfinite(p):
+        return "n/a"
+    if kind == "pct":
+        return f"{100 * p:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+    if kind == "pp":
+        return f"{p:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    if kind == "share":
+        return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{p:.0f} [{lo:.0f}, {hi:.0f}]"
+
+
+def tables(summary) -> str:
+    """Markdown: accuracy table and plan table, per structure and pooled, both variants."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    structures = list(dict.fromkeys(summary["structure"]))
+    variants = [v for v in ("uncalibrated", "calibrated") if v in set(summary["variant"])]
+    out = []
+    for title, metrics in (("Accuracy (mean over cells / tests / fits; |error| relative to the truth)", METRICS),
+                           ("Default budget plan under the true response (% of the current plan's true response)",
+                            PLAN_METRICS)):
+        out.append(f"**{title}**\n")
+        out.append("| structure | variant | seeds | " + " | ".join(m[1] for m in metrics) + " |")
+        out.append("|---|---|---:|" + "---:|" * len(metrics))
+        for s in structures + (["pooled"] if len(structures) > 1 else []):
+            for v in variants:
+                sub = summary[summary["variant"] == v]
+                parts = [sub[sub["structure"] == s]] if s != "pooled" else [sub[sub["structure"] == x] for x in structures]
+                n = sum(len(p) for p in parts)
+                cells = [_fmt(kind, bootstrap([p[key].to_numpy(float) for p in parts], rng)) for key, _, kind in metrics]
+                out.append(f"| {s} | {v} | {n} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def commit_label() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return f"{sha}{' + uncommitted changes' if dirty else ''}"
+    except Exception:  # noqa: BLE001
+        return "unknown commit"
+
+
+def readme_entry(summary, args, notes: list[str], elapsed: float) -> str:
+    head = (f"#### {date.today().isoformat()}, commit {commit_label()}: `{' '.join(sys.argv[1:])}`\n\n"
+            f"Profile {args.profile}; {len(summary) // max(summary['variant'].nunique(), 1)} datasets in "
+            f"{elapsed / 3600:.1f} h on {os.cpu_count()} cores; raw rows in `{args.out_csv}`.\n")
+    note = "".join(f"- {n}\n" for n in sorted(set(notes)))
+    return head + ("\n" + note if note else "") + "\n" + tables(summary) + "\n"
+
+
+def write_readme(entry: str) -> None:
+    path = ROOT / "bench" / "README.md"
+    text = path.read_text()
+    if RESULTS_MARKER not in text:
+        raise SystemExit(f"{path}: marker line not found ({RESULTS_MARKER})")
+    path.write_text(text.replace(RESULTS_MARKER, RESULTS_MARKER + "\n\n" + entry.rstrip() + "\n", 1))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--structures", default=DEFAULT_STRUCTURES)
+    ap.add_argument("--seeds", type=int, default=10, help="generator seeds per structure (default 10)")
+    ap.add_argument("--quick", action="store_true", help="3 seeds per structure (the edit loop)")
+    ap.add_argument("--profile", choices=("full", "fast"), default="full")
+    ap.add_argument("--out-csv", default=str(ROOT / "bench" / "offfamily_results.csv"))
+    ap.add_argument("--readme", action="store_true", help="prepend the dated table to bench/README.md")
+    ap.add_argument("--workdir", default=None, help="keep each dataset's folder, truth and answers here")
+    ap.add_argument("--resume", action="store_true", help="reuse answers.json already in --workdir")
+    ap.add_argument("--keep", action="store_true", help="keep each dataset's warehouse and artifacts")
+    ap.add_argument("--worker", nargs=2, metavar=("INPUT_DIR", "WORK_DIR"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        return worker(Path(a.worker[0]), Path(a.worker[1]), a.profile)
+    import tempfile
+
+    import pandas as pd
+
+    structures = [s.strip() for s in a.structures.split(",") if s.strip()]
+    for s in structures:
+        if s not in OFF_FAMILY + IN_FAMILY:
+            raise SystemExit(f"unknown structure {s!r}: one of {', '.join(OFF_FAMILY + IN_FAMILY)}")
+    n_seeds = 3 if a.quick else a.seeds
+    root = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="bench_offfamily_"))
+    root.mkdir(parents=True, exist_ok=True)
+    out_csv = Path(a.out_csv)
+    cells_csv = out_csv.with_name(out_csv.stem + "_cells.csv")
+    summary_rows, detail_rows, notes = [], [], []
+    t0 = time.perf_counter()
+    for s in structures:
+        for k in range(1, n_seeds + 1):
+            ds = root / f"{s}_s{k}"
+            ds.mkdir(exist_ok=True)
+            folder = ds / "input"
+            answers_path = ds / "work" / "answers.json"
+            truth = prepare(s, k, folder) if not (a.resume and answers_path.exists()) else \
+                json.loads((ds / "input.truth.json").read_text())
+            if not (a.resume and answers_path.exists()):
+                work = ds / "work"
+                if work.exists():
+                    shutil.rmtree(work)
+                work.mkdir()
+                t1 = time.perf_counter()
+                with open(work / "run.log", "w") as log:
+                    rc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile", a.profile,
+                                         "--worker", str(folder), str(work)], cwd=ROOT, stdout=log,
+                                        stderr=subprocess.STDOUT).returncode
+                if rc != 0 or not answers_path.exists():
+                    print(f"[{time.perf_counter() - t0:7.0f}s] {s} seed {k}: worker failed (rc {rc}); "
+                          f"see {work / 'run.log'}", flush=True)
+                    continue
+                if not a.keep:
+                    for p in (work / "warehouse.duckdb", work / "artifacts"):
+                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                wall = time.perf_counter() - t1
+            else:
+                wall = float("nan")
+            answers = json.loads(answers_path.read_text())
+            notes += answers.get("notes", [])
+            rows, detail = score(s, k, truth, answers)
+            summary_rows += rows
+            detail_rows += detail
+            for r in rows:
+                print(f"[{time.perf_counter() - t0:7.0f}s] {s} seed {k} {r['variant']:12}: ok {r['ok']}, "
+                      f"ROAS err {r['roas_err']:.1%} cov {r['roas_cov']:.2f} | mROAS err {r['mroas_err']:.1%} "
+                      f"cov {r['mroas_cov']:.2f} | +10% err {r['plus10_err']:.1%} cov {r['plus10_cov']:.2f} | "
+                      f"lift err {r['lift_err']:.1%} cov {r['lift_cov']:.2f} | gates {r['gate_first']:.2f}/"
+                      f"{r['gate_final']:.2f}, fit {r['fit_seconds']:.0f}s | plan true gain "
+                      f"{r['plan_true_gain_pct']:+.1f}% (predicted {r['plan_pred_gain_pct']:+.1f}%, best "
+                      f"{r['plan_best_gain_pct']:+.1f}%, captured {r['plan_captured']:.2f}, HDI covers "
+                      f"{r['plan_gain_covered']:.2f}) | run {wall:.0f}s, errors {r['errors']}", flush=True)
+            for e in answers.get("errors", []):
+                print(f"    error: {e}")
+            out_csv.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(summary_rows).to_csv(out_csv, index=False)
+            pd.DataFrame(detail_rows).to_csv(cells_csv, index=False)
+    if not summary_rows:
+        print("no dataset produced results")
+        return 1
+    summary = pd.DataFrame(summary_rows)
+    elapsed = time.perf_counter() - t0
+    print(f"\nwork folder: {root}\nraw rows: {out_csv}, {cells_csv}\n")
+    for n in sorted(set(notes)):
+        print(f"note: {n}")
+    print(tables(summary))
+    if a.readme:
+        write_readme(readme_entry(summary, a, notes, elapsed))
+        print(f"prepended to {ROOT / 'bench' / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

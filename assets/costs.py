@@ -12,7 +12,7 @@ from mmm_pipeline.settings import settings_hash
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-COST_CODE_VERSION = source_version("mmm_pipeline.ingestion.cost_per_unit")
+COST_CODE_VERSION = source_version("mmm_pipeline.ingestion.cost_per_unit", "mmm_pipeline.ingestion.staging", glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="costs", owners=OWNERS, code_version=COST_CODE_VERSION,
               kinds={"duckdb", "pandas"}, pool="duckdb")
 

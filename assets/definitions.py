@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from assets import checks, costs, ingestion, models, outputs, report, staging
+from assets import calibration, checks, costs, holdout, ingestion, models, outputs, report, staging
 from assets.deployment import executor_from_env
 from assets.automation import input_folder_sensor, refresh_job, weekly_refresh
 from assets.run_sensors import alert_on_run_failure, publish_marts_after_success
 from resources import build_resources
 
-ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models, outputs, report])
+ALL_ASSETS = dg.load_assets_from_modules([ingestion, staging, costs, models, calibration, holdout, outputs, report])
 ALL_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 # Unpartitioned data preparation, with its checks: blocking checks stop what is downstream.

@@ -9,7 +9,7 @@ from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings, WarehouseResource
 
 INGEST_CODE_VERSION = source_version("mmm_pipeline.ingestion.ingest", "mmm_pipeline.ingestion.load",
-                                     "mmm_pipeline.ingestion.readers")
+                                     "mmm_pipeline.ingestion.readers", glue=__name__)
 COMMON = dict(group_name="ingestion", owners=OWNERS, code_version=INGEST_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 

@@ -3,50 +3,30 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import importlib.util
 import io
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from mmm_pipeline import code_graph
 from mmm_pipeline.paths import safe_name
 
 OWNERS = ["team:marketing-analytics"]
 
 
-def hash_sources(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()[:12]
+def source_version(*modules: str, glue: str | None = None) -> str:
+    """An asset's `code_version`: the normalised source (no comments, docstrings or layout) of the
+    `mmm_pipeline` modules that compute it and every project module they import, lazily or not
+    (`mmm_pipeline.code_graph`), plus `glue`, the asset's own module, by its own source only
+    (following its imports would reach every asset's code in that module).
 
-
-def module_sources(module: str) -> list[Path]:
-    """The source files of a module (``a.b.c`` -> ``a/b/c.py``) or of a package and everything
-    below it (``a/b/**/*.py``, sorted), found from the top package's folder without importing
-    anything below it (``find_spec`` of a submodule would import its parent packages)."""
-    top, *rest = module.split(".")
-    base = Path(importlib.util.find_spec(top).submodule_search_locations[0]).joinpath(*rest)
-    if base.is_dir():
-        return sorted(base.rglob("*.py"))
-    path = base.with_suffix(".py")
-    if not path.is_file():
-        raise ModuleNotFoundError(f"no source for {module} ({path})")
-    return [path]
-
-
-def source_version(*modules: str) -> str:
-    """An asset's `code_version`: a hash of the source of the `mmm_pipeline` modules that compute it.
-
-    It changes whenever that code does (no constant to forget to bump), so Dagster
-    shows the old materializations as stale and the asset's data version, which
-    includes it, appends new history rows. A package stands for all its modules
-    (``mmm_pipeline.model``). Modules are found without importing them (the model
+    It changes whenever that code does (no constant to forget to bump), so Dagster shows the old
+    materializations as stale and the asset's data version, which includes it, appends new
+    history rows; a docstring or comment edit changes nothing. Nothing is imported (the model
     stack is slow to import when the code location loads).
     """
-    return hash_sources([path for m in modules for path in module_sources(m)])
+    return code_graph.source_version(*modules, own=(glue,) if glue else ())
 
 
 def table_metadata(df: pd.DataFrame, table: str, preview_rows: int = 10) -> dict:

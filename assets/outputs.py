@@ -18,12 +18,12 @@ from assets.models import MARKETS, market_inputs, mmm_calibrated, mmm_uncalibrat
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-# Each output's code version follows the modules that compute it.
-# The decision modules and the model helpers they evaluate the posterior with.
-CURVES_MODULES = ("mmm_pipeline.decisions.curves", "mmm_pipeline.model.summaries", "mmm_pipeline.model.saturation")
-CURVES_CODE_VERSION = source_version(*CURVES_MODULES)
-ROAS_CODE_VERSION = source_version(*CURVES_MODULES)
-ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES)
+# Each output's code version follows the modules that compute it (and what they import: the model
+# helpers they evaluate the posterior with).
+CURVES_MODULES = ("mmm_pipeline.decisions.curves",)
+CURVES_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
+ROAS_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
+ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES, glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
               deps=[mmm_uncalibrated, mmm_calibrated])
 
@@ -135,7 +135,7 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     totals = {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}
     all_rows, version = _append_per_variant(
         warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals}, fits, ROAS_CODE_VERSION)
-    drift_md = _refresh_drift(warehouse, settings, inputs.config, market, pairs, fits)
+    drift_md = _refresh_drift(warehouse, inputs.config.refresh_drift_threshold, market, pairs, fits)
     meta = table_metadata(all_rows, "marts.channel_roas")
     meta["refresh_drift"] = dg.MetadataValue.md(drift_md)
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
@@ -144,15 +144,12 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
-def _refresh_drift(warehouse: WarehouseResource, settings: PipelineSettings, config, market: str, pairs: dict,
-                   fits: dict) -> str:
+def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, pairs: dict, fits: dict) -> str:
     """Write marts.refresh_drift: each variant's ROAS and media share against the previous gated model of
     the market and variant (mmm_pipeline.decisions.drift); returns a markdown summary."""
-    from mmm_pipeline import model as model_lib
     from mmm_pipeline.decisions import drift
     from mmm_pipeline.warehouse import table_exists
 
-    threshold = model_lib.load_model_config(settings.profile, config.model).refresh_drift_threshold
     lines = []
     with warehouse.transaction() as con:
         for variant, (per_geo, _) in pairs.items():
@@ -220,7 +217,7 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     market = context.partition_key
     with warehouse.get_connection() as con:
         inputs = market_inputs(con, settings, market)
-        config, geos = inputs.config, inputs.geos
+        config, geos = inputs.pipeline, inputs.geos
         fits = _fitted_models(con, market)
         forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
         curves_now = con.execute(

@@ -8,10 +8,8 @@ published and from which runs. Both carry a FreshnessPolicy: they warn when
 older than the weekly refresh cadence.
 """
 
-import shutil
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -19,16 +17,16 @@ import pandas as pd
 from assets.metadata import OWNERS, source_version
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
-from assets.models import (
-    MARKETS, calibration_report, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated, model_validation,
-)
+from assets.calibration import calibration_report
+from assets.holdout import model_validation
+from assets.models import MARKETS, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
-from mmm_pipeline.paths import path_inside
+from mmm_pipeline.reporting import publish
 from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts",
-                                     "mmm_pipeline.reporting.publish")  # follows the code (issue 9)
+                                     "mmm_pipeline.reporting.publish", glue=__name__)  # follows the code (issue 9)
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
@@ -102,22 +100,6 @@ PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units,
                   market_report]
 
 
-def copy_reports(src: Path, dst: Path) -> int:
-    """Copy the report folder beside the BI file; each file lands under a temporary name, then is renamed.
-
-    Links are skipped (one could publish a file from elsewhere) and each target must stay inside `dst`."""
-    n = 0
-    for f in sorted(src.rglob("*")):
-        if f.is_file() and not f.is_symlink() and not f.name.startswith("."):
-            target = path_inside(dst, f.relative_to(src))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(f, tmp)
-            tmp.replace(target)
-            n += 1
-    return n
-
-
 @dg.asset(deps=PUBLISHED_FROM, kinds={"duckdb", "html"}, pool="duckdb", group_name="reporting", owners=OWNERS,
           code_version=REPORT_CODE_VERSION, freshness_policy=REFRESH_FRESHNESS,
           description="Publishes the marts (every history table and _latest view) to the read-only BI file "
@@ -125,12 +107,10 @@ def copy_reports(src: Path, dst: Path) -> int:
           "MMM_PARQUET_EXPORT is set, and the HTML reports to published/reports/. Run by `make run` and by the "
           "publish_marts_after_success sensor after every successful run.")
 def bi_publication(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                   artifacts: ArtifactStore) -> dg.MaterializeResult:
-    counts = warehouse.publish()
-    published = warehouse.published_path()
-    reports_src = artifacts.path("reports")
-    reports_dst = published.parent / "reports"
-    n_reports = copy_reports(reports_src, reports_dst) if reports_src.exists() else 0
+                   artifacts: ArtifactStore, settings: PipelineSettings) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        counts, published, reports_dst, n_reports = publish.publish(
+            con, warehouse.database, artifacts.path("reports"), settings.parquet_export)
     # Which runs produced what was published: the latest materialization of every upstream asset (per market).
     sources = []
     for a in PUBLISHED_FROM:

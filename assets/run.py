@@ -16,6 +16,7 @@ import time
 import dagster as dg
 
 from mmm_pipeline import warehouse
+from mmm_pipeline.reporting.publish import published_path
 from mmm_pipeline.run_lock import EXIT_TIMEOUT, RunLockTimeout, run_lock, run_lock_files, wait_seconds
 from mmm_pipeline.settings import RunSettings
 
@@ -195,7 +196,7 @@ def _run(settings: RunSettings) -> int:
     print(f"Input folder : {settings.input_dir}")
     print(f"Warehouse    : {settings.warehouse}")
     print(f"Artifacts    : {settings.artifact_dir}")
-    published = defs.resources["warehouse"].published_path()
+    published = published_path(settings.warehouse)
     if ok:
         print(f"BI copy      : {published} (read-only marts, safe to open while the pipeline runs)")
         if settings.parquet_export:

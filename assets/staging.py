@@ -11,7 +11,7 @@ from mmm_pipeline.settings import NOT_STAGING_SETTINGS, settings_hash
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import PipelineSettings, WarehouseResource
 
-STAGING_CODE_VERSION = source_version("mmm_pipeline.ingestion.staging")
+STAGING_CODE_VERSION = source_version("mmm_pipeline.ingestion.staging", "mmm_pipeline.settings", glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
               kinds={"duckdb"}, pool="duckdb")
 

@@ -5,7 +5,7 @@
                                           [--variants a,b] [--recovery]
 
 Both variants fit the *calibrated* model (lift tests converted with
-mmm_pipeline.ingestion.lift_tests) of one market of the sample (default `west`: US-CA,
+mmm_pipeline.model.lift_tests) of one market of the sample (default `west`: US-CA,
 US-TX, US-WA x 4 channels x 104 complete weeks) with nutpie, same seed, same
 data, same intercept / seasonality / likelihood priors; only the media priors
 (and, for the `*-diag` variants, the mass-matrix adaptation) differ:
@@ -107,7 +107,7 @@ def _fit_one(args: dict) -> dict:
 
     warnings.filterwarnings("ignore")
     from mmm_pipeline import model as M
-    from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
+    from mmm_pipeline.model.lift_tests import convert_lift_tests
 
     t = weekly_tables(Path(args["input"]))
     geos = t["markets"][args["market"]] if args["market"] != "all" else sorted(t["media"]["geo"].unique())

@@ -144,7 +144,7 @@ def _fit_one(args: dict) -> dict:
     from bench.bench_model import weekly_tables
     from mmm_pipeline import model as M
     from mmm_pipeline.reporting import model_report as R
-    from mmm_pipeline.ingestion.lift_tests import convert_lift_tests, with_scope
+    from mmm_pipeline.model.lift_tests import convert_lift_tests, with_scope
     from mmm_pipeline.settings import load_pipeline_config
 
     input_dir = Path(args["input"])

@@ -16,7 +16,6 @@ from dagster_duckdb import DuckDBResource
 
 from mmm_pipeline import warehouse
 from mmm_pipeline.paths import path_inside
-from mmm_pipeline.reporting import publish
 from mmm_pipeline.settings import (
     PipelineConfig,
     RunSettings,
@@ -34,8 +33,6 @@ class WarehouseResource(DuckDBResource):
     """
 
     lock_timeout_seconds: float = 1800.0
-    # MMM_PARQUET_EXPORT: a folder or s3://... prefix that also receives the marts as Parquet.
-    parquet_export: str | None = None
 
     def setup_for_execution(self, context) -> None:
         # Fail the first asset that needs the warehouse with the setting's name,
@@ -59,20 +56,6 @@ class WarehouseResource(DuckDBResource):
             except BaseException:
                 con.rollback()
                 raise
-
-    def published_path(self) -> Path:
-        return publish.published_path(self.database)
-
-    def publish(self) -> dict[str, int]:
-        """Copy the marts to the read-only BI file (atomic rename) and, when set, to Parquet.
-
-        Returns rows per table.
-        """
-        with self.get_connection() as con:
-            counts = publish.publish_marts(con, self.published_path())
-            if self.parquet_export:
-                publish.export_marts_parquet(con, self.parquet_export)
-            return counts
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -103,6 +86,8 @@ class PipelineSettings(dg.ConfigurableResource):
 
     input_dir: str
     profile: str = "full"
+    # MMM_PARQUET_EXPORT: a folder or s3://... prefix that also receives the marts as Parquet.
+    parquet_export: str | None = None
 
     def input_path(self) -> Path:
         path = Path(self.input_dir)
@@ -116,8 +101,8 @@ class PipelineSettings(dg.ConfigurableResource):
 def build_resources(settings: RunSettings | None = None) -> dict:
     settings = settings or RunSettings.from_env()
     return {
-        "warehouse": WarehouseResource(database=str(settings.warehouse),
-                                       parquet_export=settings.parquet_export),
+        "warehouse": WarehouseResource(database=str(settings.warehouse)),
         "artifacts": ArtifactStore(root=str(settings.artifact_dir)),
-        "settings": PipelineSettings(input_dir=str(settings.input_dir), profile=settings.profile),
+        "settings": PipelineSettings(input_dir=str(settings.input_dir), profile=settings.profile,
+                                     parquet_export=settings.parquet_export),
     }

@@ -8,21 +8,56 @@ import dagster as dg
 import pytest
 
 from assets import metadata, ingestion, models, outputs
-from mmm_pipeline import warehouse
+from mmm_pipeline import code_graph, warehouse
 
 
-def test_a_changed_line_of_the_roas_module_changes_its_code_version(tmp_path):
-    from importlib.util import find_spec
+def _copy_project(tmp_path):
+    """The project's packages copied under tmp_path (code_graph reads files, imports nothing)."""
+    for pkg in code_graph.PROJECT_PACKAGES:
+        shutil.copytree(code_graph.ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
 
-    src = find_spec("mmm_pipeline.decisions.curves").origin
-    copy = tmp_path / "curves.py"
-    shutil.copy(src, copy)
-    before = metadata.hash_sources([copy])
-    copy.write_text(copy.read_text().replace("roas_mean", "roas_mean_v2", 1))
-    assert metadata.hash_sources([copy]) != before
-    others = [p for m in outputs.CURVES_MODULES[1:] for p in metadata.module_sources(m)]
-    assert outputs.ROAS_CODE_VERSION == metadata.source_version(*outputs.CURVES_MODULES) \
-        == metadata.hash_sources([src, *others]) != metadata.hash_sources([copy, *others])
+
+def _edit(root, module: str, old: str, new: str) -> None:
+    path = code_graph.project_modules(root)[module]
+    text = path.read_text()
+    assert old in text, (module, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_code_change_in_a_reached_module_changes_the_version_and_nothing_else_does(tmp_path):
+    root = _copy_project(tmp_path)
+
+    def versions():
+        return {"roas": code_graph.source_version(*outputs.CURVES_MODULES, own=("assets.outputs",), root=root),
+                "model": code_graph.source_version("mmm_pipeline.model", own=("assets.models",), root=root),
+                "ingest": code_graph.source_version("mmm_pipeline.ingestion.ingest", root=root)}
+
+    before = versions()
+    assert before["roas"] == outputs.ROAS_CODE_VERSION
+    # summaries is reached from curves (an import), not listed: a change there changes ROAS and the model
+    _edit(root, "mmm_pipeline.model.summaries", "def hdi_bounds(", "def hdi_bounds_v2(")
+    after = versions()
+    assert after["roas"] != before["roas"] and after["model"] != before["model"]
+    assert after["ingest"] == before["ingest"]  # not reached from ingestion
+    # the asset's own module counts, by its own source only
+    _edit(root, "assets.outputs", "def gate_reason(", "def gate_reason_v2(")
+    assert versions()["roas"] != after["roas"] and versions()["model"] == after["model"]
+
+
+def test_a_docstring_or_comment_edit_changes_no_version(tmp_path):
+    root = _copy_project(tmp_path)
+    modules = sorted(code_graph.project_modules(root))
+    before = {m: code_graph.source_version(m, root=root) for m in modules}
+    for m, path in code_graph.project_modules(root).items():
+        text = path.read_text()
+        text = text.replace('"""', '"""Edited. ', 1).replace("\n# ", "\n# edited\n# ", 1)
+        path.write_text("# a new comment line\n" + text)
+    assert {m: code_graph.source_version(m, root=root) for m in modules} == before
+    _edit(root, "mmm_pipeline.model.fit", "def fit_model(", "def fit_model_v2(")
+    changed = {m for m in modules if code_graph.source_version(m, root=root) != before[m]}
+    assert "mmm_pipeline.model.fit" in changed and "mmm_pipeline.model" in changed
+    assert "mmm_pipeline.ingestion.ingest" not in changed and "mmm_pipeline.model.config" not in changed
 
 
 def test_every_asset_carries_the_version_of_the_code_that_computes_it():
@@ -79,10 +114,7 @@ def test_source_version_does_not_import_the_module(module):
 
 
 def test_a_package_stands_for_all_its_modules():
-    from importlib.util import find_spec
-
-    files = metadata.module_sources("mmm_pipeline.model")
-    folder = find_spec("mmm_pipeline.model").submodule_search_locations[0]
-    assert {p.name for p in files} >= {"__init__.py", "fit.py", "diagnostics.py", "lift_likelihood.py"}
-    assert all(str(p).startswith(folder) for p in files)
-    assert models.MODEL_CODE_VERSION == metadata.source_version("mmm_pipeline.model", "mmm_pipeline.ingestion.lift_tests")
+    reached = code_graph.reached("mmm_pipeline.model")
+    assert {"mmm_pipeline.model.fit", "mmm_pipeline.model.diagnostics", "mmm_pipeline.model.lift_likelihood",
+            "mmm_pipeline.warehouse"} <= set(reached)  # warehouse: imported by model.scales
+    assert "mmm_pipeline.ingestion.ingest" not in reached

@@ -99,12 +99,12 @@ def test_executor_setting_errors_name_the_setting_and_the_extra(monkeypatch):
 def test_marts_publish_as_parquet_files_bi_can_read(sample_run, tmp_path):
     from mmm_pipeline import warehouse
     from mmm_pipeline.reporting import publish
-    from resources import WarehouseResource
 
     db = tmp_path / "warehouse.duckdb"
     shutil.copy(sample_run["warehouse"], db)
     export = tmp_path / "lake" / "mmm"
-    counts = WarehouseResource(database=str(db), parquet_export=str(export)).publish()
+    with warehouse.connect(db) as con:
+        counts = publish.publish(con, db, None, str(export)).counts
     assert (tmp_path / "published" / "mmm.duckdb").exists()
     files = {p.stem: p for p in export.glob("*.parquet")}
     assert {"budget_allocation", "budget_allocation_latest", "channel_roas_latest", "response_curves_latest",

@@ -79,7 +79,8 @@ def test_a_hostile_kpi_column_name_is_quoted_not_run(tmp_path):
 
 
 def test_a_channel_named_with_quotes_keeps_every_row_through_staging_costs_and_lift_tests(sample_dir, tmp_path):
-    from mmm_pipeline.ingestion import cost_per_unit, lift_tests, staging
+    from mmm_pipeline.ingestion import cost_per_unit, staging
+    from mmm_pipeline.model import lift_tests
 
     hostile = "x'; DROP TABLE raw.kpi; --"
     d = tmp_path / "in"

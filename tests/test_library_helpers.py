@@ -154,3 +154,38 @@ def test_the_test_environment_lets_pytensor_cache_numba_functions_on_disk(tmp_pa
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     cached = list((tmp_path / "numba").glob("*.nbi"))
     assert cached, f"pytensor wrote no numba cache index under {tmp_path / 'numba'} (NUMBA_OPT={os.environ.get('NUMBA_OPT')})"
+
+
+def test_the_thinned_sampler_repeats_the_pinned_pymc_marketing_method():
+    """fit._thin_before_deterministics replaces pymc-marketing's private _sample_with_deterministics
+    with the same steps plus thinning: an upgrade that changes that method fails here, not silently."""
+    import hashlib
+    import inspect
+
+    from pymc_marketing.mmm import MMM
+
+    from mmm_pipeline.code_graph import normalise
+    from mmm_pipeline.model import fit
+
+    source = normalise(inspect.getsource(MMM._sample_with_deterministics))
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == fit.SAMPLE_WITH_DETERMINISTICS_SHA, (
+        "pymc-marketing's MMM._sample_with_deterministics changed: review fit._thin_before_deterministics "
+        "against it, then pin the new hash")
+    assert normalise("def f():\n    'doc'\n    return 1  # note\n") == normalise("def f():\n    return 1")
+
+
+@pytest.mark.parametrize("before", [None, "2"])
+def test_numba_opt_level_goes_through_numba_opt_and_restores_it(monkeypatch, before):
+    from numba.core import config as numba_config
+
+    from mmm_pipeline.model.fit import numba_opt_level
+
+    if before is None:
+        monkeypatch.delenv("NUMBA_OPT", raising=False)
+    else:
+        monkeypatch.setenv("NUMBA_OPT", before)
+    numba_config.reload_config()
+    level = int(numba_config.OPT)
+    with numba_opt_level(1):
+        assert os.environ["NUMBA_OPT"] == "1" and int(numba_config.OPT) == 1
+    assert os.environ.get("NUMBA_OPT") == before and int(numba_config.OPT) == level

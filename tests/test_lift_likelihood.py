@@ -202,10 +202,11 @@ def test_hsgp_variant_builds_samples_and_reloads_with_lift_tests(cfg, tmp_path):
     # 1 chain x 50 draws of pymc's sampler on the toy (the HSGP graph compiles slowly: ~1-3 min)
     data = toy_data()
     c2 = M.load_model_config("fast", {"time_varying_media": True, "geo_scaling": "market"})
-    mmm = M.build_mmm(data, c2, lift_tests=pd.DataFrame([make_row()]))
+    mmm, calibration = M.build_model(data, c2, lift_tests=pd.DataFrame([make_row()]))
     assert "media_temporal_latent_multiplier" in mmm.model.named_vars
     mmm.fit(data.X, data.y, nuts_sampler="pymc", chains=1, tune=30, draws=20, progressbar=False,
             random_seed=1, compute_convergence_checks=False)
+    calibration.save_to(mmm.idata)  # what fit_model does after sampling
     implied = mmm.idata.posterior["lift_window_implied"]
     assert implied.sizes["lift_test"] == 1 and np.isfinite(implied).all()
     # the same expression evaluated from the posterior (what the report uses for any model)
@@ -244,7 +245,31 @@ def test_roas_targets_add_cost_per_target_terms(cfg):
     assert len(rejected) == 2 and "unknown channel" in rejected["reason"].iloc[0]
     spend = RT.spend_frame(data)
     assert spend["c1"].tolist() == pytest.approx((data.X["c1"] * 0.5).tolist())
-    mmm = M.build_mmm(data, cfg, roas_targets=targets)
+    mmm, calibration = M.build_model(data, cfg, roas_targets=targets)
     names = set(mmm.model.named_vars)
     assert any(n.startswith("roas_target") for n in names) and any(n.startswith("cpa_target") for n in names)
-    assert RT.ATTR in RT.attrs(mmm)
+    assert calibration.roas_targets.equals(used) and calibration.calibrated
+
+
+def test_the_calibration_state_round_trips_and_rebuilds_the_same_graph(cfg):
+    """One typed state (ROI prior and typical week, converted tests, their design, targets) goes
+    through the attrs and, applied to a bare build, gives the graph build_model made."""
+    data = toy_data()
+    targets = pd.DataFrame([{"channel": "c2", "geo": "A", "metric": "roas", "value": 1.0, "sigma": 0.2}])
+    lift = pd.DataFrame([make_row(), make_row(test_id="T2", channel="c2", geo="A", scope="total")])
+    mmm, calibration = M.build_model(data, cfg, lift_tests=lift, roas_targets=targets)
+    assert calibration.calibrated and calibration.roi is not None
+    assert calibration.lift_design.test_ids == ["T1", "T2"] and calibration.lift_design.scope == ["window", "total"]
+    back = M.Calibration.from_attrs(calibration.to_attrs())
+    assert back.roi == calibration.roi and back.lift_design.to_json() == calibration.lift_design.to_json()
+    pd.testing.assert_frame_equal(back.roas_targets, calibration.roas_targets, check_dtype=False)
+    assert back.lift_tests["test_id"].tolist() == calibration.lift_tests["test_id"].tolist()
+    bare = M.make_mmm(data, cfg)
+    bare.build_model(data.X, data.y)
+    from mmm_pipeline.model import roas_targets as RT
+
+    back.apply(bare, spend=RT.spend_frame(data))
+    assert set(bare.model.named_vars) == set(mmm.model.named_vars)
+    assert not [a for a in vars(mmm) if a.startswith("_mmm_pipeline")]  # nothing rides on the library's object
+    plain = M.Calibration.from_attrs({})
+    assert not plain.calibrated and plain.roi is None

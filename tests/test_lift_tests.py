@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from mmm_pipeline.ingestion.lift_tests import CONVERTED_COLUMNS, REJECTED_COLUMNS, convert_lift_tests
+from mmm_pipeline.model.lift_tests import CONVERTED_COLUMNS, REJECTED_COLUMNS, convert_lift_tests
 
 DAYS = pd.date_range("2024-01-01", "2024-03-31", freq="D")  # 91 days, 13 weeks
 M1 = ["A", "B"]  # the market under test; geo C belongs to another market
@@ -240,7 +240,7 @@ def test_window_likelihood_columns_geo_and_national_terms():
 
 
 def test_scope_column_is_read_and_validated(tmp_path):
-    from mmm_pipeline.ingestion.lift_tests import with_scope
+    from mmm_pipeline.model.lift_tests import with_scope
 
     tests = _tests(("T1", "search", "A", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),
                    ("T2", "search", "B", "2024-03-04", "2024-03-17", 1000.0, 4000.0, 800.0),

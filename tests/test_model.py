@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from mmm_pipeline import model as M
-from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
+from mmm_pipeline.model.lift_tests import convert_lift_tests
 
 WEST = ["US-CA", "US-TX", "US-WA"]
 CHANNELS = ["retail", "search", "social", "youtube"]
@@ -180,7 +180,7 @@ def test_prepare_model_data_national_and_errors(tables):
 def test_model_builds_with_expected_dims_coords_priors(tables):
     cfg = M.load_model_config("full", tables["model"])
     data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
-    mmm = M.build_mmm(data, cfg, lift_tests=tables["lift_west"])
+    mmm, calibration = M.build_model(data, cfg, lift_tests=tables["lift_west"])
     model = mmm.model
     assert list(model.coords["geo"]) == WEST
     assert list(model.coords["channel"]) == CHANNELS
@@ -206,8 +206,8 @@ def test_model_builds_with_expected_dims_coords_priors(tables):
     p = mmm.model_config["saturation_lam"]
     assert p.distribution == "Normal" and p.centered is False and p.transform == "exp"
     assert mmm.model_config["adstock_alpha"].transform == "sigmoid"
-    assert mmm._mmm_pipeline_roi["prior"]["link"] == "softplus"
-    assert mmm._mmm_pipeline_roi["prior"]["mu_loc"] == cfg.priors.relative_roi.mu_loc
+    assert calibration.roi["prior"]["link"] == "softplus"
+    assert calibration.roi["prior"]["mu_loc"] == cfg.priors.relative_roi.mu_loc
     assert mmm.adstock.l_max == 8
     # lift tests: the window likelihood, one term per test -- LT-2025-01 (TX social), LT-2025-02
     # (WA search) and the national LT-2025-05 as ONE term over its 3 west geo rows

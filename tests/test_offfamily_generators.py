@@ -267,7 +267,7 @@ def test_experiment_design(structure, folders):
 def _ingest(folder: Path) -> dict:
     from mmm_pipeline import warehouse
     from mmm_pipeline.ingestion import ingest, staging
-    from mmm_pipeline.ingestion.lift_tests import convert_lift_tests, with_scope
+    from mmm_pipeline.model.lift_tests import convert_lift_tests, with_scope
     from mmm_pipeline.settings import load_pipeline_config
 
     config, _ = load_pipeline_config(folder)

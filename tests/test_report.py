@@ -190,18 +190,25 @@ def test_every_check_links_its_data_docs_page(sample_run):
     assert {"staging_kpi_weekly", "cost_per_unit"} <= checkpoints
 
 
-def test_sql_counted_results_land_in_the_same_site(tmp_path):
-    con = duckdb.connect()
-    con.execute("CREATE TABLE t AS SELECT 'x' AS source_relation, DATE '2024-01-01' AS date_day, 'google_ads' AS platform, "
-                "'a' AS account_id, 'c' AS campaign_id, '' AS ad_group_id, '' AS ad_id, 'US' AS geo, "
-                "'search' AS channel, 1.0 AS clicks, -5.0 AS impressions, 2.0 AS spend")
-    args = (date(2000, 1, 1), date.today(), ["google_ads"])
-    spec = validation.raw_ad_reporting_suite(*args)
-    out = data_docs.record_outcome(spec, validation.raw_ad_reporting_sql_outcome(con, "t", *args), tmp_path / "gx")
-    assert not out.success and out.data_docs_url
-    page = Path(out.data_docs_url[len("file://"):]).read_text()
-    assert "impressions" in page and "duckdb-sql" in out.data_docs_url
-    assert "raw_ad_reporting" in data_docs.site_index(tmp_path / "gx").read_text()
+def test_sql_counted_results_say_what_counted_them(tmp_path, monkeypatch):
+    """Above GX_MAX_RAW_ROWS the raw contract is DuckDB counts, reported as such (no GX result made up)."""
+    from assets import checks
+    from mmm_pipeline import warehouse as wh
+
+    db = tmp_path / "w.duckdb"
+    with wh.connect(db) as con:
+        con.execute("CREATE OR REPLACE TABLE raw.ad_reporting_current AS SELECT 'x' AS source_relation, DATE '2024-01-01' AS "
+                    "date_day, 'google_ads' AS platform, 'a' AS account_id, 'c' AS campaign_id, '' AS ad_group_id, "
+                    "'' AS ad_id, 'US' AS geo, 'search' AS channel, 1.0 AS clicks, -5.0 AS impressions, 2.0 AS spend")
+        con.execute("CREATE OR REPLACE TABLE raw.channels AS SELECT 'google_ads' AS platform")
+    monkeypatch.setattr(checks, "GX_MAX_RAW_ROWS", 0)
+    from resources import ArtifactStore, WarehouseResource
+
+    result = checks.raw_ad_reporting_contract(WarehouseResource(database=str(db)), ArtifactStore(root=str(tmp_path / "a")))
+    assert not result.passed and "data_docs" not in result.metadata
+    assert result.metadata["validated_by"].value.startswith("DuckDB SQL counts")
+    assert "impressions" in result.metadata["failed_expectations"].value
+    assert not (tmp_path / "a" / "gx").exists()
 
 
 def test_the_report_renders_on_its_own_as_after_a_failed_gate(sample_run):
@@ -215,3 +222,24 @@ def test_the_report_renders_on_its_own_as_after_a_failed_gate(sample_run):
     assert steps == {"market_report"}
     assert "market_report" in {e.asset_key.to_user_string() for e in result.all_events
                                if e.event_type_value == "ASSET_MATERIALIZATION"}
+
+
+def test_publish_writes_the_bi_file_the_reports_beside_it_and_the_parquet_export(tmp_path):
+    """Publication is reporting's (mmm_pipeline.reporting.publish.publish); the resource only connects."""
+    from mmm_pipeline import warehouse as wh
+    from mmm_pipeline.reporting import publish
+    from resources import WarehouseResource
+
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    reports = tmp_path / "reports"
+    (reports / "west").mkdir(parents=True)
+    (reports / "west" / "r.html").write_text("<p>west</p>")
+    (reports / "link.html").symlink_to(tmp_path / "elsewhere.html")
+    with wh.connect(db) as con:
+        con.execute("CREATE OR REPLACE TABLE marts.t AS SELECT 1 AS a UNION ALL SELECT 2")
+        out = publish.publish(con, db, reports, str(tmp_path / "lake"))
+    assert out.counts["t"] == 2 and out.path == publish.published_path(db) and out.report_files == 1
+    assert (out.reports / "west" / "r.html").read_text() == "<p>west</p>" and not (out.reports / "link.html").exists()
+    assert duckdb.connect(str(out.path), read_only=True).execute("SELECT count(*) FROM marts.t").fetchone() == (2,)
+    assert (tmp_path / "lake" / "t.parquet").exists()
+    assert not hasattr(WarehouseResource(database=str(db)), "publish")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmm_pipeline import model as M
-from mmm_pipeline.ingestion.lift_tests import convert_lift_tests
+from mmm_pipeline.model.lift_tests import convert_lift_tests
 from test_model import CHANNELS, WEST, sample_tables
 
 

@@ -68,14 +68,18 @@ HalfNormal(noise_sigma)``.
 
 Modules (the order a fit goes through them):
 
+* ``market``: one fitting unit's workflow end to end (inputs, config built once, scales, model
+  version, fit or load, mart rows), the entry point of the assets; raises ``MarketError``;
 * ``config``: pydantic settings, profiles, ``load_model_config``, ``config_hash``;
+* ``lift_tests``: lift-test readouts converted to model units (``convert_lift_tests``);
 * ``data``: ``prepare_model_data`` (staging tables to ``ModelData``), ``lift_tests_for_model``;
-* ``build``: priors, ``make_mmm``, ``build_mmm`` (+ the ROI parameterization from
-  ``roi_prior``, + calibration terms from ``lift_likelihood`` and ``roas_targets``);
+* ``priors``: ``model_priors`` (the pymc-marketing model_config), ``geo_spread``;
+* ``build``: ``make_mmm``, ``build_model`` (the MMM and its ``calibration.Calibration``: the ROI
+  parameterization from ``roi_prior``, the terms from ``lift_likelihood`` and ``roas_targets``), ``build_mmm``;
 * ``fit``: ``fit_model`` -> ``FitResult`` (``progress``: nutpie's draw-level progress);
 * ``diagnostics``: ``diagnose`` (convergence, in-sample fit), ``gate_result``;
 * ``ladder``: ``fit_with_ladder``, the retry ladder a fit that fails its gate climbs (``model.retry``);
-* ``artifacts``: ``save_model`` / ``load_model``;
+* ``artifacts``: ``save_model`` / ``load_model`` (which re-applies the saved ``Calibration``);
 * ``summaries``: contributions, parameter summary, and the shared ``target_scale``,
   ``hdi_bounds``, ``summarise``.
 
@@ -83,7 +87,8 @@ pymc / pymc-marketing are imported lazily (they take seconds to import).
 """
 
 from mmm_pipeline.model.artifacts import load_model, save_model
-from mmm_pipeline.model.build import build_mmm, make_mmm, model_priors
+from mmm_pipeline.model.build import build_mmm, build_model, make_mmm
+from mmm_pipeline.model.calibration import Calibration
 from mmm_pipeline.model.config import (
     HDI_PROB, MEDIA_PARAMETERS, NATIONAL, PROFILES, CalibrationConfig, GateConfig, HierarchicalPrior,
     ModelConfig, ModelError, PriorsConfig, RetryConfig, RetryStep, SamplerConfig, TimeVaryingMediaConfig,
@@ -93,6 +98,7 @@ from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_mod
 from mmm_pipeline.model.diagnostics import diagnose, free_parameter_names, fit_metrics, gate_result
 from mmm_pipeline.model.fit import FitResult, fit_model
 from mmm_pipeline.model.ladder import fit_with_ladder
+from mmm_pipeline.model.priors import model_priors
 from mmm_pipeline.model.summaries import (
     contributions_frame, hdi_bounds, parameter_summary, predict_mean, summarise, target_scale,
 )
@@ -102,7 +108,7 @@ __all__ = [
     "TimeVaryingMediaConfig", "RetryConfig", "RetryStep", "fit_with_ladder", "ModelError", "PROFILES",
     "NATIONAL", "MEDIA_PARAMETERS", "HDI_PROB",
     "ModelData", "FitResult", "load_model_config", "config_hash", "with_control_columns", "prepare_model_data", "model_priors",
-    "make_mmm", "build_mmm", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
+    "make_mmm", "build_mmm", "build_model", "Calibration", "lift_tests_for_model", "fit_model", "diagnose", "fit_metrics", "gate_result",
     "free_parameter_names", "save_model", "load_model", "contributions_frame", "parameter_summary",
     "predict_mean", "target_scale", "hdi_bounds", "summarise",
 ]

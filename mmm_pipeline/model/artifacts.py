@@ -1,4 +1,5 @@
-"""A fitted MMM on disk: NetCDF written atomically, read back with its calibration terms re-added."""
+"""A fitted MMM on disk: NetCDF written atomically (the fit's calibration state is in its attrs),
+read back with its calibration terms re-added."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from mmm_pipeline.model.calibration import Calibration
 from mmm_pipeline.model.config import ModelError
 
 
@@ -15,12 +17,6 @@ def save_model(mmm, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    from mmm_pipeline.model import roas_targets as rt
-    from mmm_pipeline.model import roi_prior
-    from mmm_pipeline.model.lift_likelihood import lift_attrs
-
-    if getattr(mmm, "idata", None) is not None:
-        mmm.idata.attrs.update({**roi_prior.attrs(mmm), **lift_attrs(mmm), **rt.attrs(mmm)})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -34,8 +30,8 @@ def save_model(mmm, path: str | Path) -> Path:
 
 def load_model(path: str | Path):
     """What MMM.load does (rebuild the graph from fit_data, re-add pymc-marketing's lift
-    tests), with the file read fully into memory first, then redo the ROI parameterization
-    (`roi_prior`) and re-add the window-lift term (`lift_likelihood`) saved in the attrs.
+    tests), with the file read fully into memory first, then re-apply the fit's
+    :class:`~mmm_pipeline.model.calibration.Calibration` saved in the posterior's attrs.
 
     Raises ModelError when the file is missing, truncated or not a saved MMM.
     """
@@ -56,13 +52,7 @@ def load_model(path: str | Path):
             finally:
                 lazy.close()
             mmm = MMM.load_from_idata(idata)
-            from mmm_pipeline.model import roas_targets as rt
-            from mmm_pipeline.model import roi_prior
-            from mmm_pipeline.model.lift_likelihood import readd_from_attrs
-
-            roi_prior.readd_from_attrs(mmm, idata.attrs)  # first: the calibration terms read beta
-            readd_from_attrs(mmm, idata.attrs)
-            rt.readd_from_attrs(mmm, idata.attrs)
+            Calibration.from_attrs(idata.attrs).apply(mmm)
             return mmm
     except Exception as exc:  # netCDF/HDF5 errors, missing attrs, DifferentModelError
         raise ModelError(

@@ -1,73 +1,24 @@
-"""Config + data to an unfitted pymc-marketing MMM: priors, the model object, calibration terms.
+"""Config + data to an unfitted pymc-marketing MMM: the model object and its calibration terms.
 
-``model_priors`` writes the non-centered hierarchies of the package docstring as a
-pymc-marketing ``model_config``; ``make_mmm`` creates the MMM (adstock,
-saturation, scaling, seasonality, cost per unit); ``build_mmm`` builds its graph
-and adds the lift-test likelihood and ROAS/CPA targets. Nothing is sampled here.
+``make_mmm`` creates the MMM (adstock,
+saturation, scaling, seasonality, cost per unit); ``build_model`` builds its graph, adds the ROI
+parameterization, the ROAS/CPA targets and the lift-test likelihood, and returns them as one
+:class:`~mmm_pipeline.model.calibration.Calibration`. Nothing is sampled here.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
-from mmm_pipeline.model.config import TREND_PREFIX, HierarchicalPrior, ModelConfig
-from mmm_pipeline.model.data import ModelData, lift_tests_for_model
-
-
-def geo_spread(geo_sigma_prior: str, geo_sigma: float, per_channel: bool):
-    """The geo spread sigma of a hierarchy (link scale): fixed, or a HalfNormal / LogNormal prior."""
-    from pymc_extras.prior import Prior
-
-    sigma_dims = ("channel",) if per_channel else None
-    if geo_sigma_prior == "halfnormal":
-        return Prior("HalfNormal", sigma=geo_sigma, dims=sigma_dims)
-    if geo_sigma_prior == "lognormal":
-        return Prior("LogNormal", mu=math.log(geo_sigma), sigma=0.5, dims=sigma_dims)
-    return geo_sigma
-
-
-def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior, transform: str):
-    """theta[*geo, channel] = link(mu[channel] + sigma * z), non-centered (package docstring)."""
-    from pymc_extras.prior import Prior
-
-    p = cfg.priors
-    media_dims = (*dims, "channel")
-    mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
-    if not dims:  # single geo: no geo level to pool over
-        return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims, transform=transform)
-    sigma = geo_spread(p.geo_sigma_prior, spec.geo_sigma, p.geo_sigma_per_channel)
-    return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
-
-
-def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
-    """pymc-marketing model_config with the non-centered hierarchies."""
-    from pymc_extras.prior import Prior
-
-    p = cfg.priors
-
-    def hier(spec: HierarchicalPrior, transform: str):
-        return media_prior(cfg, dims, spec, transform)
-
-    config: dict[str, Any] = {
-        "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
-        "saturation_lam": hier(p.saturation_lam, "exp"),
-        "saturation_beta": hier(p.saturation_beta, "exp"),
-        "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
-        "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
-                            dims=("date", *dims)),
-        "gamma_fourier": Prior("Normal", mu=0, sigma=p.fourier_sigma, dims=(*dims, "fourier_mode")),
-        "gamma_control": Prior("Normal", mu=0, sigma=p.control_sigma, dims=(*dims, "control")),
-    }
-    if cfg.time_varying_media:
-        from pymc_marketing.hsgp_kwargs import HSGPKwargs
-
-        t = cfg.time_varying_media_config
-        config["media_tvp_config"] = HSGPKwargs(m=t.m, L=None, eta_lam=t.eta_lam, ls_mu=t.ls_mu,
-                                                ls_sigma=t.ls_sigma, cov_func=None)
-    return config
+import mmm_pipeline.model.roas_targets as rt
+from mmm_pipeline.model.calibration import Calibration
+from mmm_pipeline.model.config import TREND_PREFIX, ModelConfig
+from mmm_pipeline.model.data import ModelData, lift_columns, lift_tests_for_model
+from mmm_pipeline.model.lift_likelihood import add_window_lift_likelihood, window_design
+from mmm_pipeline.model.priors import model_priors
+from mmm_pipeline.model.roi_prior import add_roi_parameterization
 
 
 def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None, scales=None):
@@ -121,33 +72,40 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     return mmm
 
 
-def build_mmm(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
-              model_config: dict | None = None, roas_targets: pd.DataFrame | None = None, scales=None):
-    """make_mmm + build_model (+ lift-test likelihood, as `cfg.calibration` says, + ROAS/CPA
-    targets through pymc-marketing's add_cost_per_target_calibration). Nothing is sampled."""
+def build_mmm(data: ModelData, cfg: ModelConfig, **kwargs):
+    """The built MMM of :func:`build_model` without its calibration state (to inspect a graph)."""
+    return build_model(data, cfg, **kwargs)[0]
+
+
+def build_model(data: ModelData, cfg: ModelConfig, *, lift_tests: pd.DataFrame | None = None,
+                model_config: dict | None = None, roas_targets: pd.DataFrame | None = None,
+                scales=None) -> tuple[Any, Calibration]:
+    """make_mmm + build_model (+ the ROI parameterization, + ROAS/CPA targets through pymc-marketing's
+    add_cost_per_target_calibration, + the lift-test likelihood as `cfg.calibration` says), and
+    what of that MMM.save does not keep (:class:`Calibration`). Nothing is sampled.
+
+    `lift_tests`: converted tests (`lift_tests.convert_lift_tests`); the rows this model can use are
+    kept in the calibration. `roas_targets`: `roas_targets.csv` rows; the usable ones likewise."""
     mmm = make_mmm(data, cfg, model_config, scales)
     mmm.build_model(data.X, data.y)
+    calibration = Calibration(lift_likelihood=cfg.calibration.distribution, lift_nu=cfg.calibration.studentt_nu)
     if cfg.saturation_parameterization == "roi":
-        from mmm_pipeline.model.roi_prior import add_roi_parameterization
-
-        add_roi_parameterization(mmm, data, cfg)
+        calibration.roi = add_roi_parameterization(mmm, data, cfg)
     if roas_targets is not None and len(roas_targets):
-        from mmm_pipeline.model import roas_targets as rt
-
         usable, _ = rt.targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))
-        rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
+        if len(usable):
+            rt.add_roas_targets(mmm, usable, rt.spend_frame(data))
+            calibration.roas_targets = usable
     if lift_tests is None:
-        return mmm
+        return mmm, calibration
     cal = cfg.calibration
-    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood)
+    lift = lift_tests_for_model(lift_tests, data, likelihood=cal.likelihood, keep_extra=True)
     if not len(lift):
-        return mmm
+        return mmm, calibration
+    calibration.lift_tests = lift
     if cal.likelihood == "window":
-        from mmm_pipeline.model.lift_likelihood import add_window_lift_likelihood, window_design
-
-        design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
-        add_window_lift_likelihood(mmm, design, likelihood=cal.distribution, nu=cal.studentt_nu)
-    else:
-        mmm.add_lift_test_measurements(lift)
-    return mmm
-
+        calibration.lift_design = window_design(lift, data, cfg.l_max, extra_spend_in_data=cal.extra_spend_in_data)
+        add_window_lift_likelihood(mmm, calibration.lift_design, likelihood=cal.distribution, nu=cal.studentt_nu)
+    else:  # pymc-marketing's own term, which MMM.save keeps
+        mmm.add_lift_test_measurements(lift[lift_columns("steady_state", bool(data.dims))])
+    return mmm, calibration

@@ -181,6 +181,16 @@ def prepare_model_data(
 
 
 
+def lift_columns(likelihood: Literal["window", "steady_state"], geo_model: bool) -> list[str]:
+    """The columns of a converted lift test that the likelihood reads: the window design's
+    (`lift_likelihood.DESIGN_COLUMNS`), or pymc-marketing's lift measurements (geo only in a geo model)."""
+    if likelihood == "window":
+        from mmm_pipeline.model.lift_likelihood import DESIGN_COLUMNS
+
+        return list(DESIGN_COLUMNS)
+    return ["channel", "geo", "x", "delta_x", "delta_y", "sigma"] if geo_model else ["channel", "x", "delta_x", "delta_y", "sigma"]
+
+
 def lift_tests_for_model(lift_tests: pd.DataFrame, data: ModelData, *, keep_extra: bool = False,
                          likelihood: Literal["window", "steady_state"] = "window") -> pd.DataFrame:
     """The rows of converted lift tests that this model can use.
@@ -193,22 +203,17 @@ def lift_tests_for_model(lift_tests: pd.DataFrame, data: ModelData, *, keep_extr
     national model the same without geo. `keep_extra` keeps the other columns
     (test_id, ...) of the rows used.
     """
-    if likelihood == "window":
-        from mmm_pipeline.model.lift_likelihood import DESIGN_COLUMNS
-
-        need, nums = list(DESIGN_COLUMNS), ["delta_spend", "cost_per_unit_used", "delta_y_test", "sigma_test"]
-    else:
-        need, nums = ["channel", "x", "delta_x", "delta_y", "sigma"], ["x", "delta_x", "delta_y", "sigma"]
-    missing = set(need) - set(lift_tests.columns)
+    nums = (["delta_spend", "cost_per_unit_used", "delta_y_test", "sigma_test"] if likelihood == "window"
+            else ["x", "delta_x", "delta_y", "sigma"])
+    need = lift_columns(likelihood, True)
+    missing = set(need) - set(lift_tests.columns) - ({"geo"} if likelihood == "steady_state" else set())
     if missing:
         raise ModelError(f"lift tests lack column(s) {sorted(missing)} for the {likelihood} likelihood "
                          "(re-materialize lift_tests_model_units)")
     df = lift_tests[lift_tests["channel"].isin(data.channels)]
     if data.dims:
         df = df[df["geo"].isin(data.geos)]
-        cols = need if likelihood == "window" else ["channel", "geo", "x", "delta_x", "delta_y", "sigma"]
-    else:
-        cols = [c for c in need if c != "geo"] if likelihood == "steady_state" else need
+    cols = lift_columns(likelihood, bool(data.dims))
     df = (df if keep_extra else df[cols]).copy().reset_index(drop=True)
     for c in nums:
         df[c] = df[c].astype(float)

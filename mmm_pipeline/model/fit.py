@@ -14,9 +14,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model.build import build_mmm
+from mmm_pipeline.model.build import build_model
+from mmm_pipeline.model.calibration import Calibration
 from mmm_pipeline.model.config import ModelConfig, SamplerConfig, config_hash
-from mmm_pipeline.model.data import ModelData, lift_tests_for_model, prepare_model_data
+from mmm_pipeline.model.data import ModelData, prepare_model_data
 from mmm_pipeline.model.diagnostics import DIVERGENCE_ATTR, diagnose, gate_result
 from mmm_pipeline.model.progress import ProgressCallback, SamplingProgress, nutpie_progress
 
@@ -36,11 +37,21 @@ class FitResult:
     stage_seconds: dict[str, float]
     sampler_stats: dict[str, float]
     lift_tests_used: pd.DataFrame | None = None
+    calibration: Calibration | None = None    # what load_model re-applies (saved in the posterior's attrs)
 
+
+
+# The normalised source (mmm_pipeline.code_graph.normalise) of the pymc-marketing method that
+# _thin_before_deterministics repeats; tests/test_library_helpers.py fails when an upgrade changes it.
+SAMPLE_WITH_DETERMINISTICS_SHA = "4eb39110932576ec"
 
 
 def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
     """Make `mmm.fit` keep every thin-th draw *before* pymc-marketing computes the deterministics.
+
+    The one place that depends on pymc-marketing's private `_sample_with_deterministics` (no public
+    hook thins before the deterministics); its source hash is pinned in
+    SAMPLE_WITH_DETERMINISTICS_SHA.
 
     pymc-marketing 1.3 samples the free variables, then computes every deterministic (channel
     contributions per date, geo and channel, ...) on all draws (`_sample_with_deterministics`); on
@@ -72,15 +83,22 @@ def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
 
 @contextlib.contextmanager
 def numba_opt_level(level: int):
-    """numba compiles at LLVM optimisation `level` inside the block (its config is read per compile)."""
+    """numba compiles at LLVM optimisation `level` inside the block, through its documented
+    `NUMBA_OPT` variable (numba re-reads its NUMBA_* environment before every compile; reloaded here
+    too so that `numba.config.OPT` says so at once). The variable is restored after the block."""
     from numba.core import config as numba_config
 
-    before = numba_config.OPT
-    numba_config.OPT = numba_config._OptLevel(str(level))
+    before = os.environ.get("NUMBA_OPT")
+    os.environ["NUMBA_OPT"] = str(level)
+    numba_config.reload_config()
     try:
         yield
     finally:
-        numba_config.OPT = before
+        if before is None:
+            os.environ.pop("NUMBA_OPT", None)
+        else:
+            os.environ["NUMBA_OPT"] = before
+        numba_config.reload_config()
 
 
 def _nuts_kwargs(s: SamplerConfig) -> dict:
@@ -107,7 +125,7 @@ def fit_model(
     """Fit one market's MMM (calibrated when `lift_tests` is given) and diagnose it.
 
     `geos` restricts the staging frames to a market's geos (default: all).
-    `lift_tests` is :func:`mmm_pipeline.ingestion.lift_tests.convert_lift_tests` output
+    `lift_tests` is :func:`mmm_pipeline.model.lift_tests.convert_lift_tests` output
     (rows of other geos / channels are ignored). `model_config` replaces the
     priors built from `cfg` (used by the benchmark). `scales`: fixed scales (mmm_pipeline.model.scales;
     default: derived from the data). Raises ModelError for bad
@@ -135,17 +153,13 @@ def fit_model(
 
     t = stage("import", t)
     cal = cfg.calibration.likelihood
-    lift = lift_tests_for_model(lift_tests, data, likelihood=cal) if lift_tests is not None else None
-    n_targets = 0
-    if roas_targets is not None and len(roas_targets):
-        from mmm_pipeline.model.roas_targets import targets_for_model
-
-        n_targets = len(targets_for_model(roas_targets, data.channels, data.geos, bool(data.dims))[0])
-    variant = "calibrated" if (lift is not None and len(lift)) or n_targets else "uncalibrated"
-    if lift_tests is not None and (lift is None or not len(lift)):
+    mmm, calibration = build_model(data, cfg, lift_tests=lift_tests, model_config=model_config,
+                                   roas_targets=roas_targets, scales=scales)
+    lift, targets = calibration.lift_tests, calibration.roas_targets
+    n_targets = len(targets) if targets is not None else 0
+    variant = "calibrated" if calibration.calibrated else "uncalibrated"
+    if lift_tests is not None and lift is None:
         progress.emit("no lift test applies to this market" + ("" if n_targets else ": fitting uncalibrated"))
-    mmm = build_mmm(data, cfg, lift_tests=lift, model_config=model_config,
-                    roas_targets=roas_targets if n_targets else None, scales=scales)
     if n_targets:
         progress.emit(f"added {n_targets} ROAS/CPA target term(s) (add_cost_per_target_calibration)")
     if lift is not None and len(lift):
@@ -178,11 +192,8 @@ def fit_model(
             **_nuts_kwargs(s),
         )
     t = stage("sample", t)
-    from mmm_pipeline.model import roas_targets as rt
-    from mmm_pipeline.model.lift_likelihood import lift_attrs
-
-    # so load_model re-adds the window-lift and ROAS-target terms
-    mmm.idata.attrs.update({**lift_attrs(mmm), **rt.attrs(mmm)})
+    # saved once with the posterior: load_model re-applies it to the rebuilt graph
+    calibration.save_to(mmm.idata)
     sampling_time = float(mmm.idata.posterior.attrs.get("sampling_time", stages["sample"]))
     sampled = mmm.idata.sample_stats
     # divergences as a share of every post-warmup draw; R-hat and ESS are then judged on exactly the
@@ -216,7 +227,6 @@ def fit_model(
         mmm=mmm, data=data, config=cfg, config_hash=config_hash(cfg), variant=variant,
         diagnostics=diag, gate_passed=passed, gate_failures=failures, gate_warnings=warns,
         fit_seconds=round(total, 3), stage_seconds=stages, sampler_stats=sampler_stats,
-        lift_tests_used=(lift_tests_for_model(lift_tests, data, keep_extra=True, likelihood=cal)
-                         if variant == "calibrated" else None),
+        lift_tests_used=lift if variant == "calibrated" else None, calibration=calibration,
     )
 

@@ -11,13 +11,12 @@ rung's tune + draws). Every attempt is returned, so the model run records what w
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from mmm_pipeline.model.config import ModelConfig, RetryStep
-from mmm_pipeline.model.fit import FitResult
 
-# idata attr: the attempts (JSON list of attempt_record), saved with the artifact.
-ATTEMPTS_ATTR = "mmm_pipeline_attempts"
+if TYPE_CHECKING:  # annotation only: fit's package imports this module
+    from mmm_pipeline.model.fit import FitResult
 
 
 def escalate(cfg: ModelConfig, step: RetryStep) -> ModelConfig:

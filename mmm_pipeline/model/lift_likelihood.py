@@ -29,13 +29,13 @@ of its geos' implied lifts against the reported ``delta_y`` and ``sigma``
 the market sees its spend share of a national test (``delta_y x share``) with
 ``sigma_test`` from the conversion (``sigma x sqrt(share)``, so the market terms
 add up to the reported variance, widened by the split's own error:
-``mmm_pipeline.ingestion.lift_tests``); a market holding every geo gets the test
+``mmm_pipeline.model.lift_tests``); a market holding every geo gets the test
 unchanged.
 
 The design (paths, weights, indices) is plain numpy built from ``ModelData``
 and the converted tests; :func:`add_window_lift_likelihood` adds it to a built
-MMM. It is saved in the idata attrs (``LIFT_ATTR``) so ``model.load_model`` can
-re-add the same term to the rebuilt graph.
+MMM. The design is part of the fit's ``calibration.Calibration``, saved with the posterior, so
+``model.load_model`` can re-add the same term to the rebuilt graph.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import numpy as np
 import pandas as pd
 
 LIFT_NAME = "lift_window"
-LIFT_ATTR = "mmm_pipeline_lift_window"
 SCOPES = ("window", "total")
 
 # What the design needs per converted row (one row per test x geo).
@@ -226,7 +225,7 @@ def add_window_lift_likelihood(mmm, design: LiftDesign, *,
                                likelihood: Literal["normal", "studentt"] = "normal",
                                nu: float = 5.0, name: str = LIFT_NAME) -> None:
     """Add the implied-lift Deterministic ``<name>_implied`` (KPI units, dims ``lift_test``) and one
-    observed term per test to a built MMM; record the design in ``mmm`` for saving."""
+    observed term per test to a built MMM."""
     import pymc as pm
 
     if not len(design.test_ids):
@@ -243,24 +242,6 @@ def add_window_lift_likelihood(mmm, design: LiftDesign, *,
         else:
             pm.Normal(f"{name}_obs", mu=implied / ref, sigma=design.sigma / ref,
                       observed=design.observed / ref, dims="lift_test")
-    mmm._mmm_pipeline_lift = {"design": design.to_json(), "likelihood": likelihood, "nu": nu, "name": name}
-
-
-def lift_attrs(mmm) -> dict:
-    """The idata attrs that let ``load_model`` re-add the term (empty without one)."""
-    spec = getattr(mmm, "_mmm_pipeline_lift", None)
-    return {LIFT_ATTR: json.dumps(spec)} if spec else {}
-
-
-def readd_from_attrs(mmm, attrs) -> bool:
-    """Re-add the window-lift term saved by :func:`lift_attrs` to a rebuilt MMM."""
-    raw = attrs.get(LIFT_ATTR) if attrs is not None else None
-    if not raw:
-        return False
-    spec = json.loads(raw)
-    add_window_lift_likelihood(mmm, LiftDesign.from_json(spec["design"]), likelihood=spec["likelihood"],
-                               nu=spec["nu"], name=spec["name"])
-    return True
 
 
 def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:

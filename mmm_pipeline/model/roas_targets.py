@@ -21,19 +21,17 @@ non-positive sigma is rejected with a reason.
 
 The library's ratio is over the whole fitted window, and the spend is the
 model's own ``channel_data x cost_per_unit``. The calibration is not saved by
-pymc-marketing, so the rows are kept in the idata attrs (``ATTR``) and
+pymc-marketing, so the rows are part of the fit's ``calibration.Calibration`` and
 re-added by ``model.load_model``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ATTR = "mmm_pipeline_roas_targets"
 COLUMNS = ["channel", "geo", "metric", "value", "sigma"]
 METRICS = {"roas": ("roas_target", True), "cpa": ("cpa_target", False)}
 
@@ -95,7 +93,6 @@ def add_roas_targets(mmm, targets: pd.DataFrame, spend: pd.DataFrame) -> int:
         cal = rows.rename(columns={"value": metric})[["channel", *dims, metric, "sigma"]]
         mmm.add_cost_per_target_calibration(spend, cal.reset_index(drop=True), name_prefix=prefix,
                                             target_column=metric, target_per_cost=per_cost)
-    mmm._mmm_pipeline_roas_targets = targets.to_json(orient="records")
     return len(targets)
 
 
@@ -112,18 +109,9 @@ def spend_frame(mmm_or_data) -> pd.DataFrame:
     return X
 
 
-def attrs(mmm) -> dict:
-    raw = getattr(mmm, "_mmm_pipeline_roas_targets", None)
-    return {ATTR: raw} if raw else {}
-
-
-def readd_from_attrs(mmm, idata_attrs) -> bool:
-    """Re-add the ROAS/CPA terms to a rebuilt MMM, spend from its saved `channel_spend`."""
-    raw = idata_attrs.get(ATTR) if idata_attrs is not None else None
-    if not raw:
-        return False
-    targets = pd.DataFrame(json.loads(raw), columns=COLUMNS)
+def saved_spend(mmm) -> pd.DataFrame:
+    """Training X in money of a fitted MMM, from its saved `channel_spend` (what a reload adds the
+    targets against)."""
     sp = mmm.idata.constant_data["channel_spend"].to_dataframe(name="s")["s"].unstack("channel").reset_index()
     sp.columns = [str(c) for c in sp.columns]
-    add_roas_targets(mmm, targets, sp)
-    return True
+    return sp

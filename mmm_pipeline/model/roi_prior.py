@@ -42,19 +42,18 @@ get a large absolute geo spread.
 likelihood, optimizer and reports read it as before.
 
 The graph surgery is pymc's ``pm.do`` (replace the beta variable by the
-expression); a saved model keeps the typical week and the prior in the
-InferenceData attrs and :func:`readd_from_attrs` repeats the surgery on load.
+expression); :func:`add_roi_parameterization` returns the typical week and the prior, which a
+fit saves with its posterior (``calibration.Calibration.roi``), and :func:`apply_saved` repeats
+the surgery on load.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-ATTR = "mmm_pipeline_roi_parameterization"
 VARIABLE = "saturation_roi"  # KPI per unit of money in the typical week (a Deterministic)
 RELATIVE = "saturation_relative_roi"
 
@@ -125,7 +124,7 @@ def _apply(mmm, spec: dict[str, Any], week: dict[str, Any]) -> None:
     from pymc_extras.prior import Prior
     from pytensor.xtensor import as_xtensor
 
-    from mmm_pipeline.model.build import geo_spread
+    from mmm_pipeline.model.priors import geo_spread
     from pytensor.xtensor import math as pxm
 
     dims = tuple(week["dims"])
@@ -168,32 +167,17 @@ def _without(model, names: list[str]):
     return model_from_fgraph(fgraph, mutate_fgraph=True)
 
 
-def add_roi_parameterization(mmm, data, cfg) -> None:
-    """Replace the free beta of the built `mmm` by relative ROI x the typical week / its saturation.
+def add_roi_parameterization(mmm, data, cfg) -> dict[str, Any]:
+    """Replace the free beta of the built `mmm` by relative ROI x the typical week / its saturation;
+    returns what :func:`apply_saved` needs to repeat it (the prior and the typical week, JSON-ready).
 
     Call right after ``build_model``, before any calibration term reads ``saturation_beta``."""
     week = typical_week(mmm, data)
     spec = prior_spec(cfg)
     _apply(mmm, spec, week)
-    mmm._mmm_pipeline_roi = {"prior": spec, **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                               for k, v in week.items()}}
+    return {"prior": spec, **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in week.items()}}
 
 
-def attrs(mmm) -> dict[str, str]:
-    """What :func:`readd_from_attrs` needs, for the InferenceData attrs (empty without the ROI prior)."""
-    spec = getattr(mmm, "_mmm_pipeline_roi", None)
-    return {ATTR: json.dumps(spec)} if spec else {}
-
-
-def readd_from_attrs(mmm, attrs_: dict[str, Any]) -> None:
+def apply_saved(mmm, saved: dict[str, Any]) -> None:
     """Repeat the surgery on a model rebuilt by ``MMM.load`` (whose beta is a free variable again)."""
-    raw = attrs_.get(ATTR)
-    if not raw:
-        return
-    saved = json.loads(raw)
     _apply(mmm, saved["prior"], saved)
-    mmm._mmm_pipeline_roi = saved
-
-
-def is_roi(mmm) -> bool:
-    return getattr(mmm, "_mmm_pipeline_roi", None) is not None

@@ -6,16 +6,22 @@ history table and its `_latest` view) is copied into `published/mmm.duckdb`:
 written under a temporary name, checkpointed and closed, then renamed over the
 previous copy. The rename is atomic, so a reader sees either the old file or
 the new one; a connection already open keeps reading the old one.
+
+:func:`publish` is the whole publication (`bi_publication` runs it): the BI file, the HTML
+reports beside it and, when MMM_PARQUET_EXPORT is set, the Parquet export.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
+from mmm_pipeline.paths import path_inside
 from mmm_pipeline.settings import ConfigError
 from mmm_pipeline.warehouse import quote_ident, quote_literal, utcnow
 
@@ -106,3 +112,39 @@ def export_marts_parquet(con: duckdb.DuckDBPyConnection, uri: str) -> dict[str, 
         where = f" (writing marts.{table})" if table else ""
         raise ConfigError(f"MMM_PARQUET_EXPORT={uri}: the marts could not be exported{where}: {exc}") from exc
     return counts
+
+
+class Publication(NamedTuple):
+    counts: dict[str, int]   # rows per mart table in the BI file
+    path: Path               # the BI file
+    reports: Path            # the folder the reports were copied to
+    report_files: int
+
+
+def publish(con: duckdb.DuckDBPyConnection, warehouse: Path | str, reports: Path | None,
+            parquet_export: str | None = None) -> Publication:
+    """Copy the marts of the open warehouse connection to the BI file beside `warehouse`, the
+    `reports` folder (when it exists) beside that, and the marts to `parquet_export` when set."""
+    target = published_path(warehouse)
+    counts = publish_marts(con, target)
+    if parquet_export:
+        export_marts_parquet(con, parquet_export)
+    dst = target.parent / "reports"
+    n = copy_reports(reports, dst) if reports is not None and Path(reports).exists() else 0
+    return Publication(counts, target, dst, n)
+
+
+def copy_reports(src: Path, dst: Path) -> int:
+    """Copy the report folder beside the BI file; each file lands under a temporary name, then is renamed.
+
+    Links are skipped (one could publish a file from elsewhere) and each target must stay inside `dst`."""
+    n = 0
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and not f.is_symlink() and not f.name.startswith("."):
+            target = path_inside(dst, f.relative_to(src))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(f, tmp)
+            tmp.replace(target)
+            n += 1
+    return n

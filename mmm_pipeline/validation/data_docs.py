@@ -10,10 +10,9 @@ suite. The outcome is the same plain :class:`SuiteOutcome` as
 :func:`~mmm_pipeline.validation.run_suite` gives, plus ``data_docs_url``.
 
 Above 1M rows the raw ad-reporting suite is counted in SQL
-(:func:`~mmm_pipeline.validation.raw_ad_reporting_sql_outcome`);
-:func:`record_outcome` writes that result into the same site as a GX
-validation result of the same suite (batch ``duckdb-sql``), so the site
-shows every check either way.
+(:func:`~mmm_pipeline.validation.raw_ad_reporting_sql_outcome`): that outcome is reported as
+DuckDB counts in the check's metadata and has no Data Docs page (GX has no public way to store a
+result it did not compute).
 
 A file lock beside the context serialises processes (the multiprocess
 executor runs checks in parallel, and GX rewrites its index page on each run).
@@ -22,10 +21,8 @@ executor runs checks in parallel, and GX rewrites its index page on each run).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,53 +105,3 @@ def _flatten(spec: SuiteSpec, suite_result, url: str | None) -> SuiteOutcome:
     outcomes = [from_gx_result(r) for r in results]
     return SuiteOutcome(suite=spec.name, success=bool(suite_result.success) and all(o.success for o in outcomes),
                           outcomes=outcomes, data_docs_url=url)
-
-
-def record_outcome(spec: SuiteSpec, outcome: SuiteOutcome, gx_root: Path | None) -> SuiteOutcome:
-    """Store an outcome counted outside GX (the SQL path) as a validation result of `spec` in the site.
-
-    `outcome.outcomes` must follow `spec`'s expectations one to one (the SQL suite does).
-    """
-    if gx_root is None:
-        return outcome
-    gx = runtime.import_gx()
-    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
-    configs = [e.configuration for e in spec.expectations()]
-    if len(configs) != len(outcome.outcomes):
-        raise ValueError(f"{len(outcome.outcomes)} outcomes for the {len(configs)} expectations of {spec.name}")
-    results = []
-    for cfg, o in zip(configs, outcome.outcomes):
-        res = {"element_count": o.element_count, "unexpected_count": o.unexpected_count,
-               "unexpected_percent": o.unexpected_percent, "partial_unexpected_list": []}
-        if o.observed and not o.success:
-            res["partial_unexpected_list"] = [o.observed]
-        results.append(ExpectationValidationResult(success=o.success, expectation_config=cfg, result=res))
-    now = datetime.now(timezone.utc)
-    name = safe_name(spec.name)  # as `validate` names it
-    with _LOCK, FileLock(str(Path(gx_root).parent / ".gx.lock"), timeout=600):
-        ctx = context(gx_root)
-        ctx.suites.add_or_update(gx.ExpectationSuite(
-            name=name, expectations=[runtime.detached_copy(copy, e) for e in spec.template()]))
-        identifier = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
-            run_id=RunIdentifier(run_name=f"sql-{now:%Y%m%dT%H%M%S}", run_time=now), batch_identifier="duckdb-sql")
-        suite_result = ExpectationSuiteValidationResult(
-            success=outcome.success, results=results, suite_name=name,
-            statistics={"evaluated_expectations": len(results), "successful_expectations":
-                        sum(o.success for o in outcome.outcomes),
-                        "unsuccessful_expectations": sum(not o.success for o in outcome.outcomes),
-                        "success_percent": 100.0 * sum(o.success for o in outcome.outcomes) / max(len(results), 1)},
-            meta={"active_batch_definition": {"datasource_name": "duckdb", "data_asset_name": name,
-                                              "batch_definition_name": "sql counts"},
-                  "validation_engine": "DuckDB SQL counts (table above 1M rows)",
-                  "run_id": identifier.run_id.to_json_dict(), "suite_parameters": {}})
-        ctx.validation_results_store.set(identifier, suite_result)
-        ctx.build_data_docs(site_names=[SITE], resource_identifiers=[identifier])
-        url = _url(ctx, identifier)
-    return dataclasses.replace(outcome, data_docs_url=url)

@@ -1,0 +1,279 @@
+"""One fitting unit's model workflow: inputs -> configuration (built once) -> scales -> fit or load -> mart rows.
+
+A fitting unit is a market today: a set of geos fitted jointly (so a joint fit of more geos stays
+one call). Everything here takes plain values (a DuckDB connection, frames, paths, settings),
+imports nothing from Dagster and raises one error type, :class:`MarketError`, whose message says
+what to fix. The assets in ``assets/models.py`` turn the results into Dagster metadata, checks and
+``MaterializeResult`` and nothing else.
+
+The steps, in order:
+
+* :func:`read_inputs`: the market's geos and latest staging tables, the data version they make
+  together, and the model configuration (the profile, pipeline.yaml's ``model`` section and the
+  staged controls), built here once;
+* :func:`calibration_inputs`: the converted lift tests and ``roas_targets.csv`` rows of the market
+  (calibrated variant);
+* :func:`market_scales`: the fixed scales, stored on first use;
+* :func:`plan`: the model version (code, data, configuration, variant, calibration, scales);
+* :func:`fit_or_load`: the saved artifact of that version, or a fit up the retry ladder, saved;
+* :func:`mart_rows` / :func:`write_marts`: marts.model_runs, contributions, model_fit,
+  model_fit_geo, prior_posterior, model_diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from mmm_pipeline.ingestion import staging as staging_lib
+from mmm_pipeline.model.config import ModelConfig, ModelError, config_hash, load_model_config, with_control_columns
+from mmm_pipeline.settings import ConfigError, PipelineConfig, market_geos
+from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
+
+# idata attr: the attempts (JSON list of ladder.attempt_record), saved with the artifact.
+ATTEMPTS_ATTR = "mmm_pipeline_attempts"
+
+
+class MarketError(Exception):
+    """A market's model step cannot run: the market is not configured, the model settings or
+    geos.csv are invalid, or the inputs cannot make a model. The message names what to fix."""
+
+
+@dataclass(frozen=True)
+class MarketInputs:
+    """What every model and output step of one market reads."""
+
+    market: str
+    geos: list[str]
+    media: pd.DataFrame
+    kpi: pd.DataFrame
+    cpu: pd.DataFrame
+    controls: pd.DataFrame      # staging.controls_weekly of the market's geos, wide (empty: no controls)
+    data_version: str
+    config: ModelConfig         # the profile + pipeline.yaml `model` + the staged controls
+    pipeline: PipelineConfig
+    profile: str
+    input_dir: Path
+
+
+def model_config(profile: str, model_section: dict | None, controls: pd.DataFrame) -> ModelConfig:
+    """The profile's model config with pipeline.yaml's `model` section and the staged controls (all,
+    or those model.control_columns picks)."""
+    try:
+        cfg = load_model_config(profile, model_section)
+        return with_control_columns(cfg, [c for c in controls.columns if c not in ("week_start", "geo")])
+    except ModelError as exc:
+        raise MarketError(str(exc)) from None
+
+
+def _latest(con, table: str) -> pd.DataFrame:
+    df = con.execute(f"SELECT * FROM {table}_latest").df()  # table: one of the constant names below
+    if "week_start" in df:
+        df["week_start"] = pd.to_datetime(df["week_start"])
+    return df
+
+
+def read_inputs(con, pipeline: PipelineConfig, market: str, *, profile: str, input_dir: Path) -> MarketInputs:
+    """The market's geos, latest staging.media_weekly, staging.kpi_weekly, marts.cost_per_unit and
+    staging.controls_weekly (wide), the data version they make together, and the model config."""
+    cal = staging_lib.build_calendar(con, pipeline.geo_weights)
+    try:
+        geos = market_geos(pipeline, cal.geos)
+    except ConfigError as exc:
+        raise MarketError(str(exc)) from None
+    if market not in geos:
+        raise MarketError(f"market {market!r} is not in pipeline.yaml markets {sorted(geos)}; "
+                          "reload the code location after changing markets")
+    media = _latest(con, "staging.media_weekly")
+    kpi = _latest(con, "staging.kpi_weekly")
+    cpu = _latest(con, "marts.cost_per_unit")
+    # No loaded control rows means no controls, whatever an older staging.controls_weekly holds (its
+    # history keeps the last non-empty materialization as "latest" when controls/ is emptied).
+    has_controls = table_exists(con, "raw.controls_current") and table_exists(con, "staging.controls_weekly_latest") \
+        and con.execute("SELECT count(*) FROM raw.controls_current").fetchone()[0] > 0
+    controls_long = _latest(con, "staging.controls_weekly") if has_controls else staging_lib.empty_controls_weekly()
+    controls_long = controls_long[controls_long["geo"].isin(geos[market])]
+    versions = [media["data_version"].iloc[0], kpi["data_version"].iloc[0], cpu["data_version"].iloc[0], geos[market]]
+    if len(controls_long):  # without controls the version is what it was before controls existed
+        versions.append(controls_long["data_version"].iloc[0])
+    controls = staging_lib.controls_wide(controls_long.drop(columns=["data_version", "materialized_at"],
+                                                            errors="ignore"))
+    return MarketInputs(market, geos[market], media, kpi, cpu, controls, fingerprint(*versions),
+                        model_config(profile, pipeline.model, controls), pipeline, profile, Path(input_dir))
+
+
+def market_scales(con, inputs: MarketInputs, set_by: str):
+    """The market's FixedScaling values (mmm_pipeline.model.scales), stored on first use; per capita
+    when geos.csv gives the market's geos a population, else per geo mean KPI (`model.geo_scaling`).
+    `con` should hold a transaction: both variants may ask at once."""
+    from mmm_pipeline.ingestion import geos as geos_lib
+    from mmm_pipeline.model import scales as scales_lib
+    from mmm_pipeline.model.data import prepare_model_data
+
+    cfg = inputs.config
+    try:
+        data = prepare_model_data(inputs.media, inputs.kpi, inputs.cpu, geos=inputs.geos,
+                                  control_columns=cfg.control_columns,
+                                  controls=inputs.controls if cfg.control_columns else None)
+        population = (geos_lib.market_populations(geos_lib.read_geo_populations(inputs.input_dir), data.geos)
+                      if cfg.geo_scaling == "size" else None)  # `market`: one scale per market, geos.csv unused
+    except (ModelError, geos_lib.GeoFileError) as exc:
+        raise MarketError(f"market {inputs.market}: {exc}") from exc
+    scales, _ = scales_lib.market_scales(con, inputs.market, data, set_by, population,
+                                         by_size=cfg.geo_scaling == "size")
+    return scales
+
+
+def calibration_inputs(con, inputs: MarketInputs, variant: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(converted lift tests, ROAS/CPA targets) of the market for `variant` (None, None uncalibrated)."""
+    if variant != "calibrated":
+        return None, None
+    from mmm_pipeline.model import roas_targets as rt_lib
+
+    lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [inputs.market]).df() \
+        if table_exists(con, "marts.lift_tests_latest") else pd.DataFrame()
+    lift = lift.dropna(subset=["x"]) if "x" in lift else lift
+    try:
+        targets = rt_lib.read_roas_targets(inputs.input_dir)
+    except ValueError as exc:
+        raise MarketError(str(exc)) from None
+    if targets is not None:
+        targets = targets[targets["geo"].isna() | targets["geo"].isin(inputs.geos)].reset_index(drop=True)
+    return lift, targets
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One variant's model version and what goes into it."""
+
+    variant: str
+    model_version: str
+    config_hash: str
+    lift: pd.DataFrame | None
+    targets: pd.DataFrame | None
+    scales: Any
+
+    @property
+    def has_calibration(self) -> bool:
+        """Something to calibrate on (the calibrated variant is fitted only then)."""
+        return (self.lift is not None and not self.lift.empty) or (self.targets is not None and not self.targets.empty)
+
+
+def plan(inputs: MarketInputs, variant: str, lift, targets, scales, *, code_version: str) -> Plan:
+    """The variant's model version: a hash of `code_version`, the data, the config, the variant, the
+    market, the calibration inputs and the scales (an unchanged version loads its saved model)."""
+    cfg_hash = config_hash(inputs.config)
+    lift_version = fingerprint(lift.drop(columns=["materialized_at", "data_version"], errors="ignore").to_json()) \
+        if lift is not None else ""
+    if targets is not None and len(targets):
+        lift_version = fingerprint(lift_version, targets.to_json())
+    version = fingerprint(code_version, inputs.data_version, cfg_hash, variant, inputs.market, lift_version,
+                          scales.rows().to_json())
+    return Plan(variant, version, cfg_hash, lift, targets, scales)
+
+
+@dataclass
+class Fitted:
+    """A variant's model, fitted now (`fit`) or loaded from its artifact (`reused`), with its gate."""
+
+    mmm: Any
+    artifact: Path
+    reused: bool
+    fit: Any                    # FitResult of the last attempt, None when loaded
+    attempts: list[dict]
+    diagnostics: dict
+    passed: bool
+    failures: list[str]
+    warnings: list[str]
+
+
+def fit_or_load(inputs: MarketInputs, p: Plan, artifact: Path, *, log: Callable[[str], None] = print,
+                warn: Callable[[str], None] = print) -> Fitted:
+    """Load the artifact of `p.model_version` when it is there and valid, else fit (up the retry
+    ladder, `model.retry`) and save it there. Raises MarketError for input a model cannot use."""
+    from mmm_pipeline.model.artifacts import load_model, save_model
+    from mmm_pipeline.model.diagnostics import diagnose, gate_result
+    from mmm_pipeline.model.fit import fit_model
+    from mmm_pipeline.model.ladder import fit_with_ladder
+
+    cfg = inputs.config
+    if artifact.exists():
+        try:
+            mmm = load_model(artifact)
+            log(f"model version {p.model_version} already exists at {artifact}: loaded, not refitted")
+            diag = diagnose(mmm, max_rhat=cfg.gates.max_rhat, min_ess_bulk=cfg.gates.min_ess_bulk)
+            return Fitted(mmm, artifact, True, None, json.loads(mmm.idata.attrs.get(ATTEMPTS_ATTR, "[]")), diag,
+                          *gate_result(diag, cfg))
+        except ModelError as exc:
+            warn(f"{exc}; refitting")
+            artifact.unlink(missing_ok=True)
+    log(f"fitting {p.variant} model for market {inputs.market} ({inputs.profile} profile, "
+        f"geos {inputs.geos}), version {p.model_version}")
+    use_lift = p.variant == "calibrated" and p.lift is not None and not p.lift.empty
+    try:
+        fit, attempts = fit_with_ladder(
+            lambda attempt_cfg: fit_model(
+                inputs.media, inputs.kpi, inputs.cpu, attempt_cfg, lift_tests=p.lift if use_lift else None,
+                geos=inputs.geos, controls=inputs.controls if attempt_cfg.control_columns else None,
+                scales=p.scales, progress_callback=log, roas_targets=p.targets),
+            cfg, log=warn)
+    except ModelError as exc:
+        raise MarketError(f"market {inputs.market}, {p.variant} model: {exc}") from exc
+    fit.mmm.idata.attrs[ATTEMPTS_ATTR] = json.dumps(attempts)
+    save_model(fit.mmm, artifact)
+    for stage, seconds in fit.stage_seconds.items():
+        log(f"stage {stage}: {seconds:.1f} s")
+    return Fitted(fit.mmm, artifact, False, fit, attempts, fit.diagnostics, fit.gate_passed, fit.gate_failures,
+                  fit.gate_warnings)
+
+
+def mart_rows(inputs: MarketInputs, p: Plan, f: Fitted, *, gates_enforced: bool) -> dict[str, pd.DataFrame]:
+    """The model marts' rows of one fitted variant, by table (marts.model_runs first); a model's
+    gate counts (`gated`) only where `gates_enforced` (the full profile)."""
+    from mmm_pipeline.model.diagnostics import prior_posterior_shift
+    from mmm_pipeline.model.summaries import contributions_frame
+
+    cfg, diag, market, variant = inputs.config, f.diagnostics, inputs.market, p.variant
+    shift = prior_posterior_shift(f.mmm, seed=cfg.random_seed, min_contraction=cfg.gates.min_posterior_contraction)
+    attempts = f.attempts
+    run_row = pd.DataFrame([{
+        "market": market, "variant": variant, "data_version": inputs.data_version, "config_hash": p.config_hash,
+        "profile": inputs.profile, "sampler": cfg.sampler.nuts_sampler,
+        "control_columns": ", ".join(cfg.control_columns), "chains": diag["chains"],
+        "draws": diag["draws"], "fit_seconds": sum(a["fit_seconds"] for a in attempts) if f.fit else None,
+        "attempts": len(attempts) or None, "attempt_history": json.dumps(attempts) if attempts else None,
+        "strict_gates": bool(cfg.strict_gates), "divergence_share": float(diag.get("divergence_share", 0.0)),
+        "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"], "divergences": diag["divergences"],
+        "r2": diag["r2"], "mape": diag["mape"], "coverage_94": diag["coverage_94"],
+        "worst_geo": diag.get("worst_geo"), "worst_geo_r2": diag.get("worst_geo_r2"),
+        "passed_gates": bool(f.passed), "gated": bool(f.passed and gates_enforced),
+        "gate_failures": "; ".join(f.failures), "artifact_uri": str(f.artifact),
+    }])
+    contributions = contributions_frame(f.mmm)
+    contributions.insert(0, "variant", variant)
+    contributions.insert(0, "market", market)
+    return {
+        "marts.model_runs": run_row,
+        "marts.contributions": contributions,
+        # what the report shows for fit and convergence, so it never reloads the posterior
+        "marts.model_fit": diag["fit_table"].assign(market=market, variant=variant),
+        "marts.prior_posterior": shift.assign(market=market, variant=variant),
+        "marts.model_fit_geo": diag["fit_by_geo"].assign(market=market, variant=variant),
+        "marts.model_diagnostics": pd.DataFrame([{"market": market, "variant": variant, "parameter": n, **v}
+                                                 for n, v in diag["per_parameter"].items()]),
+    }
+
+
+def write_marts(con, model_version: str, rows: dict[str, pd.DataFrame]) -> bool:
+    """Append `rows` (mart_rows) as `model_version`; True when marts.model_runs got a new version.
+    `con` should hold a transaction, so the tables change together or not at all."""
+    appended = False
+    for table, df in rows.items():
+        new = append_history(con, table, df, version=model_version, version_column="model_version",
+                             partition_columns=("market", "variant"))
+        appended = appended or (new and table == "marts.model_runs")
+    return appended

@@ -1,0 +1,66 @@
+"""The pymc-marketing priors of the model: the non-centered media hierarchies and the rest.
+
+``model_priors`` writes the hierarchies of the package docstring as a pymc-marketing
+``model_config``; ``geo_spread`` is the geo level they share with the ROI parameterization
+(``roi_prior``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mmm_pipeline.model.config import HierarchicalPrior, ModelConfig
+
+
+def geo_spread(geo_sigma_prior: str, geo_sigma: float, per_channel: bool):
+    """The geo spread sigma of a hierarchy (link scale): fixed, or a HalfNormal / LogNormal prior."""
+    from pymc_extras.prior import Prior
+
+    sigma_dims = ("channel",) if per_channel else None
+    if geo_sigma_prior == "halfnormal":
+        return Prior("HalfNormal", sigma=geo_sigma, dims=sigma_dims)
+    if geo_sigma_prior == "lognormal":
+        return Prior("LogNormal", mu=math.log(geo_sigma), sigma=0.5, dims=sigma_dims)
+    return geo_sigma
+
+
+def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior, transform: str):
+    """theta[*geo, channel] = link(mu[channel] + sigma * z), non-centered (package docstring)."""
+    from pymc_extras.prior import Prior
+
+    p = cfg.priors
+    media_dims = (*dims, "channel")
+    mu = Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=("channel",))
+    if not dims:  # single geo: no geo level to pool over
+        return Prior("Normal", mu=spec.mu_loc, sigma=spec.mu_scale, dims=media_dims, transform=transform)
+    sigma = geo_spread(p.geo_sigma_prior, spec.geo_sigma, p.geo_sigma_per_channel)
+    return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
+
+
+def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
+    """pymc-marketing model_config with the non-centered hierarchies."""
+    from pymc_extras.prior import Prior
+
+    p = cfg.priors
+
+    def hier(spec: HierarchicalPrior, transform: str):
+        return media_prior(cfg, dims, spec, transform)
+
+    config: dict[str, Any] = {
+        "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
+        "saturation_lam": hier(p.saturation_lam, "exp"),
+        "saturation_beta": hier(p.saturation_beta, "exp"),
+        "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
+        "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
+                            dims=("date", *dims)),
+        "gamma_fourier": Prior("Normal", mu=0, sigma=p.fourier_sigma, dims=(*dims, "fourier_mode")),
+        "gamma_control": Prior("Normal", mu=0, sigma=p.control_sigma, dims=(*dims, "control")),
+    }
+    if cfg.time_varying_media:
+        from pymc_marketing.hsgp_kwargs import HSGPKwargs
+
+        t = cfg.time_varying_media_config
+        config["media_tvp_config"] = HSGPKwargs(m=t.m, L=None, eta_lam=t.eta_lam, ls_mu=t.ls_mu,
+                                                ls_sigma=t.ls_sigma, cov_func=None)
+    return config

@@ -496,8 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     cells_csv = out_csv.with_name(out_csv.stem + "_cells.csv")
     summary_rows, detail_rows, notes = [], [], []
     t0 = time.perf_counter()
-    for s in structures:
-        for k in range(1, n_seeds + 1):
+    # seed-major: a run stopped part way (and resumed with --resume) has covered every structure
+    for k in range(1, n_seeds + 1):
+        for s in structures:
             ds = root / f"{s}_s{k}"
             ds.mkdir(exist_ok=True)
             folder = ds / "input"

@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
+from assets.pools import DUCKDB, pool
 from assets.staging import staging_media_weekly, staging_kpi_weekly
 from mmm_pipeline.ingestion import cost_per_unit as cpu_lib
 from mmm_pipeline.ingestion import staging
@@ -14,7 +15,7 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 COST_CODE_VERSION = source_version("mmm_pipeline.ingestion.cost_per_unit", "mmm_pipeline.ingestion.staging", glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="costs", owners=OWNERS, code_version=COST_CODE_VERSION,
-              kinds={"duckdb", "pandas"}, pool="duckdb")
+              kinds={"duckdb", "pandas"}, pool=pool(DUCKDB))
 
 
 def _latest(con, table: str):

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from assets.metadata import OWNERS, source_version, table_metadata
+from assets.pools import DUCKDB, pool
 from mmm_pipeline.ingestion import ingest
 from mmm_pipeline.warehouse import fingerprint
 from resources import PipelineSettings, WarehouseResource
@@ -11,7 +12,7 @@ from resources import PipelineSettings, WarehouseResource
 INGEST_CODE_VERSION = source_version("mmm_pipeline.ingestion.ingest", "mmm_pipeline.ingestion.load",
                                      "mmm_pipeline.ingestion.readers", glue=__name__)
 COMMON = dict(group_name="ingestion", owners=OWNERS, code_version=INGEST_CODE_VERSION,
-              kinds={"duckdb"}, pool="duckdb")
+              kinds={"duckdb"}, pool=pool(DUCKDB))
 
 
 def files_version(con, *kinds: str) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
+from assets.pools import DUCKDB, MODEL_FIT, pool
 from mmm_pipeline.alerts import record_alert
 from mmm_pipeline.model import market as market_lib
 from mmm_pipeline.model.market import MarketError, MarketInputs
@@ -40,7 +41,7 @@ def market_inputs(con, settings: PipelineSettings, market: str) -> MarketInputs:
         raise dg.Failure(str(exc)) from None
 
 
-@dg.asset(deps=["raw_lift_tests", "staging_media_weekly"], kinds={"duckdb", "pandas"}, pool="duckdb",
+@dg.asset(deps=["raw_lift_tests", "staging_media_weekly"], kinds={"duckdb", "pandas"}, pool=pool(DUCKDB),
           check_specs=[dg.AssetCheckSpec("lift_tests_usable", asset="lift_tests_model_units",
                                          description="Warns listing tests that could not be converted "
                                          "(unknown channel or geo, window outside the data...).")],
@@ -218,14 +219,14 @@ MODEL_DESCRIPTION = (
 
 
 @dg.asset(deps=STAGED, check_specs=_gate_checks("uncalibrated"),
-          kinds={"pymc", "duckdb"}, pool="model_fit", description="Uncalibrated " + MODEL_DESCRIPTION, **COMMON)
+          kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT), description="Uncalibrated " + MODEL_DESCRIPTION, **COMMON)
 def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     return _fit_variant(context, warehouse, settings, artifacts, "uncalibrated")
 
 
 @dg.asset(deps=[*STAGED, lift_tests_model_units],
-          check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool="model_fit",
+          check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT),
           description="Lift-test-calibrated (add_lift_test_measurements) " + MODEL_DESCRIPTION, **COMMON)
 def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:

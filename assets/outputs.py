@@ -113,9 +113,13 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
 
 @dg.asset(kinds={"pymc", "duckdb"},
-          description="marts.channel_roas: per geo and channel over the training period, spend, "
-          "carryover-aware contribution (pymc-marketing incrementality), ROAS mean and 94% HDI, marginal "
-          "ROAS at current spend and cost per incremental KPI, for both variants. marts.refresh_drift: ROAS "
+          description="marts.channel_roas: per geo and channel, for both variants, first what a lift test "
+          "of extra spend can vouch for: marginal ROAS at the current weekly spend (the last 13 weeks' mean) and "
+          "the response to +10% of it over the planning horizon, each with its 94% HDI; then spend, "
+          "carryover-aware contribution (pymc-marketing incrementality) and average ROAS over the training "
+          "period against zero spend (no experiment measures this), mean and 94% HDI, and cost per incremental "
+          "KPI. marts.channel_roas_market: the same per channel summed over geos per draw, and for all media. "
+          "marts.refresh_drift: ROAS "
           "and media share against the previous gated model, flagged above model.refresh_drift_threshold.",
           code_version=ROAS_CODE_VERSION, **COMMON)
 def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
@@ -128,7 +132,9 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         geos, media, cpu = inputs.geos, inputs.media, inputs.cpu
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
-    pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True) for v, f in fits.items()}
+    horizon = inputs.pipeline.planning_horizon_weeks
+    pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True, horizon_weeks=horizon)
+             for v, f in fits.items()}
     rows = {v: _stamp(per_geo, market, v, fits[v]) for v, (per_geo, _) in pairs.items()}
     # with the market's totals per channel and for all media, with the posterior's intervals (the
     # report's headline)

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import OWNERS, source_version
+from assets.pools import DUCKDB, pool
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
 from assets.calibration import calibration_report
@@ -100,7 +101,7 @@ PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units,
                   market_report]
 
 
-@dg.asset(deps=PUBLISHED_FROM, kinds={"duckdb", "html"}, pool="duckdb", group_name="reporting", owners=OWNERS,
+@dg.asset(deps=PUBLISHED_FROM, kinds={"duckdb", "html"}, pool=pool(DUCKDB), group_name="reporting", owners=OWNERS,
           code_version=REPORT_CODE_VERSION, freshness_policy=REFRESH_FRESHNESS,
           description="Publishes the marts (every history table and _latest view) to the read-only BI file "
           "published/mmm.duckdb beside the warehouse (atomic rename), the Parquet export when "

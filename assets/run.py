@@ -15,6 +15,7 @@ import time
 
 import dagster as dg
 
+from assets.pools import WITHOUT_POOLS_ENV
 from mmm_pipeline import warehouse
 from mmm_pipeline.reporting.publish import published_path
 from mmm_pipeline.run_lock import EXIT_TIMEOUT, RunLockTimeout, run_lock, run_lock_files, wait_seconds
@@ -34,15 +35,13 @@ def failed_checks(result, severity=dg.AssetCheckSeverity.ERROR) -> list[str]:
     return out
 
 
-def release_dead_runs(instance) -> list[str]:
-    """Fail runs on this machine whose process is gone and free their pool slots.
-
-    A killed in-process run keeps its `duckdb` / `model_fit` pool slot (limit 1),
-    and without a daemon nothing gives it back: the next run would wait forever.
-    """
-    released = []
+def fail_dead_runs(instance) -> list[str]:
+    """Mark failed the runs of this instance whose process is gone (a killed `make run`), so the UI
+    does not show them running forever. They hold no pool slot: `make run` claims none (assets/pools.py)."""
+    failed = []
     active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=active)):
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=active)):
+        run = record.dagster_run
         records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START).records
         pid = records[0].event_log_entry.dagster_event.pid if records else None
         if pid is None or pid == os.getpid():
@@ -55,9 +54,8 @@ def release_dead_runs(instance) -> list[str]:
         except PermissionError:
             continue
         instance.report_run_failed(run, f"process {pid} of this run is gone (killed?)")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        released.append(run.run_id)
-    return released
+        failed.append(run.run_id)
+    return failed
 
 
 def _run_market(model_job, instance, market: str, run_config) -> list:
@@ -115,9 +113,9 @@ def run_all(defs, instance, run_config=None, markets: list[str] | None = None, *
     `parallel`: one spawned process per market, at the same time (`assets.definitions.defs` and a
     persistent instance only: the processes load both themselves). Most of a fit is its single-threaded
     compile and the steps around the sampler, so on 2 cores two markets take about the time of one and
-    a half. The warehouse lock and the instance's pools still serialize what must be serial."""
-    for run_id in release_dead_runs(instance):
-        print(f"run {run_id} died without finishing: marked failed and its pool slots freed")
+    a half. The warehouse lock serialises every write (and the pools, where the definitions have them)."""
+    for run_id in fail_dead_runs(instance):
+        print(f"run {run_id} died without finishing: marked failed")
     results = [defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config)]
     if results[0].success and not failed_checks(results[0]):
@@ -176,14 +174,15 @@ def main() -> int:
 
 
 def _run(settings: RunSettings) -> int:
+    os.environ[WITHOUT_POOLS_ENV] = "1"  # before the definitions load; the market processes inherit it
     from assets.definitions import defs
 
     started = time.perf_counter()
     # markets in parallel processes unless MMM_PARALLEL_MARKETS=0 (one CPU, or to read one log at a time)
-    parallel = os.environ.get("MMM_PARALLEL_MARKETS", "1") != "0" and (os.cpu_count() or 1) > 1
+    # or MMM_FIT_CONCURRENCY is 1 (short of memory: one fit at a time)
+    parallel = (os.environ.get("MMM_PARALLEL_MARKETS", "1") != "0" and (os.cpu_count() or 1) > 1
+                and int(os.environ.get("MMM_FIT_CONCURRENCY", "2")) > 1)
     instance = dg.DagsterInstance.get()
-    if parallel:  # the `model_fit` pool (default limit 1) would otherwise queue one market's fits behind the other's
-        instance.event_log_storage.set_concurrency_slots("model_fit", int(os.environ.get("MMM_FIT_CONCURRENCY", "2")))
     ok, results = run_all(defs, instance, LOG_CONFIG, parallel=parallel)
     failed_steps = [e.step_key for r in results for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
     errors = [c for r in results for c in failed_checks(r)]

@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.automation import DOWNSTREAM
 from assets.metadata import OWNERS, source_version, table_metadata
+from assets.pools import DUCKDB, pool
 from assets.ingestion import files_version, raw_ad_reporting, raw_controls, raw_kpi
 from mmm_pipeline.ingestion import staging
 from mmm_pipeline.settings import NOT_STAGING_SETTINGS, settings_hash
@@ -13,7 +14,7 @@ from resources import PipelineSettings, WarehouseResource
 
 STAGING_CODE_VERSION = source_version("mmm_pipeline.ingestion.staging", "mmm_pipeline.settings", glue=__name__)
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="validation", owners=OWNERS, code_version=STAGING_CODE_VERSION,
-              kinds={"duckdb"}, pool="duckdb")
+              kinds={"duckdb"}, pool=pool(DUCKDB))
 
 
 def staging_version(con, config, *extra_kinds: str) -> str:

@@ -177,6 +177,32 @@ def test_channel_roas_is_contribution_over_spend(mmm, tables):
         slope = beta * target * k * 2 * np.exp(-z) / (1 + np.exp(-z)) ** 2
         assert r["mroas_mean"] == pytest.approx(slope.mean(), rel=1e-6)
         assert 0 < r["mroas_mean"]
+        lo, hi = M.hdi_bounds(slope)
+        assert (r["mroas_hdi_low"], r["mroas_hdi_high"]) == pytest.approx((float(lo), float(hi)), rel=1e-5)
+        # the response to +10%: steady-state weekly response at 1.1 x minus 1 x, over the 8-week horizon
+        curve = lambda spend: beta * target * (1 - np.exp(-k * spend)) / (1 + np.exp(-k * spend))  # noqa: E731
+        plus10 = (curve(1.1 * r["current_weekly_spend"]) - curve(r["current_weekly_spend"])) * 8
+        assert r["planning_horizon_weeks"] == 8
+        assert r["response_plus_10pct_mean"] == pytest.approx(plus10.mean(), rel=1e-9)
+        assert r["response_plus_10pct_hdi_low"] <= r["response_plus_10pct_mean"] <= r["response_plus_10pct_hdi_high"]
+        # a chord of a concave curve: below the tangent, above the slope at 1.1 x
+        assert (slope * 0.1 * r["current_weekly_spend"] * 8 >= plus10 - 1e-9).all()
+
+
+def test_market_rows_add_the_geos_per_draw(mmm, tables):
+    per_geo, market = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="posterior",
+                                     with_totals=True, horizon_weeks=4)
+    assert list(market.columns) == C.MARKET_ROAS_COLUMNS and C.ALL_MEDIA in set(market["channel"])
+    assert (per_geo["planning_horizon_weeks"] == 4).all()
+    for channel, d in per_geo.groupby("channel"):
+        m = market.set_index("channel").loc[channel]
+        # means add over geos; the market's mROAS is the spend-weighted slope of its geos
+        assert m["response_plus_10pct_mean"] == pytest.approx(d["response_plus_10pct_mean"].sum(), rel=1e-9)
+        weighted = (d["mroas_mean"] * d["current_weekly_spend"]).sum() / d["current_weekly_spend"].sum()
+        assert m["mroas_mean"] == pytest.approx(weighted, rel=1e-9)
+        assert m["mroas_hdi_low"] <= m["mroas_mean"] <= m["mroas_hdi_high"]
+    everything = market.set_index("channel").loc[C.ALL_MEDIA]
+    assert everything["response_plus_10pct_mean"] == pytest.approx(per_geo["response_plus_10pct_mean"].sum(), rel=1e-9)
 
 
 def test_channel_roas_incrementality_equals_posterior_contribution(mmm, tables):

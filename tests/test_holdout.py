@@ -45,22 +45,12 @@ def test_the_refit_samples_lighter_than_the_profile_but_never_heavier():
     assert (wide.sampler.chains, wide.sampler.tune) == (4, 500)
 
 
-def test_the_refit_compiles_at_its_own_numba_level_and_the_level_is_restored():
-    """The short refit is mostly compile: it compiles at `validation.numba_opt` (0), the fits at
-    `sampler.numba_opt` (1); numba's global level is back to what it was after the block, even on error."""
-    from numba.core import config as numba_config
-
-    from mmm_pipeline.model.fit import numba_opt_level
-
+def test_the_refit_compiles_at_the_fits_numba_level():
+    """One numba level for every fit of a process (fit.use_numba_opt): the refit has no level of its own."""
     cfg = M.load_model_config("full")
-    assert (cfg.sampler.numba_opt, refit_config(cfg).sampler.numba_opt) == (1, 0)
-    assert refit_config(M.load_model_config("full", {"validation": {"numba_opt": 2}})).sampler.numba_opt == 2
-    before = int(numba_config.OPT)
-    with pytest.raises(RuntimeError):
-        with numba_opt_level(0):
-            assert int(numba_config.OPT) == 0
-            raise RuntimeError("compile failed")
-    assert int(numba_config.OPT) == before
+    assert refit_config(cfg).sampler.numba_opt == cfg.sampler.numba_opt == 1
+    with pytest.raises(ValueError, match="model.validation.numba_opt"):
+        M.load_model_config("full", {"validation": {"numba_opt": 0}})
 
 
 def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong_model_does_not(tables):

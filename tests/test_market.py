@@ -57,3 +57,43 @@ def test_inputs_config_built_once_and_plans_that_follow_their_inputs(staged, sam
     with pytest.raises(market.MarketError, match="control"):
         market.model_config("fast", {**(pipeline.model or {}), "control_columns": ["no_such_control"]},
                             inputs.controls)
+
+
+def test_validation_rows_are_versioned_stored_once_and_read_back(staged, sample_dir, tmp_path):
+    """The validation's version follows its settings; its rows are written once per version and read
+    back instead of refitting; a history too short for the holdout is a MarketError naming why."""
+    import shutil
+
+    pipeline, _ = load_pipeline_config(sample_dir)
+    db = tmp_path / "w.duckdb"
+    shutil.copy(staged, db)
+    with warehouse.connect(db) as con:
+        inputs = market.read_inputs(con, pipeline, "west", profile="fast", input_dir=sample_dir)
+    scales = type("S", (), {"rows": lambda self: pd.DataFrame({"scale_of": ["kpi"], "value": [1.0]})})()
+    version = market.validation_version(inputs, scales, code_version="c1")
+    longer = inputs.config.model_copy(update={"validation": inputs.config.validation.model_copy(
+        update={"holdout_weeks": 12})})
+    from dataclasses import replace
+
+    assert market.validation_version(replace(inputs, config=longer), scales, code_version="c1") != version
+    assert market.validation_version(inputs, scales, code_version="c2") != version
+    table = pd.DataFrame({"geo": ["US-CA", "market"], "model_mape": [0.12, 0.05], "baseline_mape": [0.1, 0.08],
+                          "baseline": ["mean of the last 8 weeks"] * 2, "beats_baseline": [False, True],
+                          "coverage_94": [1.0, 1.0], "first_week": ["2024-11-04"] * 2,
+                          "last_week": ["2024-12-23"] * 2, "market": ["west"] * 2})
+    v = market.Validation(version, table, True)
+    assert v.passed and v.geos_not_beating_baseline == ["US-CA"] and "worst geo US-CA 12.0%" in v.summary()
+    forecast = pd.DataFrame({"week_start": pd.to_datetime(["2024-11-04"]), "geo": ["US-CA"], "actual": [1.0],
+                             "market": ["west"]})
+    with warehouse.connect(db) as con:
+        assert market.read_validation(con, version) is None
+        market.write_validation(con, v, forecast)
+        market.write_validation(con, v, forecast)  # the same version again: nothing appended
+        back = market.read_validation(con, version)
+        assert len(con.execute("SELECT * FROM marts.model_validation_weekly").df()) == 1
+    assert back is not None and not back.refitted and len(back.table) == 2 and back.passed
+    cutoff = sorted(inputs.kpi["week_start"].unique())[30]  # 30 weeks: fewer than 8 held out + 26
+    short = replace(inputs, kpi=inputs.kpi[inputs.kpi["week_start"] < cutoff],
+                    media=inputs.media[inputs.media["week_start"] < cutoff])
+    with pytest.raises(market.MarketError, match="holdout validation needs at least"):
+        market.run_validation(short, None, version)

@@ -12,8 +12,9 @@ And the re-run completes (exit 0) with every input file loaded exactly once and 
 `marts.model_runs` row per (market, variant, model_version).
 
 The killed runs are subprocesses in a session of their own; the whole group is killed.
-The data-recovery tests give every run a fresh DAGSTER_HOME: a killed run keeps its Dagster
-pool slot in the instance it ran in; `assets.run` releases the slots of dead runs (the last test).
+The data-recovery tests give every run a fresh DAGSTER_HOME. `assets.run` claims no Dagster pool
+slot (assets/pools.py), so a killed run leaves none for the re-run to wait on, and the re-run marks
+the dead run failed (the last test).
 """
 
 from __future__ import annotations
@@ -412,6 +413,8 @@ def test_rerun_in_the_same_dagster_home_is_not_blocked_by_the_killed_runs_pool_s
     runs, claimed, _ = _instance_state(home)
     dead = {run_id for run_id, (_, status) in runs.items() if status == "STARTED"}
     assert dead, runs
+    # `make run` claims no pool slot (assets/pools.py), so the killed run left none behind
+    assert not any(holders & dead for holders in claimed.values()), claimed
 
     # `python -m assets.run` again: it must get through ingest_job (then it is stopped, the fits
     # are not what this test is about); waiting 10 s on a slot the dead run holds fails at once.

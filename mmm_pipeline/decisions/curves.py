@@ -47,7 +47,12 @@ the training weeks times the target scale, to floating point;
 ``contribution_source="posterior"`` uses that sum directly and skips the
 ~9 s evaluator compile of the incrementality module. ``mroas_mean`` is the
 slope of the weekly response curve at the cell's current weekly spend (KPI
-per money unit), mean over draws.
+per money unit), with its 94% HDI over draws; ``response_plus_10pct_*`` the steady-state
+weekly response at 1.1 x that spend minus at 1 x, times the planning horizon in weeks (KPI
+units). These two are what a lift test of extra spend reaches; average ROAS is everything a
+channel did against zero spend over the training period, which no experiment measures. The
+market rows add the geos per draw: the response to +10% in every geo, and mROAS as the slope of
+the market's response when every geo's spend grows in proportion (the spend-weighted slopes).
 """
 
 from __future__ import annotations
@@ -69,14 +74,21 @@ __all__ = [
 
 CURVE_COLUMNS = ["geo", "channel", "spend", "units", "response_mean", "hdi_low", "hdi_high",
                  "cost_per_unit_used", "current_weekly_spend", "max_weekly_spend"]
-ROAS_COLUMNS = ["geo", "channel", "spend", "contribution_mean", "contribution_hdi_low",
-                "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
+# What experiments can vouch for first (mROAS, the response to +10%), then average ROAS.
+MARGINAL_COLUMNS = ["mroas_mean", "mroas_hdi_low", "mroas_hdi_high", "response_plus_10pct_mean",
+                    "response_plus_10pct_hdi_low", "response_plus_10pct_hdi_high", "planning_horizon_weeks"]
+ROAS_COLUMNS = ["geo", "channel", "spend", *MARGINAL_COLUMNS, "contribution_mean", "contribution_hdi_low",
+                "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high",
                 "cost_per_incremental_kpi", "current_weekly_spend", "cost_per_unit_used"]
 
 
 # Market rows of `channel_roas(..., with_totals=True)`: per channel summed over geos, and all media.
-MARKET_ROAS_COLUMNS = ["channel", "spend", "contribution_mean", "contribution_hdi_low", "contribution_hdi_high",
-                       "roas_mean", "roas_hdi_low", "roas_hdi_high", "cost_per_incremental_kpi"]
+MARKET_ROAS_COLUMNS = ["channel", "spend", *MARGINAL_COLUMNS, "contribution_mean", "contribution_hdi_low",
+                       "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high",
+                       "cost_per_incremental_kpi", "current_weekly_spend"]
+
+# The response to +10%: the steady-state weekly response at 1.1 x the current weekly spend minus at 1 x.
+PLUS_10PCT = 1.1
 ALL_MEDIA = "all media"
 
 ROAS_MAX_DRAWS = 1000
@@ -345,18 +357,34 @@ def _contribution_draws(mmm, source: str):
     raise CurveError(f"contribution_source must be 'incrementality' or 'posterior', not {source!r}")
 
 
+def marginal_summary(slope_draws: np.ndarray, plus10_draws: np.ndarray, horizon_weeks: int) -> dict:
+    """mROAS (KPI per money unit) and the response to +10% over the horizon (KPI units), each its
+    posterior mean and 94% HDI, from per-draw values (1-D each)."""
+    out = {}
+    for name, draws in (("mroas", slope_draws), ("response_plus_10pct", plus10_draws)):
+        d = np.asarray(draws, dtype=float).reshape(-1)
+        if not np.isfinite(d).all():  # e.g. the market slope of a channel with no current spend
+            out |= dict.fromkeys((f"{name}_mean", f"{name}_hdi_low", f"{name}_hdi_high"), float("nan"))
+            continue
+        lo, hi = hdi_bounds(d[:, None], HDI_PROB)
+        out |= {f"{name}_mean": float(d.mean()), f"{name}_hdi_low": float(lo[0]), f"{name}_hdi_high": float(hi[0])}
+    return out | {"planning_horizon_weeks": int(horizon_weeks)}
+
+
 def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *, recent_weeks: int = 13,
                  contribution_source: Literal["incrementality", "posterior"] = "incrementality",
-                 with_totals: bool = False):
+                 with_totals: bool = False, horizon_weeks: int = 8):
     """ROAS per geo and channel over the training weeks (mart `channel_roas`).
 
     spend: actual spend in `media_weekly` (staging) over the model's weeks;
     contribution: carryover-aware incremental KPI of the channel over those
     weeks per draw (see the module docstring); roas per draw = contribution /
-    spend, summarised (mean, 94% HDI); mroas_mean: slope of the weekly
+    spend, summarised (mean, 94% HDI); mroas_*: slope of the weekly
     response curve at current_weekly_spend (the mean weekly spend of the last
     `recent_weeks` weeks, from `media_weekly`) with the cost per unit of
-    `cost_per_unit` over the same window; cost_per_incremental_kpi = spend /
+    `cost_per_unit` over the same window, per draw; response_plus_10pct_*: the
+    weekly response at 1.1 x current_weekly_spend minus at 1 x, times
+    `horizon_weeks`, per draw; cost_per_incremental_kpi = spend /
     contribution_mean. Columns: ROAS_COLUMNS.
 
     with_totals: also return the market's rows (MARKET_ROAS_COLUMNS): each channel's
@@ -380,21 +408,31 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     for r in spend.to_dict("records"):
         geo, channel = r["geo"], r["channel"]
         draws = _pick(contrib, geo, channel)
-        for key in (channel, ALL_MEDIA):
-            acc = totals.setdefault(key, [0.0, 0.0])
-            acc[0], acc[1] = acc[0] + np.asarray(draws, dtype=float), acc[1] + r["spend_total"]
-        row = {"geo": geo, "channel": channel, **roas_summary(draws, r["spend_total"])}
         rate = float(rates.loc[(geo, channel)])
+        current = r["current_weekly_spend"]
         # slope at today's spend; marginal_contribution_over_spend is a historical +1 % counterfactual
-        row["mroas_mean"] = float(marginal_response_draws(mmm, geo, channel, r["current_weekly_spend"],
-                                                          rate).mean())
-        row["current_weekly_spend"] = r["current_weekly_spend"]
+        slope = marginal_response_draws(mmm, geo, channel, current, rate)
+        weekly = response_draws(mmm, geo, channel, np.array([current, PLUS_10PCT * current]) / rate)
+        plus10 = (weekly[:, 1] - weekly[:, 0]) * horizon_weeks
+        for key in (channel, ALL_MEDIA):
+            acc = totals.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0])
+            acc[0] = acc[0] + np.asarray(draws, dtype=float)
+            acc[1] += r["spend_total"]
+            acc[2] = acc[2] + slope * current   # the market's slope when every geo grows in proportion
+            acc[3] = acc[3] + plus10
+            acc[4] += current
+        row = {"geo": geo, "channel": channel, **roas_summary(draws, r["spend_total"]),
+               **marginal_summary(slope, plus10, horizon_weeks)}
+        row["current_weekly_spend"] = current
         row["cost_per_unit_used"] = rate
         rows.append(row)
     per_geo = pd.DataFrame(rows)[ROAS_COLUMNS]
     if not with_totals:
         return per_geo
-    market = pd.DataFrame([{"channel": k, **roas_summary(d, s)} for k, (d, s) in totals.items()])
+    market = pd.DataFrame([
+        {"channel": k, **roas_summary(d, s), **marginal_summary(np.asarray(w) / cur if cur > 0 else np.full(np.shape(w), np.nan), p, horizon_weeks),
+         "current_weekly_spend": cur}
+        for k, (d, s, w, p, cur) in totals.items()])
     return per_geo, market[MARKET_ROAS_COLUMNS]
 
 

@@ -86,9 +86,11 @@ class SamplerConfig(_Strict):
     # ridge (max R-hat over 8 seeds: 1.0036-1.0088 at 1,000 draws, 1.0017-1.0028 at 2,000)
     # while the stored posterior, and every step that reads it, stays the same size.
     thin: int = Field(1, ge=1, le=100)
-    # LLVM optimisation level numba compiles nutpie's log-density with (numba's default is 3). On the
-    # sample's models (2 cores, 2026-12-05) level 1 compiled 1.5-3.4 s faster than 3 and sampled as
-    # fast; level 0 compiled 7.5-10 s faster but sampled 4 x 2,500 draws 23% slower.
+    # LLVM optimisation level numba compiles with (numba's default is 3), one level for every fit of a
+    # process, the validation refit's included (fit.use_numba_opt). On the sample's models (2 cores,
+    # 2026-12-05) level 1 compiled 1.5-3.4 s faster than 3 and sampled as fast; level 0 compiled
+    # 7.5-10 s faster but sampled 4 x 2,500 draws 23% slower, and the short validation refit took
+    # 99-163 s cold against 78-88 s at level 1 (bench/bench_numba_level.py, 2026-12-06).
     numba_opt: int = Field(1, ge=0, le=3)
 
 
@@ -122,9 +124,6 @@ class ValidationConfig(_Strict):
     chains: int = Field(2, ge=1, le=16)
     tune: int = Field(300, ge=50)
     draws: int = Field(500, ge=50)
-    # numba's LLVM level for the refit: a refit this short is mostly compile, which level 0 cuts by
-    # 7.5-10 s for 0.6 s more sampling (SamplerConfig.numba_opt)
-    numba_opt: int = Field(0, ge=0, le=3)
     # what failing to beat the better naive forecast (market MAPE) does: `warn` reports it on the
     # `beats_naive_forecast` check; `error` fails that check as an ERROR
     gate: Literal["warn", "error"] = "warn"

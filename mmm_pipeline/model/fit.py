@@ -81,24 +81,11 @@ def _thin_before_deterministics(mmm, thin: int, counts: dict) -> None:
     mmm._sample_with_deterministics = sample_thinned
 
 
-@contextlib.contextmanager
-def numba_opt_level(level: int):
-    """numba compiles at LLVM optimisation `level` inside the block, through its documented
-    `NUMBA_OPT` variable (numba re-reads its NUMBA_* environment before every compile; reloaded here
-    too so that `numba.config.OPT` says so at once). The variable is restored after the block."""
-    from numba.core import config as numba_config
-
-    before = os.environ.get("NUMBA_OPT")
-    os.environ["NUMBA_OPT"] = str(level)
-    numba_config.reload_config()
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("NUMBA_OPT", None)
-        else:
-            os.environ["NUMBA_OPT"] = before
-        numba_config.reload_config()
+def use_numba_opt(level: int) -> None:
+    """Every fit of this process compiles at one LLVM level, set through numba's documented `NUMBA_OPT`
+    (its compiler re-reads the NUMBA_* environment before each compile). The first fit's level holds
+    for the process, the validation refit's included; a `NUMBA_OPT` exported by the user wins."""
+    os.environ.setdefault("NUMBA_OPT", str(level))
 
 
 def _nuts_kwargs(s: SamplerConfig) -> dict:
@@ -177,7 +164,8 @@ def fit_model(
     hook = nutpie_progress(progress) if s.nuts_sampler == "nutpie" else contextlib.nullcontext()
     # Unthinned, pymc-marketing recomputes the deterministics with pymc's default rich
     # progress bar ("Computing ...") and no way to turn it off: keep it out of the run log.
-    with hook, numba_opt_level(s.numba_opt), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    use_numba_opt(s.numba_opt)
+    with hook, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
         mmm.fit(

@@ -84,7 +84,7 @@ def refit_config(cfg: ModelConfig) -> ModelConfig:
     most the profile's, unthinned)."""
     v, s = cfg.validation, cfg.sampler
     sampler = s.model_copy(update={"chains": min(s.chains, v.chains), "tune": min(s.tune, v.tune),
-                                   "draws": min(s.draws, v.draws), "thin": 1, "numba_opt": v.numba_opt})
+                                   "draws": min(s.draws, v.draws), "thin": 1})
     return cfg.model_copy(update={"sampler": sampler})
 
 

@@ -277,3 +277,77 @@ def write_marts(con, model_version: str, rows: dict[str, pd.DataFrame]) -> bool:
                              partition_columns=("market", "variant"))
         appended = appended or (new and table == "marts.model_runs")
     return appended
+
+
+# --------------------------------------------------------------------------- out-of-sample validation
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One market's out-of-sample validation (`mmm_pipeline.model.holdout`) at one version: its
+    marts.model_validation rows (one per geo plus `market`), read back or just computed."""
+
+    version: str
+    table: pd.DataFrame
+    refitted: bool
+
+    @property
+    def market_row(self) -> pd.Series:
+        return self.table[self.table["geo"] == "market"].iloc[0]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.market_row["beats_baseline"])
+
+    @property
+    def geos_not_beating_baseline(self) -> list[str]:
+        t = self.table
+        return t[(t["geo"] != "market") & ~t["beats_baseline"]]["geo"].tolist()
+
+    def summary(self) -> str:
+        row = self.market_row
+        worst = self.table[self.table["geo"] != "market"].sort_values("model_mape").iloc[-1]
+        return (f"held-out weeks {row['first_week']} to {row['last_week']}: model MAPE {row['model_mape']:.1%} vs "
+                f"{row['baseline']} {row['baseline_mape']:.1%}; 94% coverage {row['coverage_94']:.0%}; worst geo "
+                f"{worst['geo']} {worst['model_mape']:.1%}")
+
+
+def validation_version(inputs: MarketInputs, scales, *, code_version: str) -> str:
+    """The validation's version: the model code, the data, the model and validation settings, the
+    market and its scales (an unchanged version reads its rows instead of refitting)."""
+    cfg = inputs.config
+    return fingerprint(code_version, inputs.data_version, config_hash(cfg), cfg.validation.model_dump(),
+                       inputs.market, scales.rows().to_json())
+
+
+def read_validation(con, version: str) -> Validation | None:
+    """The stored rows of `version`, or None when it was never computed."""
+    if not table_exists(con, "marts.model_validation"):
+        return None
+    table = con.execute("SELECT * FROM marts.model_validation WHERE data_version = ?", [version]).df()
+    return Validation(version, table, False) if len(table) else None
+
+
+def run_validation(inputs: MarketInputs, scales, version: str, *,
+                   log: Callable[[str], None] = print) -> tuple[Validation, pd.DataFrame]:
+    """Refit without the last `model.validation.holdout_weeks` complete weeks and forecast them:
+    (the validation, marts.model_validation_weekly rows). Raises MarketError when the history is too
+    short or the inputs cannot make a model."""
+    from mmm_pipeline.model.holdout import holdout_validation
+
+    cfg = inputs.config
+    try:
+        res = holdout_validation(inputs.media, inputs.kpi, inputs.cpu, cfg,
+                                 holdout_weeks=cfg.validation.holdout_weeks, geos=inputs.geos,
+                                 controls=inputs.controls if cfg.control_columns else None,
+                                 progress_callback=log, scales=scales)
+    except ModelError as exc:
+        raise MarketError(str(exc)) from exc
+    table = res.table.assign(market=inputs.market, fit_passed_gates=res.fit.gate_passed)
+    return Validation(version, table, True), res.forecast.assign(market=inputs.market)
+
+
+def write_validation(con, v: Validation, forecast: pd.DataFrame) -> None:
+    """Append the validation's rows and its weekly forecast (`con` should hold a transaction)."""
+    append_history(con, "marts.model_validation", v.table, version=v.version, partition_columns=("market",))
+    append_history(con, "marts.model_validation_weekly", forecast, version=v.version, partition_columns=("market",))

@@ -285,17 +285,24 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                       f"{pct(all_media['contribution_hdi_high'] / kpi_total)}; {kfmt(media)} of {kfmt(kpi_total)}")
     else:
         share_note = f"{kfmt(media)} of {kfmt(kpi_total)}; the interval of the total is not in the marts for this run"
-    if len(mkt):  # rank on the market's own ROAS (summed over geos per draw), with its interval
-        ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("roas_mean", ascending=False)
-        best = pd.Series({"channel": ranked.index[0], "roas": ranked["roas_mean"].iloc[0]})
-        worst = pd.Series({"channel": ranked.index[-1], "roas": ranked["roas_mean"].iloc[-1]})
+    # Lead with what a lift test of extra spend can vouch for: the channels ranked by marginal ROAS (the
+    # market's own, geos added per draw, where the marts have it; else the spend-weighted geo slopes).
+    has_market_mroas = len(mkt) and "mroas_mean" in mkt and mkt["mroas_mean"].notna().any()
+    if has_market_mroas:
+        ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("mroas_mean", ascending=False)
+        best = pd.Series({"channel": ranked.index[0], "mroas": ranked["mroas_mean"].iloc[0]})
+        worst = pd.Series({"channel": ranked.index[-1], "mroas": ranked["mroas_mean"].iloc[-1]})
+    elif len(chp):
+        ranked = chp.sort_values("mroas", ascending=False)
+        best, worst = ranked.iloc[0], ranked.iloc[-1]
 
-    def geo_range(channel):
-        if len(mkt) and channel in mkt.index:
+    def mroas_range(channel):
+        if has_market_mroas and channel in mkt.index:
             r = mkt.loc[channel]
-            return f"{HDI_LABEL} {ratio(r['roas_hdi_low'])} to {ratio(r['roas_hdi_high'])} ({cur} of {kpi} per {cur})"
+            return (f"{HDI_LABEL} {ratio(r['mroas_hdi_low'])} to {ratio(r['mroas_hdi_high'])}: {kpi} from the next "
+                    f"{cur} at today's weekly spend")
         d = geo_roas[geo_roas["channel"] == channel]
-        return f"geo {HDI_LABEL}s from {ratio(d['roas_hdi_low'].min())} to {ratio(d['roas_hdi_high'].max())}"
+        return f"geo mROAS from {ratio(d['mroas_mean'].min())} to {ratio(d['mroas_mean'].max())}; no market interval in the marts"
 
     plan_t = inp.t("plan")
     plan_row = None
@@ -310,8 +317,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         (f"Media-driven share of {kpi}", pct(share), share_note),
     ]
     if best is not None:
-        facts.append(("Best channel by ROAS", f"{best['channel']}: {ratio(best['roas'])}", geo_range(best["channel"])))
-        facts.append(("Worst channel by ROAS", f"{worst['channel']}: {ratio(worst['roas'])}", geo_range(worst["channel"])))
+        facts.append(("Highest marginal ROAS (mROAS)", f"{best['channel']}: {ratio(best['mroas'])}",
+                      mroas_range(best["channel"])))
+        facts.append(("Lowest marginal ROAS (mROAS)", f"{worst['channel']}: {ratio(worst['mroas'])}",
+                      mroas_range(worst["channel"])))
     if main_plan:
         facts.append((f"Recommended plan vs current ({main_plan['id']}, {main_plan['weeks']} weeks)",
                       f"{'+' if main_plan['gain'] >= 0 else ''}{kfmt(main_plan['gain'])}",
@@ -325,8 +334,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     head_text = (
         f"In market {inp.market}, {m(spend_total)} of media over the training period brought an estimated "
         f"{kfmt(media)} of {kpi} ({pct(share)} of it). "
-        + (f"{best['channel']} returned the most per {cur} spent ({ratio(best['roas'])}) and {worst['channel']} the least "
-           f"({ratio(worst['roas'])}). " if best is not None else "")
+        + (f"At today's weekly spend, the next {cur} on {best['channel']} brings the most {kpi} "
+           f"({ratio(best['mroas'])} per {cur}) and on {worst['channel']} the least ({ratio(worst['mroas'])}): what a "
+           "lift test of extra spend measures. " if best is not None else "")
         + (f"Moving the same budget as recommended is expected to change {kpi} by {kfmt(main_plan['gain'])} over "
            f"{main_plan['weeks']} weeks"
            + (f" ({HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}). "
@@ -403,32 +413,61 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         mk = inp.t("roas_market")
         side = ch[ch["variant"] == variant][["channel", "spend"]].copy()
         fm = {"spend": m}
-        for col, label, f in (("roas", "ROAS", ratio), ("roas_94", f"ROAS {HDI_LABEL}", None), ("mroas", "mROAS", ratio),
+        horizon = int(roas["planning_horizon_weeks"].dropna().iloc[0]) \
+            if "planning_horizon_weeks" in roas and roas["planning_horizon_weeks"].notna().any() else None
+        plus10 = f"+10% spend, {horizon} wk" if horizon else "+10% spend"
+        intervals = {"mroas_94": ("mroas_hdi_low", "mroas_hdi_high", ratio),
+                     "plus10_94": ("response_plus_10pct_hdi_low", "response_plus_10pct_hdi_high", kfmt),
+                     "roas_94": ("roas_hdi_low", "roas_hdi_high", ratio)}
+        for col, label, f in (("mroas", "mROAS", ratio), ("mroas_94", f"mROAS {HDI_LABEL}", None),
+                              ("plus10", f"{kpi}, {plus10}", kfmt), ("plus10_94", f"{plus10} {HDI_LABEL}", None),
+                              ("roas", "avg ROAS vs zero", ratio), ("roas_94", f"avg ROAS {HDI_LABEL}", None),
                               ("cost_per_incremental_kpi", f"{cur} per incr. {kpi}", lambda v: money(v, cur, 2))):
             for v in (x for x in ("uncalibrated", "calibrated") if x in set(ch["variant"])):
                 name = f"{label} ({short[v]})"
-                if col == "roas_94":
-                    d = mk[mk["variant"] == v] if len(mk) else mk
-                    if not len(d):
+                d = mk[mk["variant"] == v].set_index("channel") if len(mk) else mk
+                if col in intervals:
+                    lo, hi, fmt = intervals[col]
+                    if not len(d) or lo not in d:
                         continue
-                    iv = {r.channel: interval(r.roas_hdi_low, r.roas_hdi_high, ratio) for r in d.itertuples()}
-                    side[name] = side["channel"].map(iv)
+                    side[name] = side["channel"].map(
+                        {c: interval(r[lo], r[hi], fmt) for c, r in d.drop(index=[ALL_MEDIA], errors="ignore").iterrows()})
                     continue
-                side[name] = side["channel"].map(ch[ch["variant"] == v].set_index("channel")[col])
+                if col == "plus10":
+                    if not len(d) or "response_plus_10pct_mean" not in d:
+                        continue
+                    side[name] = side["channel"].map(d["response_plus_10pct_mean"])
+                else:
+                    side[name] = side["channel"].map(ch[ch["variant"] == v].set_index("channel")[col])
                 fm[name] = f
-        per_geo = roas[["variant", "geo", "channel", "spend", "roas_mean", "roas_hdi_low", "roas_hdi_high", "mroas_mean",
-                        "cost_per_incremental_kpi"]].sort_values(["channel", "geo", "variant"]).copy()
-        per_geo["roas_94"] = [interval(lo, hi, ratio) for lo, hi in zip(per_geo["roas_hdi_low"], per_geo["roas_hdi_high"])]
+        geo_cols = ["variant", "geo", "channel", "spend", "mroas_mean"]
+        if "mroas_hdi_low" in roas:
+            geo_cols += ["mroas_hdi_low", "mroas_hdi_high", "response_plus_10pct_mean"]
+        per_geo = roas[geo_cols + ["roas_mean", "roas_hdi_low", "roas_hdi_high", "cost_per_incremental_kpi"]
+                       ].sort_values(["channel", "geo", "variant"]).copy()
+        if "mroas_hdi_low" in per_geo:
+            per_geo.insert(per_geo.columns.get_loc("mroas_hdi_low"), "mroas_94", [
+                interval(lo, hi, ratio) for lo, hi in zip(per_geo["mroas_hdi_low"], per_geo["mroas_hdi_high"])])
+            per_geo = per_geo.drop(columns=["mroas_hdi_low", "mroas_hdi_high"])
+        per_geo.insert(per_geo.columns.get_loc("roas_hdi_low"), "roas_94", [
+            interval(lo, hi, ratio) for lo, hi in zip(per_geo["roas_hdi_low"], per_geo["roas_hdi_high"])])
         per_geo = per_geo.drop(columns=["roas_hdi_low", "roas_hdi_high"])
-        per_geo = per_geo.rename(columns={"roas_mean": "ROAS", "roas_94": f"ROAS {HDI_LABEL}", "mroas_mean": "mROAS",
+        per_geo = per_geo.rename(columns={"mroas_mean": "mROAS", "mroas_94": f"mROAS {HDI_LABEL}",
+                                          "response_plus_10pct_mean": f"{kpi}, {plus10}",
+                                          "roas_mean": "avg ROAS vs zero", "roas_94": f"avg ROAS {HDI_LABEL}",
                                           "cost_per_incremental_kpi": f"{cur} per incr. {kpi}"})
         sections["economics"] = {
-            "text": (f"ROAS is incremental {kpi} per {cur} spent over the training period; marginal ROAS is what the next "
-                     f"{cur} would return at today's weekly spend (below 1: spending more loses money); cost per "
-                     f"incremental {kpi} is in {cur}. The market table sums geos per posterior draw (so its "
-                     f"{HDI_LABEL} is the market's own); the per-geo table has each geo's. Uncalibrated and calibrated side by side."),
+            "text": (f"Act on the first columns. Marginal ROAS (mROAS) is the {kpi} the next {cur} brings at today's "
+                     f"weekly spend (the last 13 weeks' mean), and the response to +10% is the extra {kpi} from "
+                     f"raising that spend by a tenth for {horizon or 'the planning horizon in'} weeks: what a lift test "
+                     f"of extra spend measures, so experiments can check them. Average ROAS is everything a channel "
+                     f"did against zero spend over the training period, per {cur} spent: no experiment measures this, "
+                     f"and a channel can have a high average ROAS and a low mROAS once it saturates. Cost per "
+                     f"incremental {kpi} is in {cur}. The market table adds the geos per posterior draw (so its "
+                     f"{HDI_LABEL}s are the market's own); the per-geo table has each geo's. Uncalibrated and "
+                     "calibrated side by side."),
             "html": html_table(side, fm) + "<h3>Per geo</h3>" + html_table(
-                per_geo, {"spend": m, "ROAS": ratio, "mROAS": ratio,
+                per_geo, {"spend": m, "avg ROAS vs zero": ratio, "mROAS": ratio, f"{kpi}, {plus10}": kfmt,
                            f"{cur} per incr. {kpi}": lambda v: money(v, cur, 2)}),
             "images": [png_image(plot_roas(roas), "ROAS per channel and geo")]}
     else:
@@ -561,6 +600,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     headline = {"currency": cur, "kpi": kpi, "kpi_is_money": inp.kpi_is_money, "spend": spend_total, "kpi_total": kpi_total, "media_share": share,
                 "best_channel": None if best is None else str(best["channel"]),
                 "worst_channel": None if worst is None else str(worst["channel"]),
+                "ranked_by": "mROAS",  # marginal ROAS at today's spend (the economics section)
+                "best_mroas": None if best is None else float(best["mroas"]),
+                "worst_mroas": None if worst is None else float(worst["mroas"]),
                 "plan_gain": main_plan["gain"] if main_plan else None}
     return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
 

@@ -59,6 +59,14 @@ THRESHOLDS = {
     "scales_lam_hdi_margin_min": ("test_scales: refit lam inside the first fit's HDI", ">= 0"),
     "controls_promo_over_added": ("test_controls: promo", "0.7 .. 1.3"),
     "controls_price_over_added": ("test_controls: price nets out", "< 0.1"),
+    # --full: tests/test_models_pipeline.py::test_full_profile_passes_the_gates... (one attempt per seed;
+    # the test allows a second)
+    "full_gated": ("test_models_pipeline: full profile", "both fits gated (a second attempt allowed)"),
+    "full_max_rhat": ("test_models_pipeline: full profile", "<= 1.01 (the product's gate)"),
+    "full_min_ess_bulk": ("test_models_pipeline: full profile", ">= 400 (the product's gate)"),
+    "full_divergences": ("test_models_pipeline: full profile", "== 0 (the product's gate)"),
+    "full_read_narrowing_min": ("test_models_pipeline: full profile", "> 0 (tested ROAS, response narrow)"),
+    "full_lift_narrowing_min": ("test_models_pipeline: full profile", "> 0 (each test's implied lift narrows)"),
 }
 
 
@@ -248,10 +256,46 @@ def measure_direct(seed: int, workdir: Path) -> dict:
     return row
 
 
+def measure_full(seed: int, workdir: Path) -> dict:
+    """What the full-profile test asserts on: the sample's west market, both variants, full profile."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import materialize
+
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.sample import generate_sample
+
+    input_dir, wh, art = workdir / "input", workdir / "warehouse.duckdb", workdir / "artifacts"
+    generate_sample(input_dir)
+    _write_seed(input_dir, seed)
+    started = time.perf_counter()
+    result = materialize(input_dir, wh, art, profile="full", markets=["west"],
+                         select=["lift_tests_model_units", "mmm_uncalibrated", "mmm_calibrated", "calibration_report"])
+    with warehouse.connect(wh) as con:
+        runs = con.execute("SELECT * FROM marts.model_runs_latest").df()
+        report = con.execute("SELECT * FROM marts.calibration_report_latest WHERE parameter IN "
+                             "('roas', 'response_at_current_spend')").df()
+        tests = con.execute("SELECT test_id, geo, channel FROM raw.lift_tests WHERE geo IS NOT NULL").df()
+        fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
+    read = tests.merge(report, on=["geo", "channel"])
+    widths = fit.assign(width=fit.predicted_hdi_high - fit.predicted_hdi_low).pivot_table(
+        index=["test_id", "geo"], columns="variant", values="width")
+    return {
+        "seed": seed, "ok": bool(result.success), "seconds": round(time.perf_counter() - started, 1),
+        "full_gated": int(bool(runs.gated.all() and len(runs) == 2)),
+        "full_max_rhat": float(runs.max_rhat.max()), "full_min_ess_bulk": float(runs.min_ess_bulk.min()),
+        "full_divergences": int(runs.divergences.sum()),
+        "full_read_narrowing_min": float((1 - read.hdi_width_calibrated / read.hdi_width_uncalibrated).min()),
+        "full_lift_narrowing_min": float((1 - widths.calibrated / widths.uncalibrated).min()),
+        "posterior_fingerprint": float(runs.max_rhat.sum() + runs.min_ess_bulk.sum()),
+        "warned_checks": "",
+    }
+
+
 def _worker(seed: int, mode: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"stoch-{seed}-"))
     try:
-        return {"graph": measure_one, "holdout": measure_holdout, "direct": measure_direct}[mode](seed, tmp)
+        return {"graph": measure_one, "holdout": measure_holdout, "direct": measure_direct,
+                "full": measure_full}[mode](seed, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -291,6 +335,8 @@ def main() -> int:
                     help="measure tests/test_holdout.py's direct fits instead of the sample_run graph")
     ap.add_argument("--direct", action="store_true",
                     help="measure the trend, fixed-scale and controls tests' direct fits instead")
+    ap.add_argument("--full", action="store_true",
+                    help="measure the full-profile test's fits (west market, both variants; minutes a seed)")
     ap.add_argument("--summarize", metavar="CSV", help="print the summary of a CSV this script wrote, and exit")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # worker: one seed, prints a JSON row
     args = ap.parse_args()
@@ -301,7 +347,7 @@ def main() -> int:
         print(summarize(pd.read_csv(args.summarize).to_dict("records")))
         return 0
     if args.one is not None:
-        mode = "holdout" if args.holdout else "direct" if args.direct else "graph"
+        mode = "holdout" if args.holdout else "direct" if args.direct else "full" if args.full else "graph"
         print("ROW " + json.dumps(_worker(args.one, mode)))
         return 0
     seeds = list(range(1, int(args.seeds) + 1)) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",")]
@@ -309,7 +355,7 @@ def main() -> int:
     for seed in seeds:
         # a process per seed: what one process compiled or cached cannot leak into the next one's draws
         proc = subprocess.run([sys.executable, __file__, "--one", str(seed)] + (["--holdout"] if args.holdout else [])
-                              + (["--direct"] if args.direct else []),
+                              + (["--direct"] if args.direct else []) + (["--full"] if args.full else []),
                               capture_output=True, text=True, cwd=REPO,
                               env={**os.environ, **dict(e.split("=", 1) for e in args.env)})
         found = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW ")]

@@ -139,6 +139,33 @@ def test_calibration_report_compares_both_models_with_the_truth(sample_run):
     assert {"lift_tests_model_units", "mmm_uncalibrated", "mmm_calibrated", "calibration_report"} <= mats
 
 
+def test_calibration_is_checked_against_the_reweighted_uncalibrated_fit_and_each_test_held_out(sample_run):
+    """Every market: marts.calibration_consistency (each test's implied lift, each tested cell's ROAS
+    and mROAS) and marts.lift_test_holdout (one row per test), the calibration_consistent check run.
+    Which verdicts come out depends on the draws (fast profile: few); the rows and their shape do not."""
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        cons = con.execute("SELECT * FROM marts.calibration_consistency_latest").df()
+        hold = con.execute("SELECT * FROM marts.lift_test_holdout_latest").df()
+        fit = con.execute("SELECT market, test_id FROM marts.lift_test_fit_latest WHERE variant = 'calibrated'").df()
+    for market in ("east", "west"):
+        assert set(hold.loc[hold.market == market, "test_id"]) == set(fit.loc[fit.market == market, "test_id"])
+        assert set(cons.loc[cons.market == market, "quantity"]) == {"implied_lift", "roas", "mroas"}
+    assert cons.verdict.isin(["consistent", "inconsistent", "experiments_disagree"]).all()
+    assert (cons.pareto_k.notna() & cons.uncalibrated_sd.gt(0) & cons.mcse.gt(0)).all()
+    # west holds two social tests (LT-2025-01 in US-TX, its share of the national LT-2025-05): each is
+    # predicted from the other; every other test of the sample has no sibling of its channel
+    scored = hold[hold.method.isin(["reweighted", "needs_refit"])]
+    assert sorted(zip(scored.market, scored.test_id)) == [("west", "LT-2025-01"), ("west", "LT-2025-05")]
+    assert (scored.predicted_hdi_low <= scored.predicted_mean).all() and scored.z.notna().all()
+    assert scored.log_pred_density.notna().all() and scored.pareto_k.notna().all()
+    rest = hold.drop(scored.index)
+    assert rest.method.str.startswith("not_scored").all() and rest.predicted_mean.isna().all()
+    assert hold.uncal_predicted_mean.notna().all() and hold.uncal_z.notna().all()
+    checks = [e.asset_check_evaluation_data for e in events(sample_run["result"], "ASSET_CHECK_EVALUATION")
+              if e.asset_check_evaluation_data.check_name == "calibration_consistent"]
+    assert len(checks) == 2 and all("pareto_k" in c.metadata for c in checks)
+
+
 @pytest.mark.fit
 def test_a_starved_fit_retries_then_delivers_marked_ungated_or_blocks_with_strict_gates(
         sample_dir, copy_input, tmp_path):

@@ -42,8 +42,9 @@ SECTIONS = [
     ("economics", "4. What does each channel return?"),
     ("curves", "5. What happens if we spend more or less?"),
     ("calibration", "6. Do the lift tests agree?"),
-    ("plan", "7. The budget plan"),
-    ("data", "8. The data behind it"),
+    ("held_out", "7. Does the model predict experiments it has not seen?"),
+    ("plan", "8. The budget plan"),
+    ("data", "9. The data behind it"),
 ]
 
 # Every query reads one market's rows; the market is always a bound parameter.
@@ -61,6 +62,8 @@ _MARKET_TABLES = {
     "lift_fit": "marts.lift_test_fit_latest",
     "lift_tests": "marts.lift_tests_latest",
     "validation": "marts.model_validation_latest",
+    "lift_holdout": "marts.lift_test_holdout_latest",
+    "consistency": "marts.calibration_consistency_latest",
 }
 
 
@@ -515,7 +518,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         sections["calibration"] = {"text": "No calibrated model for this market (no valid lift test), so there is "
                                            "nothing to compare.", "html": "", "images": []}
 
-    # 7. budget plan
+    # 7. held-out experiments and the calibration consistency check
+    sections["held_out"] = _held_out_section(inp.t("lift_holdout"), inp.t("consistency"), kpi)
+
+    # 8. budget plan
     if plans:
         parts, imgs = [], []
         for p in plans:
@@ -605,6 +611,52 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                 "worst_mroas": None if worst is None else float(worst["mroas"]),
                 "plan_gain": main_plan["gain"] if main_plan else None}
     return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
+
+
+def _held_out_section(holdout: pd.DataFrame, consistency: pd.DataFrame, kpi: str) -> dict:
+    """Each lift test predicted by the calibrated model without it (marts.lift_test_holdout), beside the
+    uncalibrated model's prediction, and the calibration consistency check in words."""
+    if not len(holdout):
+        return {"text": "No calibrated model with lift tests for this market, so no experiment to hold out.",
+                "html": "", "images": []}
+    scored = holdout[holdout["method"].isin(["reweighted", "needs_refit"])]
+    num = lambda v: "" if pd.isna(v) else f"{v:,.0f}"  # noqa: E731
+    t = holdout[["test_id", "channel", "geo", "scope", "measured", "sigma", "predicted_mean", "predicted_hdi_low",
+                 "predicted_hdi_high", "z", "uncal_predicted_mean", "uncal_z", "pareto_k", "method"]].copy()
+    t["covered"] = [("" if pd.isna(lo) else ("yes" if lo <= y <= hi else "no"))
+                    for y, lo, hi in zip(t["measured"], t["predicted_hdi_low"], t["predicted_hdi_high"])]
+    if len(scored):
+        inside = ((scored["measured"] >= scored["predicted_hdi_low"]) & (scored["measured"] <= scored["predicted_hdi_high"]))
+        closer = (scored["z"].abs() < scored["uncal_z"].abs())
+        text = (f"Each lift test is predicted by the calibrated model fitted without it (the other tests kept: "
+                f"leave-one-test-out importance weights on its draws), beside the uncalibrated model. Of "
+                f"{len(scored)} test(s) with another test of the same channel in the market, {int(inside.sum())} "
+                f"measured {kpi} fall(s) inside the held-out prediction's {HDI_LABEL}, and {int(closer.sum())} "
+                "is/are predicted closer (smaller |z|) than by the uncalibrated model. A test without a sibling "
+                "is not scored: without it the model knows nothing experimental about that channel. "
+                "needs_refit: the test pulls the model too far for the reweighting (Pareto k-hat >= 0.7); "
+                "the benchmark refits those.")
+    else:
+        text = ("No test has another test of the same channel in this market, so none can be predicted from "
+                "the others: add a second test per channel to check the model against experiments it has not seen.")
+    if len(consistency):
+        k = float(consistency["pareto_k"].iloc[0])
+        bad = consistency[consistency["verdict"] == "inconsistent"]
+        if k >= 0.7:
+            text += (f" Consistency: the experiments disagree with what the data alone suggested (Pareto k-hat "
+                     f"{k:.2f}): they move the model further than its uncertainty without them allows, so the "
+                     "calibrated and uncalibrated answers cannot both be right; trust the experiments' channels "
+                     "less than their intervals suggest until more tests agree.")
+        elif len(bad):
+            text += (f" Consistency check FAILED for {len(bad)} quantity(ies): the calibrated fit does not equal the "
+                     "uncalibrated one updated by the tests (a fitting problem): see marts.calibration_consistency.")
+        else:
+            text += (" Consistency: the calibrated fit equals the uncalibrated one updated by the tests, for every "
+                     f"test's lift and tested cell's ROAS and mROAS (Pareto k-hat {k:.2f}).")
+    fm = {c: num for c in ("measured", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high",
+                           "uncal_predicted_mean")} | {c: (lambda v: "" if pd.isna(v) else f"{v:.2f}")
+                                                        for c in ("z", "uncal_z", "pareto_k")}
+    return {"text": text, "html": html_table(t, fm, flag_rows=t["covered"] == "no"), "images": []}
 
 
 # --------------------------------------------------------------------------- files

@@ -257,6 +257,9 @@ def test_full_profile_passes_the_gates_and_calibration_narrows_tested_roas(sampl
                              "('roas', 'response_at_current_spend', 'saturation_beta')").df()
         tests = con.execute("SELECT test_id, geo, channel FROM raw.lift_tests WHERE geo IS NOT NULL").df()
         fit = con.execute("SELECT * FROM marts.lift_test_fit_latest").df()
+    # 20 seeds (bench/stochastic_thresholds.py --full): gated at the first attempt in 20 of 20, max R-hat
+    # 1.003-1.004, min bulk ESS 1,779-2,335, no divergence; tested ROAS / response narrowing >= 12.8%
+    # (min - 3 sd 7.7%), each test's lift >= 23.5% (min - 3 sd 19.9%)
     assert len(runs) == 2 and set(runs.market) == {"west"} and runs.passed_gates.all() and runs.gated.all()
     assert (runs.max_rhat <= 1.01).all() and (runs.min_ess_bulk >= 400).all() and (runs.divergences == 0).all()
     tested = tests.merge(report, on=["geo", "channel"])

@@ -67,6 +67,12 @@ THRESHOLDS = {
     "full_divergences": ("test_models_pipeline: full profile", "== 0 (the product's gate)"),
     "full_read_narrowing_min": ("test_models_pipeline: full profile", "> 0 (tested ROAS, response narrow)"),
     "full_lift_narrowing_min": ("test_models_pipeline: full profile", "> 0 (each test's implied lift narrows)"),
+    # --tiny: tests/test_model.py::test_tiny_fast_fit_end_to_end (the `fitted` fixture's fit)
+    "tiny_r2": ("test_model: tiny fit", "> 0.8"),
+    "tiny_mape": ("test_model: tiny fit", "< 0.2"),
+    "tiny_coverage_94": ("test_model: tiny fit", "> 0.5"),
+    # --your-data: tests/test_your_data.py (5 geos of the converted Meridian table, per-capita scales)
+    "your_data_max_abs_total_error": ("test_your_data: components add up to each geo's KPI", "< 0.03"),
 }
 
 
@@ -291,11 +297,69 @@ def measure_full(seed: int, workdir: Path) -> dict:
     }
 
 
+def measure_tiny(seed: int, workdir: Path) -> dict:
+    """tests/test_model.py's `fitted` fixture (west, fast profile, 150 tune + 200 draws, thin 2) with `seed`."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_model import WEST, sample_tables
+
+    from mmm_pipeline import model as M
+    from mmm_pipeline.model.lift_tests import convert_lift_tests
+    from mmm_pipeline.sample import generate_sample
+
+    started = time.perf_counter()
+    generate_sample(workdir / "input")
+    tables = sample_tables(workdir / "input")
+    lift, _ = convert_lift_tests(tables["lift"], tables["daily"], WEST, market="west")
+    cfg = M.load_model_config("fast", {**tables["model"], "random_seed": seed,
+                                       "sampler": {"tune": 150, "draws": 200, "thin": 2}})
+    res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg, geos=WEST, lift_tests=lift)
+    d = res.diagnostics
+    return {"seed": seed, "ok": True, "seconds": round(time.perf_counter() - started, 1), "warned_checks": "",
+            "tiny_r2": float(d["r2"]), "tiny_mape": float(d["mape"]), "tiny_coverage_94": float(d["coverage_94"]),
+            "posterior_fingerprint": float(d["r2"] + d["mape"])}
+
+
+def measure_your_data(seed: int, workdir: Path) -> dict:
+    """tests/test_your_data.py's run (5 geos of the converted Meridian table, fast profile) with `seed`:
+    how far each geo's contributions, added up, fall from its KPI."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import FIXTURES, materialize
+
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.ingestion.convert import main as convert_main
+
+    full = pd.read_csv(FIXTURES / "meridian_geo_media.csv")
+    src = workdir / "meridian_5_geos.csv"
+    full[full["geo"].isin(sorted(full["geo"].unique())[:5])].to_csv(src, index=False)
+    folder = workdir / "meridian"
+    convert_main([str(src), str(folder), "--preset", "meridian"])
+    _write_seed(folder, seed)
+    started = time.perf_counter()
+    wh = workdir / "w.duckdb"
+    result = materialize(folder, wh, workdir / "art", select=["mmm_uncalibrated"])
+    with warehouse.connect(wh) as con:
+        totals = con.execute(YOUR_DATA_TOTALS).fetchall()
+    worst = max(abs(c / k - 1) for _, c, k in totals)
+    return {"seed": seed, "ok": bool(result.success), "seconds": round(time.perf_counter() - started, 1),
+            "warned_checks": "", "your_data_max_abs_total_error": float(worst), "posterior_fingerprint": float(worst)}
+
+
+#: each geo's contributions added up (geo, contributions, KPI); tests/test_your_data.py reads the same
+YOUR_DATA_TOTALS = (
+    "SELECT c.geo, c.s, k.s FROM (SELECT geo, sum(mean) s FROM marts.contributions_latest GROUP BY 1) c "
+    "JOIN (SELECT geo, sum(kpi_value) s FROM staging.kpi_weekly_latest WHERE NOT incomplete_week GROUP BY 1) k "
+    "USING (geo)")
+
+MODES = {"graph": measure_one, "holdout": measure_holdout, "direct": measure_direct, "full": measure_full,
+         "tiny": measure_tiny, "your_data": measure_your_data}
+
+
 def _worker(seed: int, mode: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"stoch-{seed}-"))
     try:
-        return {"graph": measure_one, "holdout": measure_holdout, "direct": measure_direct,
-                "full": measure_full}[mode](seed, tmp)
+        return MODES[mode](seed, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -337,6 +401,9 @@ def main() -> int:
                     help="measure the trend, fixed-scale and controls tests' direct fits instead")
     ap.add_argument("--full", action="store_true",
                     help="measure the full-profile test's fits (west market, both variants; minutes a seed)")
+    ap.add_argument("--tiny", action="store_true", help="measure tests/test_model.py's tiny fit instead")
+    ap.add_argument("--your-data", action="store_true",
+                    help="measure tests/test_your_data.py's run on the converted Meridian table instead")
     ap.add_argument("--summarize", metavar="CSV", help="print the summary of a CSV this script wrote, and exit")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # worker: one seed, prints a JSON row
     args = ap.parse_args()
@@ -346,16 +413,16 @@ def main() -> int:
 
         print(summarize(pd.read_csv(args.summarize).to_dict("records")))
         return 0
+    mode = next((m for m in MODES if getattr(args, m, False)), "graph")
     if args.one is not None:
-        mode = "holdout" if args.holdout else "direct" if args.direct else "full" if args.full else "graph"
         print("ROW " + json.dumps(_worker(args.one, mode)))
         return 0
     seeds = list(range(1, int(args.seeds) + 1)) if args.seeds.isdigit() else [int(s) for s in args.seeds.split(",")]
     rows = []
     for seed in seeds:
         # a process per seed: what one process compiled or cached cannot leak into the next one's draws
-        proc = subprocess.run([sys.executable, __file__, "--one", str(seed)] + (["--holdout"] if args.holdout else [])
-                              + (["--direct"] if args.direct else []) + (["--full"] if args.full else []),
+        proc = subprocess.run([sys.executable, __file__, "--one", str(seed)]
+                              + ([f"--{mode.replace('_', '-')}"] if mode != "graph" else []),
                               capture_output=True, text=True, cwd=REPO,
                               env={**os.environ, **dict(e.split("=", 1) for e in args.env)})
         found = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW ")]

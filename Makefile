@@ -48,7 +48,8 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
-# The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters).
+# The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters),
+# less the tests marked slow (concurrent pipeline processes, the benchmark's true-optimum search).
 test-fast: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
 

@@ -312,6 +312,7 @@ def test_folder_loads_through_the_products_ingestion(structure, folders):
         assert staged[(c["geo"], c["channel"])] == pytest.approx(c["spend"], rel=1e-9)
 
 
+@pytest.mark.slow  # the true-optimum search over every cell (~35 s): make test only
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_true_response_of_plans(structure, folders):
     _, truth = folders[structure]

@@ -145,6 +145,7 @@ def _run_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # two pipeline processes one after the other (~35 s): make test only
 def test_two_runs_at_once_on_a_fresh_dagster_home_wait_for_each_other(tmp_path):
     env = _run_env(tmp_path)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]

@@ -10,6 +10,7 @@ older than the weekly refresh cadence.
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -26,8 +27,11 @@ from mmm_pipeline.reporting import publish
 from mmm_pipeline.warehouse import fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts",
-                                     "mmm_pipeline.reporting.publish", glue=__name__)  # follows the code (issue 9)
+# Follows the code (issue 9) and the Jinja templates the reports are rendered with (no Python source).
+REPORT_TEMPLATES = sorted((Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.j2"))
+REPORT_CODE_VERSION = fingerprint(
+    source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts", "mmm_pipeline.reporting.publish",
+                   glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
@@ -73,9 +77,10 @@ def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         inputs = report.load_inputs(con, market, currency=_currency(con, settings),
                                     freshness_days=config.freshness_days,
                                     bounds=_scenario_bounds(config, market, alloc),
-                                    data_docs_index=docs if docs.exists() else None)
+                                    data_docs_index=docs if docs.exists() else None, model_settings=config.model)
     rendered = report.build_report(inputs)
-    path = report.write_report(rendered, artifacts.path("reports"), run_id=context.run_id)
+    path = report.write_report(rendered, artifacts.path("reports"), run_id=context.run_id,
+                               dagster_ui_url=settings.dagster_ui_url)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     context.log.info(f"report for {market} written to {path} in {seconds:.1f} s")
     return dg.MaterializeResult(

@@ -47,6 +47,8 @@ class RunSettings:
     profile: str
     # Optional: also publish the marts as Parquet files under this folder or object-store prefix.
     parquet_export: str | None = None
+    # Optional: the Dagster UI's address (http://127.0.0.1:3000); the reports' index links each run there.
+    dagster_ui_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "RunSettings":
@@ -62,7 +64,19 @@ class RunSettings:
             artifact_dir=_resolve(values["MMM_ARTIFACT_DIR"]),
             profile=values["MMM_PROFILE"],
             parquet_export=env.get("MMM_PARQUET_EXPORT") or None,
+            dagster_ui_url=dagster_ui_url(env.get("MMM_DAGSTER_UI_URL")),
         )
+
+
+def dagster_ui_url(value: str | None) -> str | None:
+    """MMM_DAGSTER_UI_URL without its trailing slash (runs are `<url>/runs/<run_id>`); None when unset."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ConfigError(f"MMM_DAGSTER_UI_URL={value!r} is not an http(s) address of the Dagster UI "
+                          "(e.g. http://127.0.0.1:3000)")
+    return value.rstrip("/")
 
 
 class CostPerUnitSettings(BaseModel):

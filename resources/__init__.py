@@ -1,7 +1,8 @@
 """Dagster resources: the DuckDB warehouse, the artifact store and the run settings.
 
 Defaults come from environment variables (see `mmm_pipeline.settings`):
-MMM_INPUT_DIR, MMM_WAREHOUSE, MMM_ARTIFACT_DIR, MMM_PROFILE.
+MMM_INPUT_DIR, MMM_WAREHOUSE, MMM_ARTIFACT_DIR, MMM_PROFILE (and the optional MMM_PARQUET_EXPORT,
+MMM_DAGSTER_UI_URL).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class PipelineSettings(dg.ConfigurableResource):
     profile: str = "full"
     # MMM_PARQUET_EXPORT: a folder or s3://... prefix that also receives the marts as Parquet.
     parquet_export: str | None = None
+    # MMM_DAGSTER_UI_URL: where the Dagster UI runs, so the reports' index links each run's page.
+    dagster_ui_url: str | None = None
 
     def input_path(self) -> Path:
         path = Path(self.input_dir)
@@ -104,5 +107,6 @@ def build_resources(settings: RunSettings | None = None) -> dict:
         "warehouse": WarehouseResource(database=str(settings.warehouse)),
         "artifacts": ArtifactStore(root=str(settings.artifact_dir)),
         "settings": PipelineSettings(input_dir=str(settings.input_dir), profile=settings.profile,
-                                     parquet_export=settings.parquet_export),
+                                     parquet_export=settings.parquet_export,
+                                     dagster_ui_url=settings.dagster_ui_url),
     }

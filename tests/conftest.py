@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -97,6 +99,19 @@ def materialize(input_dir: Path, warehouse: Path, artifacts: Path, *, models: bo
         return Runs(*run_all(defs, instance, markets=markets), instance)
     result = defs.resolve_job_def("ingest_job").execute_in_process(raise_on_error=False, instance=instance)
     return Runs(result.success, [result], instance)
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees of a report: no style, no image data, no tags."""
+    page = re.sub(r"<style.*?</style>|<img[^>]*>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def assert_formatted(text: str) -> None:
+    """No raw Python or pandas rendering left: booleans, midnight timestamps, signed zeros."""
+    assert not re.search(r"\b(True|False|nan|NaT)\b", text), re.search(r".{40}\b(True|False|nan|NaT)\b.{40}", text)
+    assert "00:00:00" not in text
+    assert [z for z in re.findall(r"-\d[\d,]*(?:\.\d+)?", text) if float(z.replace(",", "")) == 0] == []
 
 
 def snapshot(db: Path) -> dict:

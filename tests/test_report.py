@@ -16,6 +16,7 @@ import pytest
 from mmm_pipeline import validation, warehouse
 from mmm_pipeline.reporting import report
 from mmm_pipeline.validation import data_docs
+from tests.conftest import assert_formatted, visible_text
 
 
 def _latest_runs(wh: Path) -> pd.DataFrame:
@@ -108,6 +109,135 @@ def test_a_gated_model_has_no_banner_and_a_failed_gate_says_why(sample_run):
     inp.tables["runs"] = inp.tables["runs"].assign(model_version=["new1", "new2"][:len(runs)])
     banner = re.search(r'id="ungated-banner"[^>]*>([^<]*)<', report.build_report(inp).html).group(1)
     assert "come from earlier model(s)" in banner and inp.t("roas")["model_version"].iloc[0] in banner
+
+
+def tick_labels_of(fig) -> list[tuple[str, list[str], str]]:
+    """(title, visible tick labels, axis label) of every axis of a figure, as drawn."""
+    fig.canvas.draw()
+    out = []
+    for ax in fig.axes:
+        for axis, labels, name in (("x", ax.get_xticklabels(), ax.get_xlabel()), ("y", ax.get_yticklabels(), ax.get_ylabel())):
+            out.append((f"{ax.get_title()} ({axis})", [t.get_text() for t in labels if t.get_text()], name))
+    return out
+
+
+@pytest.fixture()
+def count_kpi_report(sample_run, monkeypatch):
+    """The west market read as a count KPI in EUR (the issue-29 user's input: orders): the report, the
+    figures it drew (their tick labels, axis labels and horizontal lines) and its inputs."""
+    from mmm_pipeline.reporting import charts
+
+    drawn = []
+    real = charts.png_image
+
+    def keep(fig, alt):
+        lines = [tuple(line.get_ydata()) for ax in fig.axes for line in ax.get_lines()]
+        drawn.append({"alt": alt, "axes": tick_labels_of(fig), "flat_lines": lines,
+                      "titles": [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]})
+        return real(fig, alt)
+
+    monkeypatch.setattr(report, "png_image", keep)
+    inp = _inputs(sample_run, "west")
+    inp.kpi_name, inp.currency = "orders", "EUR"
+    return report.build_report(inp), drawn, inp
+
+
+def test_a_count_kpi_reads_as_cost_per_incremental_kpi_without_break_even(count_kpi_report):
+    rep, drawn, inp = count_kpi_report
+    text = visible_text(rep.html)
+    assert not rep.headline["kpi_is_money"] and rep.headline["kpi_unit"] == "orders"
+    assert "orders of orders" not in text and not re.search(r"\d orders of", text)
+    # money per money is for revenue: a count's return is what one more order costs, in the currency
+    assert "ROAS" not in text and "per EUR" not in text and "break-even" not in text and "loses money" not in text
+    assert "Lowest marginal cost per incremental order" in text and "Highest marginal cost per incremental order" in text
+    cost = re.search(r"Lowest marginal cost per incremental order \S+: ([\d.,]+) EUR", text)
+    best = inp.t("roas_market").query("variant == @rep.variant and channel == @rep.headline['best_channel']")
+    assert float(cost.group(1)) == pytest.approx(1 / best["mroas_mean"].iloc[0], rel=0.01)
+    assert "marginal cost per order (cal.)" in text and "avg cost per order (cal.)" in text
+    returns = next(d for d in drawn if d["alt"].startswith("cost per incremental order"))
+    assert not any(len(set(ys)) == 1 and ys[0] == 1.0 for ys in returns["flat_lines"])  # no break-even line at 1
+    assert not any("break-even" in t or "ROAS" in t for d in drawn for t in d["titles"])
+    # the user's report: 867,514 orders "of orders", and a gain "by +X orders" of orders
+    assert re.search(r"brought an estimated [\d,]+ orders \(", text)
+
+
+def test_a_count_kpi_chart_has_one_unit_per_axis_and_no_repeated_ticks(count_kpi_report):
+    rep, drawn, _ = count_kpi_report
+    head = next(d for d in drawn if d["alt"].startswith("spend and incremental"))
+    # spend and incremental orders in two panels, each axis in its own unit
+    assert {name for _, _, name in head["axes"] if name} == {"EUR", "orders"}
+    assert len(drawn) >= 7
+    for d in drawn:
+        for where, labels, _ in d["axes"]:
+            assert len(labels) == len(set(labels)), (d["alt"], where, labels)  # not "8k 8k 8k"
+
+
+def test_the_fit_section_states_the_gates_of_the_profile_in_force(count_kpi_report, sample_run):
+    from mmm_pipeline.model.config import load_model_config
+    from mmm_pipeline.settings import load_pipeline_config
+
+    rep, _, inp = count_kpi_report
+    assert set(inp.t("runs")["profile"]) == {"fast"}
+    fast = load_model_config("fast", load_pipeline_config(sample_run["input"])[0].model).gates
+    fit = visible_text(re.search(r'data-section="fit".*?</section>', rep.html, re.S).group(0))
+    assert (f"fast profile: max R-hat at most {fast.max_rhat:g}, bulk ESS at least {fast.min_ess_bulk:g}, "
+            "no divergent transitions") in fit
+    assert "1.01" not in fit.split("Out-of-sample")[0] and "ESS at least 400" not in fit
+    # pipeline.yaml `model:` moves the gates, and the text with them
+    inp.model_settings = {"profiles": {"fast": {"gates": {"max_rhat": 1.2, "min_ess_bulk": 50}}}}
+    assert "max R-hat at most 1.2, bulk ESS at least 50" in visible_text(report.build_report(inp).html)
+
+
+def test_a_report_shows_formatted_values_and_model_parts_in_words(count_kpi_report):
+    rep, _, inp = count_kpi_report
+    text = visible_text(rep.html)
+    assert_formatted(text)
+    # every internal parameter name is replaced by what it is (one row per model part and variant)
+    internal = set(inp.t("diagnostics")["parameter"]) | set(inp.t("calibration")["parameter"])
+    assert internal and [p for p in internal if re.search(rf"\b{p}\b", text)] == []
+    assert "_raw" not in text and "saturation_" not in text and "adstock_" not in text
+    assert "carryover (how much of a week's effect comes in later weeks)" in text
+    diag = re.search(r"Worst R-hat and ESS per model part</h3>(<table>.*?</table>)", rep.html, re.S).group(1)
+    assert diag.count("<tr") - 1 < len(inp.t("diagnostics"))
+    assert re.search(r"weeks \(\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d\)", text)  # the held-out weeks as days
+    assert "passed its gates" in text and re.search(r"\byes\b", text) and re.search(r"\bno\b", text)
+
+
+def test_the_index_names_the_period_and_the_plan_gain_with_its_unit_and_interval(count_kpi_report, tmp_path):
+    rep, _, inp = count_kpi_report
+    h = rep.headline
+    weeks = sorted(inp.t("fit")["week_start"].astype(str).str[:10].unique())
+    assert (h["period_start"], h["period_end"], h["weeks"]) == (weeks[0], weeks[-1], len(weeks))
+    plan = inp.t("plan").set_index("allocation_id").loc[h["plan_id"]]
+    assert h["plan_gain_low"] == pytest.approx(plan["gain_hdi_low"])
+    report.write_report(rep, tmp_path, run_id="5f0e6a1c-0000-4000-8000-000000000001")
+    index = visible_text((tmp_path / "index.html").read_text())
+    assert f"{weeks[0]} to {weeks[-1]} ({len(weeks)} weeks)" in index
+    assert (f"+{h['plan_gain']:,.0f} orders (94% interval {plan['gain_hdi_low']:,.0f} orders to "
+            f"{plan['gain_hdi_high']:,.0f} orders) over 8 weeks") in index
+    assert "EUR per order" in index and "mROAS" not in index
+    assert_formatted(index)
+
+
+def test_the_index_links_each_run_to_the_dagster_ui_when_one_is_configured(tmp_path):
+    from mmm_pipeline.settings import ConfigError, RunSettings
+
+    headline = {"currency": "EUR", "kpi": "orders", "kpi_is_money": False, "spend": 1e6, "media_share": 0.3,
+                "plan_gain": 1234.0}  # a sidecar written before the data period and the gain's interval
+    rep = report.Report(market="west", model_version="v1", variant="calibrated", gated=True, html="<html></html>",
+                        summary_markdown="", sections=[], headline=headline)
+    ui = RunSettings.from_env({"MMM_DAGSTER_UI_URL": "http://dagster.example:3000/"}).dagster_ui_url
+    assert ui == "http://dagster.example:3000"
+    report.write_report(rep, tmp_path, run_id="5f0e6a1c-aaaa", dagster_ui_url=ui)
+    page = (tmp_path / "index.html").read_text()
+    assert '<a class="run-link" href="http://dagster.example:3000/runs/5f0e6a1c-aaaa"><code>5f0e6a1c</code></a>' in page
+    text = visible_text(page)
+    assert "+1,234 orders (no interval stored)" in text and "n/a" in text  # the older sidecar's period
+    report.write_index(tmp_path)  # none configured: the run id, unlinked
+    assert "run-link" not in (tmp_path / "index.html").read_text()
+    assert RunSettings.from_env({}).dagster_ui_url is None
+    with pytest.raises(ConfigError, match="MMM_DAGSTER_UI_URL='dagster:3000'"):
+        RunSettings.from_env({"MMM_DAGSTER_UI_URL": "dagster:3000"})
 
 
 def test_a_market_without_a_model_fails_with_its_name(sample_run):

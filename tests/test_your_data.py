@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mmm_pipeline import warehouse
-from tests.conftest import REPO, fixture_path
+from tests.conftest import REPO, assert_formatted, fixture_path, visible_text
 
 # Every test here runs the pipeline's model fits (in subprocesses).
 pytestmark = pytest.mark.fit
@@ -56,3 +57,16 @@ def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp
         want = (wide[f"Channel{k}_spend"] / wide[f"Channel{k}_impression"]).median() * 1000
         np.testing.assert_allclose(got.cpm.median(), want, rtol=1e-7)
     assert (tmp_path / "published" / "mmm.duckdb").exists()
+    # The report of a count KPI (issue 29): the cost of one more conversion, not money per money; the fast
+    # profile's gates; formatted values; model parts in words; the index with the period and the plan's gain.
+    (page,) = (tmp_path / "art" / "reports" / "all").glob("*.html")
+    text = visible_text(page.read_text())
+    assert "conversions of conversions" not in text and "ROAS" not in text and "break-even" not in text
+    assert re.search(r"Lowest marginal cost per incremental conversion channel\d: [\d.]+ USD", text)
+    assert "fast profile: max R-hat at most 1.1, bulk ESS at least 20, no divergent transitions" in text
+    assert "_raw" not in text and "saturation_" not in text and "carryover (how much" in text
+    assert_formatted(text)
+    index = visible_text((tmp_path / "art" / "reports" / "index.html").read_text())
+    assert re.search(r"\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d \(156 weeks\)", index)
+    assert re.search(r"[+-]?[\d,]+ conversions \(94% interval -?[\d,]+ conversions to -?[\d,]+ conversions\) over 8 "
+                     "weeks", index)

@@ -5,49 +5,104 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+from datetime import date, datetime
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 HDI_LABEL = "94% interval"
-# KPI names that are money, so they are shown in the reporting currency.
-MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
 
 
 # --------------------------------------------------------------------------- formatting
 
 
+def _missing(v) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list or an array: not one missing value
+        return False
+
+
+def _no_negative_zero(text: str) -> str:
+    """Drop the sign of a value that rounds to zero ("-0.00" -> "0.00")."""
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
+def number(v, digits: int = 0) -> str:
+    return "n/a" if _missing(v) else _no_negative_zero(f"{v:,.{digits}f}")
+
+
 def money(v, currency: str, digits: int = 0) -> str:
-    if v is None or pd.isna(v):
-        return "n/a"
-    return f"{v:,.{digits}f} {currency}"
+    return "n/a" if _missing(v) else f"{number(v, digits)} {currency}"
 
 
 def ratio(v, digits: int = 2) -> str:
-    return "n/a" if v is None or pd.isna(v) else f"{v:,.{digits}f}"
+    return number(v, digits)
 
 
 def pct(v, digits: int = 1) -> str:
-    return "n/a" if v is None or pd.isna(v) else f"{100 * v:.{digits}f}%"
+    return "n/a" if _missing(v) else f"{number(100 * v, digits)}%"
+
+
+def day(v) -> str:
+    """A date, or a timestamp: the day alone at midnight ("2024-11-04", never "2024-11-04 00:00:00")."""
+    if _missing(v):
+        return ""
+    t = pd.Timestamp(v)
+    return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
 
 
 def interval(lo, hi, fmt: Callable) -> str:
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+    if _missing(lo) or _missing(hi):
         return "interval not stored"
     return f"{fmt(lo)} to {fmt(hi)}"
 
 
+def cell(v) -> str:
+    """A table cell without a format of its own: yes/no, days, grouped numbers, no "-0.00"."""
+    if isinstance(v, (list, dict, tuple)):
+        return str(v)
+    if _missing(v):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (datetime, date, np.datetime64)):
+        return day(v)
+    if isinstance(v, (int, np.integer)):
+        return f"{v:,}"
+    if isinstance(v, (float, np.floating)):
+        return number(v, 0 if abs(v) >= 100 else 2)
+    return str(v)
+
+
+# Column names as a reader says them; any other column loses its underscores.
+COLUMN_LABELS = {
+    "r2": "R-squared", "mape": "MAPE", "coverage_94": "weeks inside the 94% interval", "max_rhat": "max R-hat",
+    "min_ess_bulk": "min bulk ESS", "min_ess_tail": "min tail ESS", "passed_gates": "passed its gates",
+    "gated": "gated", "model_mape": "model MAPE", "baseline_mape": "naive forecast MAPE",
+    "model_crps": "model CRPS", "baseline_crps": "naive forecast CRPS", "beats_baseline": "beats the naive forecast",
+    "z_score": "z", "uncal_z": "z (uncalibrated)", "uncal_predicted_mean": "predicted (uncalibrated)",
+    "pareto_k": "Pareto k-hat", "predicted_hdi_low": "predicted, 94% low", "predicted_hdi_high": "predicted, 94% high",
+    "at_bound": "at a bound", "extrapolated": "beyond the largest spend seen",
+}
+
+
+def column_label(name) -> str:
+    return COLUMN_LABELS.get(str(name), str(name).replace("_", " "))
+
+
 def html_table(df: pd.DataFrame, formats: dict[str, Callable] | None = None, flag_rows=None) -> str:
-    """A small HTML table; `formats` per column, `flag_rows` a boolean Series marking rows."""
+    """A small HTML table; `formats` per column (else `cell`), `flag_rows` a boolean Series marking rows."""
     formats = formats or {}
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    head = "".join(f"<th>{html.escape(column_label(c))}</th>" for c in df.columns)
     rows = []
-    for i, (_, r) in enumerate(df.iterrows()):
+    for i, r in enumerate(df.itertuples(index=False, name=None)):
         cells = "".join(
-            f"<td class='{'num' if isinstance(r[c], (int, float)) and not isinstance(r[c], bool) else ''}'>"
-            f"{html.escape(formats[c](r[c]) if c in formats else ('' if pd.isna(r[c]) else str(r[c])))}</td>"
-            if not isinstance(r[c], (list, dict)) else f"<td>{html.escape(str(r[c]))}</td>"
-            for c in df.columns)
+            f"<td class='{'num' if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) else ''}'>"
+            f"{html.escape(formats[c](v) if c in formats else cell(v))}</td>"
+            for c, v in zip(df.columns, r))
         cls = " class='flag'" if flag_rows is not None and bool(flag_rows.iloc[i]) else ""
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -77,33 +132,69 @@ def png_image(fig, alt: str) -> dict:
 VARIANT_COLORS = {"uncalibrated": "#8c8c8c", "calibrated": "#1f77b4"}
 
 
-def _money_axis(ax, currency: str, axis: str = "y"):
+def _tick_digits(step: float) -> int:
+    """Decimals that write a tick step exactly (0.5 -> 1, 0.25 -> 2, 2 -> 0), at most 4."""
+    digits = max(0, -math.floor(math.log10(step))) if step > 0 else 0
+    while digits < 4 and abs(round(step, digits) - step) > 1e-9 * step:
+        digits += 1
+    return digits
+
+
+def _compact_axis(ax, label: str, axis: str = "y"):
+    """Tick labels in k / M with the decimals the tick step needs, so no two ticks read the same
+    ("7.5k 8.0k 8.5k", not "8k 8k 8k"), and the axis's one unit as its label."""
     from matplotlib.ticker import FuncFormatter
 
-    def fmt(v, _):
-        a = abs(v)
-        return f"{v / 1e6:.1f}M" if a >= 1e6 else f"{v / 1e3:.0f}k" if a >= 1e3 else f"{v:.0f}"
+    target = ax.yaxis if axis == "y" else ax.xaxis
 
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
-    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(currency)
+    def fmt(v, _pos):
+        if v == 0:
+            return "0"
+        ticks = sorted(target.get_majorticklocs())
+        top = max((abs(t) for t in ticks), default=abs(v))
+        scale, suffix = (1e6, "M") if top >= 1e6 else (1e3, "k") if top >= 1e3 else (1.0, "")
+        step = min((b - a for a, b in zip(ticks, ticks[1:]) if b > a), default=0.0) / scale
+        return _no_negative_zero(f"{v / scale:,.{_tick_digits(step)}f}") + suffix
+
+    target.set_major_formatter(FuncFormatter(fmt))
+    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(label)
 
 
-def plot_headline(ch: pd.DataFrame, currency: str, kpi: str):
+def plot_headline(ch: pd.DataFrame, currency: str, kpi_unit: str, kpi_label: str):
+    """Spend and incremental KPI per channel: one axis when the KPI is money in `currency`, else
+    two panels, each in its own unit (spend in money, the KPI in its count)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    x = range(len(ch))
-    ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
-    ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi}", color="#1f77b4")
-    ax.set_xticks(list(x), ch["channel"])
-    _money_axis(ax, currency)
-    fig.subplots_adjust(left=0.11, right=0.98, top=0.88, bottom=0.1)
-    ax.set_title("Spend and what it brought, per channel (training period)")
-    ax.set_ylim(top=1.25 * float(max(ch["spend"].max(), ch["contribution_mean"].max())))
-    ax.legend(frameon=False, loc="upper left", ncol=2)
+    channels = list(ch["channel"])
+    if kpi_unit == currency:
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        x = range(len(ch))
+        ax.bar([i - 0.2 for i in x], ch["spend"], width=0.4, label="spend", color="#bbbbbb")
+        ax.bar([i + 0.2 for i in x], ch["contribution_mean"], width=0.4, label=f"incremental {kpi_label}",
+               color="#1f77b4")
+        ax.set_xticks(list(x), channels)
+        ax.set_ylim(top=1.25 * float(max(ch["spend"].max(), ch["contribution_mean"].max())))
+        _compact_axis(ax, currency)
+        ax.legend(frameon=False, loc="upper left", ncol=2)
+        ax.set_title("Spend and what it brought, per channel (training period)")
+        fig.subplots_adjust(left=0.11, right=0.98, top=0.88, bottom=0.1)
+        return fig
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.9 + 0.45 * max(len(ch), 2)), sharey=True)
+    y = range(len(ch))
+    left.barh(list(y), ch["spend"], color="#bbbbbb")
+    right.barh(list(y), ch["contribution_mean"], color="#1f77b4")
+    left.set_yticks(list(y), channels)
+    left.invert_yaxis()
+    left.set_title(f"Spend ({currency})", fontsize=10)
+    right.set_title(f"Incremental {kpi_label}", fontsize=10)
+    _compact_axis(left, currency, axis="x")
+    _compact_axis(right, kpi_unit, axis="x")
+    fig.suptitle("Spend and what it brought, per channel (training period)", fontsize=11)
+    fig.subplots_adjust(left=0.16, right=0.97, top=0.8, bottom=0.3 / (0.9 + 0.45 * max(len(ch), 2)) + 0.12,
+                        wspace=0.12)
     return fig
 
 
-def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
+def plot_fit(fit: pd.DataFrame, kpi_label: str, kpi_unit: str):
     plt = _plt()
     geos = sorted(fit["geo"].unique())
     fig, axes = plt.subplots(len(geos), 1, figsize=(10, 2.3 * len(geos)), sharex=True, squeeze=False)
@@ -115,14 +206,14 @@ def plot_fit(fit: pd.DataFrame, kpi: str, currency: str):
         ax.plot(w, d["predicted_mean"], color="#1f77b4", lw=1.2, label="predicted mean")
         ax.plot(w, d["actual"], color="black", lw=0.9, marker=".", ms=3, label="actual")
         ax.set_title(geo, loc="left", fontsize=10)
-        _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
+        _compact_axis(ax, kpi_unit)
     axes[0, 0].legend(frameon=False, ncol=3, fontsize=8, loc="upper right")
-    fig.suptitle(f"Weekly {kpi}: actual vs predicted")
+    fig.suptitle(f"Weekly {kpi_label}: actual vs predicted")
     fig.subplots_adjust(left=0.09, right=0.98, top=1 - 0.45 / (2.3 * len(geos)), bottom=0.25 / len(geos), hspace=0.3)
     return fig
 
 
-def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
+def plot_contributions(contrib: pd.DataFrame, kpi_label: str, kpi_unit: str):
     plt = _plt()
     wide = contrib.pivot_table(index="week_start", columns="component", values="mean", aggfunc="sum").sort_index()
     order = [c for c in ("baseline", "seasonality") if c in wide] + \
@@ -135,37 +226,44 @@ def plot_contributions(contrib: pd.DataFrame, kpi: str, currency: str):
     ax.stackplot(idx, pos.T.values, labels=list(wide.columns), alpha=0.85)
     if (neg < 0).any().any():
         ax.stackplot(idx, neg.T.values, alpha=0.5)
-    ax.set_title(f"Weekly {kpi} by component (sum over geos, posterior mean)")
-    _money_axis(ax, currency if any(x in kpi.lower() for x in MONEY_KPI_WORDS) else kpi)
-    ax.legend(frameon=False, ncol=len(wide.columns), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.91, bottom=0.2)
+    ax.set_title(f"Weekly {kpi_label} by component (sum over geos, posterior mean)")
+    _compact_axis(ax, kpi_unit)
+    ncol = min(len(wide.columns), 6)  # wrap the legend rather than run it off the page
+    ax.legend(frameon=False, ncol=ncol, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.91, bottom=0.2 + 0.05 * ((len(wide.columns) - 1) // ncol))
     return fig
 
 
-def plot_roas(roas: pd.DataFrame):
+def plot_returns(returns: pd.DataFrame, ylabel: str, title: str, break_even: float | None):
+    """Per channel, one point per variant and geo with its interval (`mean`, `low`, `high`): ROAS with
+    its break-even line, or the cost per incremental KPI (no break-even; an interval without an upper
+    end is drawn to the top of the plot)."""
     plt = _plt()
-    channels = sorted(roas["channel"].unique())
-    variants = [v for v in ("uncalibrated", "calibrated") if v in set(roas["variant"])]
-    geos = sorted(roas["geo"].unique())
+    channels = sorted(returns["channel"].unique())
+    variants = [v for v in ("uncalibrated", "calibrated") if v in set(returns["variant"])]
+    geos = sorted(returns["geo"].unique())
+    finite = pd.concat([returns["mean"], returns["high"]]).replace([np.inf, -np.inf], np.nan)
+    top = float(finite.max()) * 1.1 if finite.notna().any() else 1.0
     fig, ax = plt.subplots(figsize=(10, 3.6))
     step = 1.0 / (len(variants) * len(geos) + 1)
     for vi, v in enumerate(variants):
         for gi, g in enumerate(geos):
-            d = roas[(roas["variant"] == v) & (roas["geo"] == g)].set_index("channel").reindex(channels)
+            d = returns[(returns["variant"] == v) & (returns["geo"] == g)].set_index("channel").reindex(channels)
+            mean, low, high = (d[c].clip(upper=top) for c in ("mean", "low", "high"))
             xs = [i + (vi * len(geos) + gi) * step - 0.4 for i in range(len(channels))]
-            ax.errorbar(xs, d["roas_mean"], yerr=[d["roas_mean"] - d["roas_hdi_low"], d["roas_hdi_high"] - d["roas_mean"]],
-                        fmt="o", ms=4, color=VARIANT_COLORS.get(v, "k"), alpha=0.9, capsize=2,
-                        label=v if gi == 0 else None)
-    ax.axhline(1.0, color="#c0392b", lw=0.8, ls="--")
+            ax.errorbar(xs, mean, yerr=[mean - low, high - mean], fmt="o", ms=4, color=VARIANT_COLORS.get(v, "k"),
+                        alpha=0.9, capsize=2, label=v if gi == 0 else None)
+    if break_even is not None:
+        ax.axhline(break_even, color="#c0392b", lw=0.8, ls="--")
     ax.set_xticks(range(len(channels)), channels)
-    ax.set_ylabel("ROAS (revenue per 1 spent)")
-    ax.set_title(f"ROAS per channel, one point per geo, {HDI_LABEL} (dashed: break-even)")
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.1)
+    _compact_axis(ax, ylabel)
+    ax.set_title(title)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1)
     ax.legend(frameon=False)
     return fig
 
 
-def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
+def plot_curves(curves: pd.DataFrame, currency: str, kpi_label: str, kpi_unit: str):
     plt = _plt()
     channels = sorted(curves["channel"].unique())
     cols = min(2, len(channels))
@@ -180,8 +278,8 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
             ax.axvline(cur, color=line.get_color(), ls="--", lw=0.8)
             ax.axvline(top, color=line.get_color(), ls=":", lw=0.8)
         ax.set_title(f"{ch} (dashed: current weekly spend, dotted: largest seen)", fontsize=9, loc="left")
-        _money_axis(ax, f"weekly spend ({currency})", axis="x")
-        ax.set_ylabel(f"weekly {kpi}")
+        _compact_axis(ax, f"weekly spend ({currency})", axis="x")
+        _compact_axis(ax, f"weekly {kpi_label} ({kpi_unit})" if kpi_unit != kpi_label else f"weekly {kpi_label}")
         ax.legend(frameon=False, fontsize=7)
     for ax in axes.ravel()[len(channels):]:
         ax.set_visible(False)
@@ -190,7 +288,7 @@ def plot_curves(curves: pd.DataFrame, currency: str, kpi: str):
     return fig
 
 
-def plot_lift(fit: pd.DataFrame):
+def plot_lift(fit: pd.DataFrame, kpi_unit: str):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 3.4))
     labels = [f"{r.test_id}\n{r.geo}" if "geo" in fit and pd.notna(getattr(r, "geo", None)) else r.test_id
@@ -206,7 +304,7 @@ def plot_lift(fit: pd.DataFrame):
                         fmt="o", color=VARIANT_COLORS.get(r.variant, "k"), capsize=3,
                         label=f"predicted, {r.variant}" if i == 0 else None)
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("lift over the test's readout (KPI)")
+    _compact_axis(ax, f"lift over the test's readout ({kpi_unit})")
     ax.set_title("Lift tests: measured vs predicted readout")
     fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False, fontsize=8)
@@ -223,7 +321,7 @@ def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
     colors = ["#e67e22" if e else "#1f77b4" for e in d["extrapolated"]]
     ax.bar([i + 0.2 for i in x], d["optimal_spend"], width=0.4, color=colors, label="recommended")
     ax.set_xticks(list(x), labels, fontsize=7)
-    _money_axis(ax, currency)
+    _compact_axis(ax, currency)
     ax.set_title(title + " (orange: beyond the largest weekly spend seen)", fontsize=10)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False)

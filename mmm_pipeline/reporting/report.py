@@ -25,10 +25,14 @@ from typing import Callable
 
 import pandas as pd
 
+from mmm_pipeline.model.config import load_model_config
 from mmm_pipeline.paths import path_inside, safe_name
 from mmm_pipeline.reporting.charts import (  # noqa: F401  (the formats are this module's API too)
-    HDI_LABEL, MONEY_KPI_WORDS, html_table, interval, money, pct, plot_contributions, plot_curves, plot_fit,
-    plot_headline, plot_lift, plot_plan, plot_roas, png_image, ratio,
+    HDI_LABEL, day, html_table, interval, money, number, pct, plot_contributions, plot_curves, plot_fit,
+    plot_headline, plot_lift, plot_plan, plot_returns, png_image, ratio,
+)
+from mmm_pipeline.reporting.wording import (  # noqa: F401
+    MONEY_KPI_WORDS, Kpi, describe_gate_failures, gates_text, kpi_is_money, parameter_meaning,
 )
 
 TEMPLATE = Path(__file__).with_name("report_template.html.j2")
@@ -86,13 +90,23 @@ class ReportInputs:
     data_docs_index: Path | None = None
     validations: pd.DataFrame = field(default_factory=pd.DataFrame)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # pipeline.yaml `model:` (None: the profiles' defaults): the gates each run's profile was judged by
+    model_settings: dict | None = None
 
     def t(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
 
     @property
+    def kpi(self) -> Kpi:
+        return Kpi(self.kpi_name, self.currency)
+
+    @property
     def kpi_is_money(self) -> bool:
-        return any(w in self.kpi_name.lower() for w in MONEY_KPI_WORDS)
+        return self.kpi.is_money
+
+    def gates(self, profile: str):
+        """The convergence gates in force for a run of `profile` (its GateConfig)."""
+        return load_model_config(profile, self.model_settings).gates
 
 
 @dataclass
@@ -117,7 +131,8 @@ def _table_exists(con, qualified: str) -> bool:
 
 
 def load_inputs(con, market: str, *, currency: str, freshness_days: int = 8, bounds=None,
-                data_docs_index: Path | None = None, today: date | None = None) -> ReportInputs:
+                data_docs_index: Path | None = None, today: date | None = None,
+                model_settings: dict | None = None) -> ReportInputs:
     """Read one market's marts and the data-quality tables (no model is loaded)."""
     tables = {}
     for key, table in _MARKET_TABLES.items():
@@ -152,7 +167,8 @@ def load_inputs(con, market: str, *, currency: str, freshness_days: int = 8, bou
     return ReportInputs(market=market, currency=currency, kpi_name=kpi, tables=tables, load_log=load_log,
                         quarantine=quarantine, imputed=imputed, freshness=pd.DataFrame(fresh),
                         freshness_days=freshness_days, bounds=bounds or {}, data_docs_index=data_docs_index,
-                        validations=latest_validations(data_docs_index) if data_docs_index else pd.DataFrame())
+                        validations=latest_validations(data_docs_index) if data_docs_index else pd.DataFrame(),
+                        model_settings=model_settings)
 
 
 def latest_validations(site_index: Path) -> pd.DataFrame:
@@ -222,8 +238,9 @@ def _channel_totals(roas: pd.DataFrame) -> pd.DataFrame:
 def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> Report:
     from jinja2 import Environment, select_autoescape
 
-    cur, kpi = inp.currency, inp.kpi_name
-    kfmt = (lambda v: money(v, cur)) if inp.kpi_is_money else (lambda v: f"{v:,.0f} {kpi}")
+    k = inp.kpi
+    cur, kpi = inp.currency, k.label
+    kfmt = k.amount
     m = lambda v: money(v, cur)  # noqa: E731
     runs = inp.t("runs")
     prim = _primary(runs)
@@ -237,18 +254,20 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             if not r["gated"]:
                 why.append(f"{r['variant']}: " + (f"fitted in the {r['profile']} profile, gates not enforced"
                                                   if r.get("profile") != "full" else
-                                                  f"failed its convergence gate ({r.get('gate_failures') or 'see model_runs'})"))
+                                                  "failed its convergence gate ("
+                                                  + (describe_gate_failures(r.get("gate_failures") or "")
+                                                     or "see marts.model_runs") + ")"))
         banner = ("UNGATED MODEL: do not act on these numbers. " + "; ".join(why) + "." if not gated else
                   f"The headline and the plan use the gated {variant} model; " + "; ".join(why) +
-                  ": its rows in the marts say gated = false.")
+                  ": its rows in the marts are marked not gated.")
     # A failed gate blocks the outputs: what the marts then hold comes from an earlier model.
     out_versions = set()
     for key in ("roas", "curves", "allocation"):
         if len(inp.t(key)):
             out_versions |= set(inp.t(key)["model_version"].astype(str))
     earlier = sorted(out_versions - set(runs["model_version"].astype(str)))
-    stale_note = (f" The ROAS, curves and budget plan below come from earlier model(s) {', '.join(earlier)}: the "
-                  "newest fit was not allowed to update them." if earlier else "")
+    stale_note = (f" The channel returns, curves and budget plan below come from earlier model(s) "
+                  f"{', '.join(earlier)}: the newest fit was not allowed to update them." if earlier else "")
     if stale_note:
         banner = (banner or "") + stale_note
     sections: dict[str, dict] = {}
@@ -259,6 +278,8 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     contrib_p = contrib[contrib["variant"] == variant] if len(contrib) else contrib
     fit = inp.t("fit")
     fit_p = fit[fit["variant"] == variant] if len(fit) else fit
+    weeks = sorted(pd.to_datetime(fit_p["week_start"]).unique()) if len(fit_p) else []
+    period = (day(weeks[0]), day(weeks[-1])) if weeks else (None, None)
 
     # 1. headline
     spend_total = float(roas.loc[roas["variant"] == variant, "spend"].sum()) if len(roas) else float("nan")
@@ -285,11 +306,12 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         media = float(all_media["contribution_mean"])
         share = media / kpi_total
         share_note = (f"{HDI_LABEL} {pct(all_media['contribution_hdi_low'] / kpi_total)} to "
-                      f"{pct(all_media['contribution_hdi_high'] / kpi_total)}; {kfmt(media)} of {kfmt(kpi_total)}")
+                      f"{pct(all_media['contribution_hdi_high'] / kpi_total)}; {number(media)} of {kfmt(kpi_total)}")
     else:
-        share_note = f"{kfmt(media)} of {kfmt(kpi_total)}; the interval of the total is not in the marts for this run"
+        share_note = f"{number(media)} of {kfmt(kpi_total)}; the interval of the total is not in the marts for this run"
     # Lead with what a lift test of extra spend can vouch for: the channels ranked by marginal ROAS (the
     # market's own, geos added per draw, where the marts have it; else the spend-weighted geo slopes).
+    # Ranked by mROAS descending is ranked by marginal cost ascending: one order for both KPI kinds.
     has_market_mroas = len(mkt) and "mroas_mean" in mkt and mkt["mroas_mean"].notna().any()
     if has_market_mroas:
         ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("mroas_mean", ascending=False)
@@ -299,13 +321,16 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         ranked = chp.sort_values("mroas", ascending=False)
         best, worst = ranked.iloc[0], ranked.iloc[-1]
 
-    def mroas_range(channel):
+    def marginal_range(channel):
+        what = (f"{kpi} from the next {cur} at today's weekly spend" if k.is_money else
+                f"what the next {k.one} costs at today's weekly spend")
         if has_market_mroas and channel in mkt.index:
             r = mkt.loc[channel]
-            return (f"{HDI_LABEL} {ratio(r['mroas_hdi_low'])} to {ratio(r['mroas_hdi_high'])}: {kpi} from the next "
-                    f"{cur} at today's weekly spend")
+            return f"{HDI_LABEL} {k.return_interval(r['mroas_hdi_low'], r['mroas_hdi_high'])}: {what}"
         d = geo_roas[geo_roas["channel"] == channel]
-        return f"geo mROAS from {ratio(d['mroas_mean'].min())} to {ratio(d['mroas_mean'].max())}; no market interval in the marts"
+        lo, hi = d["mroas_mean"].min(), d["mroas_mean"].max()
+        lo, hi = (lo, hi) if k.is_money else (hi, lo)  # the cost falls as mROAS rises
+        return f"from {k.return_text(lo)} to {k.return_text(hi)} across geos; no market interval in the marts"
 
     plan_t = inp.t("plan")
     plan_row = None
@@ -314,19 +339,25 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         plan_row = hit.iloc[0] if len(hit) else None
 
     facts = [
-        ("Spend (training period)", m(spend_total), f"{len(fit_p['week_start'].unique()) if len(fit_p) else '?'} weeks, "
-         f"{len(runs_geos(inp.tables))} geos"),
-        (f"{kpi} (training period)", kfmt(kpi_total), "actual, from the modelled weeks"),
+        ("Spend (training period)", m(spend_total),
+         (f"{len(weeks)} weeks, {period[0]} to {period[1]}, " if weeks else "") + f"{len(runs_geos(inp.tables))} geos"),
+        (f"{kpi.capitalize()} (training period)", kfmt(kpi_total), "actual, from the modelled weeks"),
         (f"Media-driven share of {kpi}", pct(share), share_note),
     ]
     if best is not None:
-        facts.append(("Highest marginal ROAS (mROAS)", f"{best['channel']}: {ratio(best['mroas'])}",
-                      mroas_range(best["channel"])))
-        facts.append(("Lowest marginal ROAS (mROAS)", f"{worst['channel']}: {ratio(worst['mroas'])}",
-                      mroas_range(worst["channel"])))
+        if k.is_money:
+            facts.append(("Highest marginal ROAS (mROAS)", f"{best['channel']}: {ratio(best['mroas'])}",
+                          marginal_range(best["channel"])))
+            facts.append(("Lowest marginal ROAS (mROAS)", f"{worst['channel']}: {ratio(worst['mroas'])}",
+                          marginal_range(worst["channel"])))
+        else:
+            facts.append((f"Lowest {k.marginal_name}", f"{best['channel']}: {k.return_text(best['mroas'])}",
+                          marginal_range(best["channel"])))
+            facts.append((f"Highest {k.marginal_name}", f"{worst['channel']}: {k.return_text(worst['mroas'])}",
+                          marginal_range(worst["channel"])))
     if main_plan:
         facts.append((f"Recommended plan vs current ({main_plan['id']}, {main_plan['weeks']} weeks)",
-                      f"{'+' if main_plan['gain'] >= 0 else ''}{kfmt(main_plan['gain'])}",
+                      kfmt(main_plan["gain"], signed=True),
                       (f"{HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}; expected "
                        f"{kfmt(plan_row['expected_response_mean'])} vs {kfmt(plan_row['current_response_mean'])} on the "
                        "current plan" if plan_row is not None else
@@ -334,42 +365,62 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                        "the gain is not in the marts for this run")))
     facts.append(("Model", f"{variant} ({model_version})", "gated: passed its convergence gates" if gated
                   else "NOT gated: " + ("fast profile" if prim.get("profile") != "full" else "failed its gates")))
+    if best is None:
+        next_money = ""
+    elif k.is_money:
+        next_money = (f"At today's weekly spend, the next {cur} on {best['channel']} brings the most {kpi} "
+                      f"({ratio(best['mroas'])} {cur} per {cur}) and on {worst['channel']} the least "
+                      f"({ratio(worst['mroas'])}): what a lift test of extra spend measures. ")
+    else:
+        next_money = (f"At today's weekly spend, one more {k.one} costs least through {best['channel']} "
+                      f"({k.return_text(best['mroas'])}) and most through {worst['channel']} "
+                      f"({k.return_text(worst['mroas'])}): what a lift test of extra spend measures. ")
+    if main_plan:
+        gain_word = "add" if main_plan["gain"] >= 0 else "lose"
+        plan_text = (f"Moving the same budget as recommended is expected to {gain_word} "
+                     f"{k.phrase(abs(main_plan['gain']))} over {main_plan['weeks']} weeks"
+                     + (f" ({HDI_LABEL} of the change {kfmt(plan_row['gain_hdi_low'])} to "
+                        f"{kfmt(plan_row['gain_hdi_high'])}). " if plan_row is not None else ". "))
+    else:
+        plan_text = "No budget scenario was run. "
     head_text = (
-        f"In market {inp.market}, {m(spend_total)} of media over the training period brought an estimated "
-        f"{kfmt(media)} of {kpi} ({pct(share)} of it). "
-        + (f"At today's weekly spend, the next {cur} on {best['channel']} brings the most {kpi} "
-           f"({ratio(best['mroas'])} per {cur}) and on {worst['channel']} the least ({ratio(worst['mroas'])}): what a "
-           "lift test of extra spend measures. " if best is not None else "")
-        + (f"Moving the same budget as recommended is expected to change {kpi} by {kfmt(main_plan['gain'])} over "
-           f"{main_plan['weeks']} weeks"
-           + (f" ({HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}). "
-              if plan_row is not None else ". ") if main_plan else "No budget scenario was run. ")
+        f"In market {inp.market}, {m(spend_total)} of media over the training period"
+        + (f" ({period[0]} to {period[1]})" if weeks else "")
+        + f" brought an estimated {k.phrase(media)} ({pct(share)} of all {kpi}). "
+        + next_money + plan_text
         + ("The model passed its gates." if gated else "The model is NOT gated: treat every number as provisional.")
         + stale_note)
     sections["headline"] = {"text": head_text, "facts": facts,
-                            "images": [png_image(plot_headline(chp, cur, kpi), "spend and incremental KPI per channel")]
-                            if len(chp) else []}
+                            "images": [png_image(plot_headline(chp, cur, k.unit, kpi),
+                                                 f"spend and incremental {kpi} per channel")] if len(chp) else []}
 
     # 2. fit
+    profiles = [p for p in dict.fromkeys(runs["profile"].astype(str))]
+    gates = {p: inp.gates(p) for p in profiles}
     fit_rows = runs[["variant", "model_version", "profile", "chains", "draws", "max_rhat", "min_ess_bulk", "divergences",
                      "r2", "mape", "coverage_94", "passed_gates", "gated"]].copy()
     diag = inp.t("diagnostics")
     diag_html = "<p>Per-parameter diagnostics are not in the marts for this run (marts.model_diagnostics).</p>"
     if len(diag):
-        d = diag.sort_values(["variant", "max_rhat"], ascending=[True, False])[
-            ["variant", "parameter", "max_rhat", "min_ess_bulk", "min_ess_tail"]]
-        diag_html = html_table(d, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
-                               "min_ess_tail": lambda v: f"{v:,.0f}"},
-                           flag_rows=(d["max_rhat"] > 1.01) | (d["min_ess_bulk"] < 400))
+        # One row per model part, in words: a part's pooled and per-geo pieces are several parameters inside.
+        parts = diag.assign(model_part=diag["parameter"].astype(str).map(parameter_meaning)).groupby(
+            ["variant", "model_part"], as_index=False, sort=False).agg(
+            max_rhat=("max_rhat", "max"), min_ess_bulk=("min_ess_bulk", "min"), min_ess_tail=("min_ess_tail", "min"))
+        parts = parts.sort_values(["variant", "max_rhat"], ascending=[True, False])
+        profile_of = runs.set_index("variant")["profile"].astype(str)
+        limits = [gates.get(profile_of.get(v, profiles[0]), gates[profiles[0]]) for v in parts["variant"]]
+        diag_html = html_table(parts, {"max_rhat": lambda v: number(v, 3), "min_ess_bulk": number, "min_ess_tail": number},
+                               flag_rows=pd.Series([r > g.max_rhat or e < g.min_ess_bulk for r, e, g in
+                                                    zip(parts["max_rhat"], parts["min_ess_bulk"], limits)]))
     val = inp.t("validation")
     if len(val) and (val["geo"] == "market").any():
         mkt_val = val[val["geo"] == "market"].iloc[0]
         verdict = "beats" if bool(mkt_val["beats_baseline"]) else "does <b>not</b> beat"
         oos = (f"<p>Out-of-sample: refitted without its last {int(mkt_val['holdout_weeks'])} complete weeks "
-               f"({mkt_val['first_week']} to {mkt_val['last_week']}), the model forecasts them from their media "
-               f"with a market MAPE of {pct(mkt_val['model_mape'])} against {pct(mkt_val['baseline_mape'])} for "
-               f"the naive forecast ({mkt_val['baseline']}): it {verdict} it; {pct(mkt_val['coverage_94'])} of "
-               f"the held-out weeks fall inside its {HDI_LABEL}.</p>"
+               f"({day(mkt_val['first_week'])} to {day(mkt_val['last_week'])}), the model forecasts them from their "
+               f"media with a market MAPE of {pct(mkt_val['model_mape'])} against {pct(mkt_val['baseline_mape'])} for "
+               f"the naive forecast ({html.escape(str(mkt_val['baseline']))}): it {verdict} it; "
+               f"{pct(mkt_val['coverage_94'])} of the held-out weeks fall inside its {HDI_LABEL}.</p>"
                + html_table(val[["geo", "model_mape", "baseline_mape", "coverage_94", "model_crps", "baseline_crps",
                                  "beats_baseline"]], {"model_mape": pct, "baseline_mape": pct, "coverage_94": pct,
                                                       "model_crps": kfmt, "baseline_crps": kfmt},
@@ -378,103 +429,44 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         oos = \
         "<p class='gap'>Out-of-sample: no out-of-sample validation configured (the marts hold no held-out " \
         "weeks), so only in-sample figures are shown.</p>"
-    fit_images = [png_image(plot_fit(fit_p, kpi, cur), "actual vs predicted KPI per geo")] if len(fit_p) else []
+    fit_images = [png_image(plot_fit(fit_p, kpi, k.unit), f"actual vs predicted {kpi} per geo")] if len(fit_p) else []
+    gates_said = "; ".join(gates_text(p, g) for p, g in gates.items())
     sections["fit"] = {
         "text": (f"The {variant} model explains {pct(prim['r2'])} of the weekly variation of {kpi} in sample "
                  f"(R-squared), misses by {pct(prim['mape'])} on average (MAPE), and {pct(prim['coverage_94'])} of the "
-                 f"weeks fall inside its {HDI_LABEL} (should be near 94%). Gates: max R-hat <= 1.01, bulk ESS >= 400, "
-                 "no divergences." + ("" if len(fit_p) else " The weekly fit table is not in the marts for this run.")),
-        "html": html_table(fit_rows, {"max_rhat": lambda v: f"{v:.4f}", "min_ess_bulk": lambda v: f"{v:,.0f}",
-                                  "r2": lambda v: f"{v:.3f}", "mape": pct, "coverage_94": pct})
-        + oos + "<h3>Worst R-hat and ESS per parameter group</h3>" + diag_html,
+                 f"weeks fall inside its {HDI_LABEL} (should be near 94%). Convergence gates ({gates_said})."
+                 + (" The fast profile's gates only catch a broken fit: its models are never gated."
+                    if "fast" in gates else "")
+                 + ("" if len(fit_p) else " The weekly fit table is not in the marts for this run.")),
+        "html": html_table(fit_rows, {"max_rhat": lambda v: number(v, 3), "min_ess_bulk": number,
+                                      "r2": lambda v: number(v, 3), "mape": pct, "coverage_94": pct})
+        + oos + "<h3>Worst R-hat and ESS per model part</h3>" + diag_html,
         "images": fit_images}
 
     # 3. contributions
     if len(contrib_p):
         tot = contrib_p.groupby(["component", "component_type"], as_index=False)["mean"].sum()
-        tot["share_of_kpi"] = tot["mean"] / kpi_total if kpi_total else float("nan")
-        tot = tot.sort_values("mean", ascending=False).rename(columns={"mean": f"total_{kpi}"})
+        tot["share"] = tot["mean"] / kpi_total if kpi_total else float("nan")
+        tot = tot.sort_values("mean", ascending=False).rename(columns={"mean": f"total {kpi}", "share": f"share of {kpi}"})
         no_controls = "control" not in set(contrib_p["component_type"])
         sections["contributions"] = {
-            "text": (f"Of {kfmt(kpi_total)} of {kpi}, the baseline (what would happen without media) is "
-                     f"{kfmt(tot.loc[tot['component'] == 'baseline', f'total_{kpi}'].sum())}, seasonality "
-                     f"{kfmt(tot.loc[tot['component'] == 'seasonality', f'total_{kpi}'].sum())}, and media {kfmt(media)}."
+            "text": (f"Of {k.phrase(kpi_total)}, the baseline (what would happen without media) is "
+                     f"{kfmt(tot.loc[tot['component'] == 'baseline', f'total {kpi}'].sum())}, seasonality "
+                     f"{kfmt(tot.loc[tot['component'] == 'seasonality', f'total {kpi}'].sum())}, and media {kfmt(media)}."
                      + (" Controls: no control variables configured." if no_controls else
                         " Controls (measured from their reference level: 0 when the data hold 0, else their "
-                        "mean): " + ", ".join(f"{r.component} {kfmt(getattr(r, f'total_{kpi}'))}"
-                                              for r in tot[tot["component_type"] == "control"].itertuples()) + ".")
+                        "mean): " + ", ".join(f"{r.component} {kfmt(r.total)}" for r in
+                                              tot[tot["component_type"] == "control"].rename(
+                                                  columns={f"total {kpi}": "total"}).itertuples()) + ".")
                      + " The marts hold a 94% interval per week and geo, not one for these sums."),
-            "html": html_table(tot, {f"total_{kpi}": kfmt, "share_of_kpi": pct}),
-            "images": [png_image(plot_contributions(contrib_p, kpi, cur), "weekly decomposition")]}
+            "html": html_table(tot, {f"total {kpi}": kfmt, f"share of {kpi}": pct}),
+            "images": [png_image(plot_contributions(contrib_p, kpi, k.unit), "weekly decomposition")]}
     else:
         sections["contributions"] = {"text": "No decomposition in the marts for this market.", "html": "", "images": []}
 
     # 4. channel economics
-    if len(roas):
-        # one row per channel, the two variants side by side; short headers so it fits a page
-        short = {"uncalibrated": "uncal.", "calibrated": "cal."}
-        mk = inp.t("roas_market")
-        side = ch[ch["variant"] == variant][["channel", "spend"]].copy()
-        fm = {"spend": m}
-        horizon = int(roas["planning_horizon_weeks"].dropna().iloc[0]) \
-            if "planning_horizon_weeks" in roas and roas["planning_horizon_weeks"].notna().any() else None
-        plus10 = f"+10% spend, {horizon} wk" if horizon else "+10% spend"
-        intervals = {"mroas_94": ("mroas_hdi_low", "mroas_hdi_high", ratio),
-                     "plus10_94": ("response_plus_10pct_hdi_low", "response_plus_10pct_hdi_high", kfmt),
-                     "roas_94": ("roas_hdi_low", "roas_hdi_high", ratio)}
-        for col, label, f in (("mroas", "mROAS", ratio), ("mroas_94", f"mROAS {HDI_LABEL}", None),
-                              ("plus10", f"{kpi}, {plus10}", kfmt), ("plus10_94", f"{plus10} {HDI_LABEL}", None),
-                              ("roas", "avg ROAS vs zero", ratio), ("roas_94", f"avg ROAS {HDI_LABEL}", None),
-                              ("cost_per_incremental_kpi", f"{cur} per incr. {kpi}", lambda v: money(v, cur, 2))):
-            for v in (x for x in ("uncalibrated", "calibrated") if x in set(ch["variant"])):
-                name = f"{label} ({short[v]})"
-                d = mk[mk["variant"] == v].set_index("channel") if len(mk) else mk
-                if col in intervals:
-                    lo, hi, fmt = intervals[col]
-                    if not len(d) or lo not in d:
-                        continue
-                    side[name] = side["channel"].map(
-                        {c: interval(r[lo], r[hi], fmt) for c, r in d.drop(index=[ALL_MEDIA], errors="ignore").iterrows()})
-                    continue
-                if col == "plus10":
-                    if not len(d) or "response_plus_10pct_mean" not in d:
-                        continue
-                    side[name] = side["channel"].map(d["response_plus_10pct_mean"])
-                else:
-                    side[name] = side["channel"].map(ch[ch["variant"] == v].set_index("channel")[col])
-                fm[name] = f
-        geo_cols = ["variant", "geo", "channel", "spend", "mroas_mean"]
-        if "mroas_hdi_low" in roas:
-            geo_cols += ["mroas_hdi_low", "mroas_hdi_high", "response_plus_10pct_mean"]
-        per_geo = roas[geo_cols + ["roas_mean", "roas_hdi_low", "roas_hdi_high", "cost_per_incremental_kpi"]
-                       ].sort_values(["channel", "geo", "variant"]).copy()
-        if "mroas_hdi_low" in per_geo:
-            per_geo.insert(per_geo.columns.get_loc("mroas_hdi_low"), "mroas_94", [
-                interval(lo, hi, ratio) for lo, hi in zip(per_geo["mroas_hdi_low"], per_geo["mroas_hdi_high"])])
-            per_geo = per_geo.drop(columns=["mroas_hdi_low", "mroas_hdi_high"])
-        per_geo.insert(per_geo.columns.get_loc("roas_hdi_low"), "roas_94", [
-            interval(lo, hi, ratio) for lo, hi in zip(per_geo["roas_hdi_low"], per_geo["roas_hdi_high"])])
-        per_geo = per_geo.drop(columns=["roas_hdi_low", "roas_hdi_high"])
-        per_geo = per_geo.rename(columns={"mroas_mean": "mROAS", "mroas_94": f"mROAS {HDI_LABEL}",
-                                          "response_plus_10pct_mean": f"{kpi}, {plus10}",
-                                          "roas_mean": "avg ROAS vs zero", "roas_94": f"avg ROAS {HDI_LABEL}",
-                                          "cost_per_incremental_kpi": f"{cur} per incr. {kpi}"})
-        sections["economics"] = {
-            "text": (f"Act on the first columns. Marginal ROAS (mROAS) is the {kpi} the next {cur} brings at today's "
-                     f"weekly spend (the last 13 weeks' mean), and the response to +10% is the extra {kpi} from "
-                     f"raising that spend by a tenth for {horizon or 'the planning horizon in'} weeks: what a lift test "
-                     f"of extra spend measures, so experiments can check them. Average ROAS is everything a channel "
-                     f"did against zero spend over the training period, per {cur} spent: no experiment measures this, "
-                     f"and a channel can have a high average ROAS and a low mROAS once it saturates. Cost per "
-                     f"incremental {kpi} is in {cur}. The market table adds the geos per posterior draw (so its "
-                     f"{HDI_LABEL}s are the market's own); the per-geo table has each geo's. Uncalibrated and "
-                     "calibrated side by side."),
-            "html": html_table(side, fm) + "<h3>Per geo</h3>" + html_table(
-                per_geo, {"spend": m, "avg ROAS vs zero": ratio, "mROAS": ratio, f"{kpi}, {plus10}": kfmt,
-                           f"{cur} per incr. {kpi}": lambda v: money(v, cur, 2)}),
-            "images": [png_image(plot_roas(roas), "ROAS per channel and geo")]}
-    else:
-        sections["economics"] = {"text": "No ROAS in the marts for this market.", "html": "", "images": []}
+    sections["economics"] = _economics_section(inp, k, ch, variant) if len(roas) else {
+        "text": "No channel returns in the marts for this market.", "html": "", "images": []}
 
     # 5. response curves
     curves = inp.t("curves")
@@ -485,8 +477,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             "text": (f"Weekly {kpi} a channel brings at each weekly spend ({variant} model, {HDI_LABEL} shaded). Dashed: "
                      "today's weekly spend (last 13 weeks); dotted: the largest weekly spend in the data, beyond which "
                      "the curve is extrapolated."),
-            "html": html_table(now, {"current_weekly_spend": m, "max_weekly_spend": m}),
-            "images": [png_image(plot_curves(cp, cur, kpi), "response curves in money")]}
+            "html": html_table(now.rename(columns={"max_weekly_spend": "largest weekly spend seen"}),
+                               {"current_weekly_spend": m, "largest weekly spend seen": m}),
+            "images": [png_image(plot_curves(cp, cur, kpi, k.unit), "response curves in money")]}
     else:
         sections["curves"] = {"text": "No response curves in the marts for this market.", "html": "", "images": []}
 
@@ -498,32 +491,38 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         changed = ""
         if len(cal) and "precision_improvement_pct" in cal:
             c = cal.groupby(["channel", "parameter"], as_index=False)["precision_improvement_pct"].mean()
-            changed = "<h3>What calibration changed (HDI narrower by, %, mean over geos)</h3>" + html_table(
+            c["parameter"] = c["parameter"].map(lambda p: _calibrated_quantity(p, k))
+            changed = "<h3>What calibration changed (94% interval narrower by, %, mean over geos)</h3>" + html_table(
                 c.pivot(index="channel", columns="parameter", values="precision_improvement_pct").reset_index(),
-                {k: (lambda v: f"{v:.1f}") for k in c["parameter"].unique()})
+                {q: (lambda v: number(v, 1)) for q in c["parameter"].unique()})
         if len(ch) and {"uncalibrated", "calibrated"} <= set(ch["variant"]):
             r = ch.pivot(index="channel", columns="variant", values="roas").reset_index()
+            for v in ("uncalibrated", "calibrated"):
+                r[v] = r[v].map(k.return_value)
             r["change"] = r["calibrated"] - r["uncalibrated"]
-            changed += "<h3>ROAS before and after calibration</h3>" + html_table(r, {k: ratio for k in r.columns if k != "channel"})
+            fmt = ratio if k.is_money else k.cost_text
+            changed += (f"<h3>{k.return_name[0].upper() + k.return_name[1:]} before and after calibration "
+                        f"({k.return_unit})</h3>" + html_table(r, {c_: fmt for c_ in r.columns if c_ != "channel"}))
         sections["calibration"] = {
-            "text": (f"Each lift test measured the KPI its extra spend brought over its readout (the test window, or "
-                     f"the window plus carryover for scope 'total'; black, +/- 1.96 sigma); each model predicts the "
-                     f"same readout from the actual spend path ({HDI_LABEL}). A calibrated model should agree with "
-                     f"the tests (|z| below 2)."),
-            "html": html_table(lft, {k: (lambda v: f"{v:,.0f}") for k in
-                                 ("observed", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high")}
-                           | {"z_score": lambda v: f"{v:.2f}"}, flag_rows=lft["z_score"].abs() > 2) + changed,
-            "images": [png_image(plot_lift(lf), "lift tests measured vs predicted")]}
+            "text": (f"Each lift test measured the {kpi} its extra spend brought over its readout (the test window, "
+                     f"or the window plus carryover for scope 'total'; black, +/- 1.96 sigma); each model predicts "
+                     f"the same readout from the actual spend path ({HDI_LABEL}). A calibrated model should agree "
+                     f"with the tests (|z| below 2)."),
+            "html": html_table(lft.rename(columns={"observed": f"measured {kpi}"}),
+                               {c_: number for c_ in (f"measured {kpi}", "sigma", "predicted_mean",
+                                                      "predicted_hdi_low", "predicted_hdi_high")}
+                               | {"z_score": lambda v: number(v, 2)}, flag_rows=lft["z_score"].abs() > 2) + changed,
+            "images": [png_image(plot_lift(lf, k.unit), "lift tests measured vs predicted")]}
     else:
         sections["calibration"] = {"text": "No calibrated model for this market (no valid lift test), so there is "
                                            "nothing to compare.", "html": "", "images": []}
 
     # 7. held-out experiments and the calibration consistency check
-    sections["held_out"] = _held_out_section(inp.t("lift_holdout"), inp.t("consistency"), kpi)
+    sections["held_out"] = _held_out_section(inp.t("lift_holdout"), inp.t("consistency"), k)
 
     # 8. budget plan
     if plans:
-        parts, imgs = [], []
+        parts_, imgs = [], []
         for p in plans:
             a = p["frame"].copy()
             bound = inp.bounds.get(p["id"])
@@ -537,29 +536,155 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
             a["expected_94"] = [interval(lo, hi, kfmt) for lo, hi in
                                 zip(a["expected_response_hdi_low"], a["expected_response_hdi_high"])]
             t = a[["geo", "channel", "current_spend", "optimal_spend", "change", "current_response_mean",
-                   "expected_response_mean", "expected_94", "at_bound", "extrapolated"]]
-            parts.append(
+                   "expected_response_mean", "expected_94", "at_bound", "extrapolated"]].rename(columns={
+                       "optimal_spend": "recommended spend", "current_response_mean": f"{kpi}, current plan",
+                       "expected_response_mean": f"{kpi}, recommended", "expected_94": f"recommended, {HDI_LABEL}"})
+            pr = _plan_row(inp, p["id"])
+            parts_.append(
                 f"<h3>Scenario {html.escape(str(p['id']))}</h3><p>Budget {m(p['budget'])} over {p['weeks']} weeks, "
                 f"{p['variant']} model{'' if p['gated'] else ' (UNGATED)'}. Expected {kpi}: {kfmt(p['expected'])} "
                 + (f"({HDI_LABEL} {kfmt(pr['expected_response_hdi_low'])} to {kfmt(pr['expected_response_hdi_high'])}) "
-                   f"against {kfmt(p['current'])} on the current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])} "
+                   f"against {kfmt(p['current'])} on the current plan: {kfmt(p['gain'], signed=True)} "
                    f"({HDI_LABEL} {kfmt(pr['gain_hdi_low'])} to {kfmt(pr['gain_hdi_high'])}). "
-                   if (pr := _plan_row(inp, p['id'])) is not None else
-                   f"against {kfmt(p['current'])} on the current plan: {'+' if p['gain'] >= 0 else ''}{kfmt(p['gain'])} "
+                   if pr is not None else
+                   f"against {kfmt(p['current'])} on the current plan: {kfmt(p['gain'], signed=True)} "
                    "(the plan's interval is not in the marts for this run). ")
                 + "Highlighted rows sit at a bound of the scenario or beyond the largest weekly spend seen "
                 "(extrapolated).</p>"
-                + html_table(t, {k: m for k in ("current_spend", "optimal_spend", "change")}
-                         | {k: kfmt for k in ("current_response_mean", "expected_response_mean")},
-                         flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
+                + html_table(t, {c_: m for c_ in ("current_spend", "recommended spend", "change")}
+                             | {c_: kfmt for c_ in (f"{kpi}, current plan", f"{kpi}, recommended")},
+                             flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
             imgs.append(png_image(plot_plan(a, cur, f"Scenario {p['id']}: spend per channel and geo"), f"plan {p['id']}"))
         sections["plan"] = {"text": (f"Current vs recommended spend over the planning horizon in {cur}, with the "
                                      f"{kpi} each is expected to bring (incl. carryover)."),
-                            "html": "".join(parts), "images": imgs}
+                            "html": "".join(parts_), "images": imgs}
     else:
         sections["plan"] = {"text": "No budget scenario in the marts for this market.", "html": "", "images": []}
 
-    # 8. data
+    # 9. data
+    sections["data"] = _data_section(inp)
+
+    env = Environment(autoescape=select_autoescape(["html", "j2"]))
+    tpl = env.from_string(TEMPLATE.read_text())
+    page = tpl.render(market=inp.market, model_version=model_version, variant=variant, gated=gated, banner=banner,
+                      generated_at=inp.generated_at.strftime("%Y-%m-%d %H:%M UTC"), currency=cur, kpi=kpi,
+                      period=period if weeks else None,
+                      sections=[dict(id=sid, title=title, **sections[sid]) for sid, title in SECTIONS],
+                      index_href=index_href)
+    summary = "\n".join([f"**{inp.market}** ({variant} model `{model_version}`, "
+                         f"{'gated' if gated else '**UNGATED**'})", "", head_text, "",
+                         "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b, _ in facts)])
+    headline = {"currency": cur, "kpi": kpi, "kpi_is_money": k.is_money, "kpi_unit": k.unit,
+                "spend": spend_total, "kpi_total": kpi_total, "media_share": share,
+                "period_start": period[0], "period_end": period[1], "weeks": len(weeks),
+                "best_channel": None if best is None else str(best["channel"]),
+                "worst_channel": None if worst is None else str(worst["channel"]),
+                "ranked_by": "mROAS",  # marginal ROAS at today's spend (the economics section)
+                "best_mroas": None if best is None else float(best["mroas"]),
+                "worst_mroas": None if worst is None else float(worst["mroas"]),
+                "plan_id": main_plan["id"] if main_plan else None,
+                "plan_weeks": main_plan["weeks"] if main_plan else None,
+                "plan_gain": main_plan["gain"] if main_plan else None,
+                "plan_gain_low": None if plan_row is None else float(plan_row["gain_hdi_low"]),
+                "plan_gain_high": None if plan_row is None else float(plan_row["gain_hdi_high"])}
+    return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
+
+
+def _calibrated_quantity(parameter: str, k: Kpi) -> str:
+    """A calibration-report quantity (marts.calibration_report.parameter) in words."""
+    named = {"roas": "average return (ROAS)" if k.is_money else "average return",
+             "response_at_current_spend": "response at today's spend"}
+    return named.get(parameter) or parameter_meaning(parameter).split(" (")[0]
+
+
+def _economics_section(inp: ReportInputs, k: Kpi, ch: pd.DataFrame, variant: str) -> dict:
+    """What each channel returns: first what a lift test of extra spend measures (the marginal figure
+    and the response to +10%), then the average against zero spend; uncalibrated and calibrated side by
+    side. For a money KPI the figures are ROAS (break-even 1), for a count the cost per incremental KPI."""
+    cur, kpi, roas = k.currency, k.label, inp.t("roas")
+    m = lambda v: money(v, cur)  # noqa: E731
+    short = {"uncalibrated": "uncal.", "calibrated": "cal."}
+    mk = inp.t("roas_market")
+    side = ch[ch["variant"] == variant][["channel", "spend"]].copy()
+    fm: dict = {"spend": m}
+    horizon = int(roas["planning_horizon_weeks"].dropna().iloc[0]) \
+        if "planning_horizon_weeks" in roas and roas["planning_horizon_weeks"].notna().any() else None
+    plus10 = f"+10% spend, {horizon} wk" if horizon else "+10% spend"
+    marginal, average = ("mROAS", "avg ROAS vs zero") if k.is_money else \
+        (f"marginal cost per {k.one}", f"avg cost per {k.one}")
+    value = k.return_text  # ROAS as a ratio, or the cost of one more unit of the KPI in money
+    columns = (("mroas", marginal, "mroas_hdi_low", "mroas_hdi_high"),
+               ("plus10", f"{kpi}, {plus10}", "response_plus_10pct_hdi_low", "response_plus_10pct_hdi_high"),
+               ("roas", average, "roas_hdi_low", "roas_hdi_high"))
+    for col, label, lo, hi in columns:
+        for v in (x for x in ("uncalibrated", "calibrated") if x in set(ch["variant"])):
+            d = mk[mk["variant"] == v].set_index("channel").drop(index=[ALL_MEDIA], errors="ignore") if len(mk) else mk
+            if col == "plus10":
+                if not len(d) or "response_plus_10pct_mean" not in d:
+                    continue
+                side[f"{label} ({short[v]})"] = side["channel"].map(d["response_plus_10pct_mean"])
+                fm[f"{label} ({short[v]})"] = k.amount
+                side[f"{plus10}, {HDI_LABEL} ({short[v]})"] = side["channel"].map(
+                    {c: interval(r[lo], r[hi], k.amount) for c, r in d.iterrows()})
+                continue
+            side[f"{label} ({short[v]})"] = side["channel"].map(ch[ch["variant"] == v].set_index("channel")[col])
+            fm[f"{label} ({short[v]})"] = value
+            if len(d) and lo in d:
+                side[f"{label}, {HDI_LABEL} ({short[v]})"] = side["channel"].map(
+                    {c: k.return_interval(r[lo], r[hi]) for c, r in d.iterrows()})
+    per_geo = roas[["variant", "geo", "channel", "spend"]].copy()
+    per_geo[marginal] = roas["mroas_mean"]
+    if "mroas_hdi_low" in roas:
+        per_geo[f"{marginal}, {HDI_LABEL}"] = [k.return_interval(lo, hi) for lo, hi in
+                                               zip(roas["mroas_hdi_low"], roas["mroas_hdi_high"])]
+        per_geo[f"{kpi}, {plus10}"] = roas["response_plus_10pct_mean"]
+    per_geo[average] = roas["roas_mean"]
+    per_geo[f"{average}, {HDI_LABEL}"] = [k.return_interval(lo, hi) for lo, hi in
+                                          zip(roas["roas_hdi_low"], roas["roas_hdi_high"])]
+    per_geo = per_geo.sort_values(["channel", "geo", "variant"])
+    if k.is_money:
+        text = (f"Act on the first columns. Marginal ROAS (mROAS) is the {kpi} in {cur} the next {cur} brings at "
+                f"today's weekly spend (the last 13 weeks' mean), and the response to +10% is the extra {kpi} from "
+                f"raising that spend by a tenth for {horizon or 'the planning horizon in'} weeks: what a lift test "
+                f"of extra spend measures, so experiments can check them. Below 1 the next {cur} brings back less "
+                f"than it costs. Average ROAS is everything a channel did against zero spend over the training "
+                f"period, per {cur} spent: no experiment measures this, and a channel can have a high average ROAS "
+                f"and a low mROAS once it saturates.")
+        returns = roas.assign(mean=roas["roas_mean"], low=roas["roas_hdi_low"], high=roas["roas_hdi_high"])
+        plot = plot_returns(returns, f"ROAS ({cur} of {kpi} per {cur} spent)",
+                            f"ROAS per channel, one point per geo, {HDI_LABEL} (dashed: break-even, 1)", 1.0)
+    else:
+        text = (f"{kpi.capitalize()} are a count, not money, so a channel's return is what one more {k.one} costs "
+                f"in {cur} (lower is better; whether it pays depends on what one {k.one} is worth). Act on the "
+                f"first columns. The marginal cost per {k.one} is what the next {k.one} costs at today's weekly "
+                f"spend (the last 13 weeks' mean), and the response to +10% is the extra {kpi} from raising that "
+                f"spend by a tenth for {horizon or 'the planning horizon in'} weeks: what a lift test of extra spend "
+                f"measures, so experiments can check them. The average cost per {k.one} is spend over incremental "
+                f"{kpi} against zero spend over the training period: no experiment measures this, and a channel "
+                f"can have a low average cost and a high marginal cost once it saturates.")
+        low = roas["roas_hdi_high"].map(k.return_value)
+        high = roas["roas_hdi_low"].map(k.return_value)
+        returns = roas.assign(mean=roas["roas_mean"].map(k.return_value), low=low, high=high)
+        plot = plot_returns(returns, f"{cur} per incremental {k.one}",
+                            f"Average cost per incremental {k.one}, one point per geo ({HDI_LABEL}; lower is better)",
+                            None)
+    text += (f" The market table adds the geos per posterior draw (so its {HDI_LABEL}s are the market's own); the "
+             "per-geo table has each geo's. Uncalibrated and calibrated side by side.")
+    return {"text": text,
+            "html": html_table(side, fm) + "<h3>Per geo</h3>" + html_table(
+                per_geo, {"spend": m, marginal: value, average: value, f"{kpi}, {plus10}": k.amount}),
+            "images": [png_image(plot, f"{k.return_name} per channel and geo")]}
+
+
+def _validated_at(run_time: str) -> str:
+    """A GX run time (`20261206T232734.433174Z`) as a reader writes it."""
+    try:
+        return datetime.strptime(run_time[:15], "%Y%m%dT%H%M%S").strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return run_time
+
+
+def _data_section(inp: ReportInputs) -> dict:
     q = inp.quarantine
     imp = inp.imputed
     fresh = inp.freshness
@@ -573,20 +698,21 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         if len(val):
             rows = "".join(
                 f"<tr{'' if r.success else ' class=\'flag\''}><td>{html.escape(r.suite)}</td>"
-                f"<td>{html.escape(r.validated_at)}</td><td>{'passed' if r.success else 'FAILED'}</td>"
-                f"<td class='num'>{r.expectations}</td><td class='num'>{r.failed}</td><td>"
+                f"<td>{html.escape(_validated_at(r.validated_at))}</td><td>{'passed' if r.success else 'FAILED'}</td>"
+                f"<td class='num'>{number(r.expectations)}</td><td class='num'>{number(r.failed)}</td><td>"
                 + (f"<a class='data-docs' href='{html.escape(r.page.as_uri())}'>result page</a>" if r.page else "")
                 + "</td></tr>" for r in val.itertuples())
             docs += ("<table><thead><tr><th>suite</th><th>validated</th><th>result</th><th>expectations</th>"
                      f"<th>failed</th><th>Data Docs</th></tr></thead><tbody>{rows}</tbody></table>")
-    sections["data"] = {
+    return {
         "text": (f"{int((inp.load_log['event'] == 'loaded').sum()) if len(inp.load_log) else 0} input files loaded, "
                  f"{int(q['rows'].sum()) if len(q) else 0} rows quarantined, "
                  f"{int(imp['imputed_weeks'].sum()) if len(imp) else 0} cost-per-unit weeks imputed in this market. "
                  + ("Every source is fresh (newest day within "
                     f"{inp.freshness_days} days)." if stale.empty else
-                    f"Stale: {', '.join(f'{r.source} (newest {r.newest_day}, {r.age_days} days old)' for r in stale.itertuples())}"
-                    f" against a limit of {inp.freshness_days} days.")),
+                    "Stale: " + ", ".join(f"{r.source} (newest {day(r.newest_day)}, {r.age_days} days old)"
+                                          for r in stale.itertuples())
+                    + f" against a limit of {inp.freshness_days} days.")),
         "html": "<h3>Input files</h3>" + html_table(inp.load_log) + "<h3>Quarantined rows by reason</h3>"
         + (html_table(q) if len(q) else "<p>Nothing quarantined.</p>")
         + "<h3>Imputed cost-per-unit weeks</h3>" + (html_table(imp[imp["imputed_weeks"] > 0]) if len(imp) and
@@ -594,37 +720,21 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         + "<h3>Freshness</h3>" + html_table(fresh, flag_rows=~fresh["fresh"]) + docs,
         "images": []}
 
-    env = Environment(autoescape=select_autoescape(["html", "j2"]))
-    tpl = env.from_string(TEMPLATE.read_text())
-    page = tpl.render(market=inp.market, model_version=model_version, variant=variant, gated=gated, banner=banner,
-                      generated_at=inp.generated_at.strftime("%Y-%m-%d %H:%M UTC"), currency=cur, kpi=kpi,
-                      sections=[dict(id=sid, title=title, **sections[sid]) for sid, title in SECTIONS],
-                      index_href=index_href)
-    summary = "\n".join([f"**{inp.market}** ({variant} model `{model_version}`, "
-                         f"{'gated' if gated else '**UNGATED**'})", "", head_text, "",
-                         "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b, _ in facts)])
-    headline = {"currency": cur, "kpi": kpi, "kpi_is_money": inp.kpi_is_money, "spend": spend_total, "kpi_total": kpi_total, "media_share": share,
-                "best_channel": None if best is None else str(best["channel"]),
-                "worst_channel": None if worst is None else str(worst["channel"]),
-                "ranked_by": "mROAS",  # marginal ROAS at today's spend (the economics section)
-                "best_mroas": None if best is None else float(best["mroas"]),
-                "worst_mroas": None if worst is None else float(worst["mroas"]),
-                "plan_gain": main_plan["gain"] if main_plan else None}
-    return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
 
-
-def _held_out_section(holdout: pd.DataFrame, consistency: pd.DataFrame, kpi: str) -> dict:
+def _held_out_section(holdout: pd.DataFrame, consistency: pd.DataFrame, k: Kpi) -> dict:
     """Each lift test predicted by the calibrated model without it (marts.lift_test_holdout), beside the
     uncalibrated model's prediction, and the calibration consistency check in words."""
+    kpi = k.label
     if not len(holdout):
         return {"text": "No calibrated model with lift tests for this market, so no experiment to hold out.",
                 "html": "", "images": []}
     scored = holdout[holdout["method"].isin(["reweighted", "needs_refit"])]
-    num = lambda v: "" if pd.isna(v) else f"{v:,.0f}"  # noqa: E731
     t = holdout[["test_id", "channel", "geo", "scope", "measured", "sigma", "predicted_mean", "predicted_hdi_low",
                  "predicted_hdi_high", "z", "uncal_predicted_mean", "uncal_z", "pareto_k", "method"]].copy()
     t["covered"] = [("" if pd.isna(lo) else ("yes" if lo <= y <= hi else "no"))
                     for y, lo, hi in zip(t["measured"], t["predicted_hdi_low"], t["predicted_hdi_high"])]
+    t["method"] = t["method"].astype(str).str.replace("_", " ")
+    t = t.rename(columns={"measured": f"measured {kpi}"})
     if len(scored):
         inside = ((scored["measured"] >= scored["predicted_hdi_low"]) & (scored["measured"] <= scored["predicted_hdi_high"]))
         closer = (scored["z"].abs() < scored["uncal_z"].abs())
@@ -634,17 +744,17 @@ def _held_out_section(holdout: pd.DataFrame, consistency: pd.DataFrame, kpi: str
                 f"measured {kpi} fall(s) inside the held-out prediction's {HDI_LABEL}, and {int(closer.sum())} "
                 "is/are predicted closer (smaller |z|) than by the uncalibrated model. A test without a sibling "
                 "is not scored: without it the model knows nothing experimental about that channel. "
-                "needs_refit: the test pulls the model too far for the reweighting (Pareto k-hat >= 0.7); "
+                "Needs refit: the test pulls the model too far for the reweighting (Pareto k-hat 0.7 or more); "
                 "the benchmark refits those.")
     else:
         text = ("No test has another test of the same channel in this market, so none can be predicted from "
                 "the others: add a second test per channel to check the model against experiments it has not seen.")
     if len(consistency):
-        k = float(consistency["pareto_k"].iloc[0])
+        pk = float(consistency["pareto_k"].iloc[0])
         bad = consistency[consistency["verdict"] == "inconsistent"]
-        if k >= 0.7:
+        if pk >= 0.7:
             text += (f" Consistency: the experiments disagree with what the data alone suggested (Pareto k-hat "
-                     f"{k:.2f}): they move the model further than its uncertainty without them allows, so the "
+                     f"{pk:.2f}): they move the model further than its uncertainty without them allows, so the "
                      "calibrated and uncalibrated answers cannot both be right; trust the experiments' channels "
                      "less than their intervals suggest until more tests agree.")
         elif len(bad):
@@ -652,10 +762,10 @@ def _held_out_section(holdout: pd.DataFrame, consistency: pd.DataFrame, kpi: str
                      "uncalibrated one updated by the tests (a fitting problem): see marts.calibration_consistency.")
         else:
             text += (" Consistency: the calibrated fit equals the uncalibrated one updated by the tests, for every "
-                     f"test's lift and tested cell's ROAS and mROAS (Pareto k-hat {k:.2f}).")
-    fm = {c: num for c in ("measured", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high",
-                           "uncal_predicted_mean")} | {c: (lambda v: "" if pd.isna(v) else f"{v:.2f}")
-                                                        for c in ("z", "uncal_z", "pareto_k")}
+                     f"test's lift and tested cell's {'ROAS and mROAS' if k.is_money else 'average and marginal cost'} "
+                     f"(Pareto k-hat {pk:.2f}).")
+    fm = {c: number for c in (f"measured {kpi}", "sigma", "predicted_mean", "predicted_hdi_low", "predicted_hdi_high",
+                              "uncal_predicted_mean")} | {c: (lambda v: number(v, 2)) for c in ("z", "uncal_z", "pareto_k")}
     return {"text": text, "html": html_table(t, fm, flag_rows=t["covered"] == "no"), "images": []}
 
 
@@ -672,8 +782,10 @@ def _write_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None) -> Path:
-    """`<reports_dir>/<market>/<model_version>.html` plus its JSON sidecar; then the index."""
+def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None,
+                 dagster_ui_url: str | None = None) -> Path:
+    """`<reports_dir>/<market>/<model_version>.html` plus its JSON sidecar; then the index (whose runs
+    link to `<dagster_ui_url>/runs/<run_id>` when a Dagster UI is configured)."""
     from filelock import FileLock
 
     folder = path_inside(reports_dir, safe_name(report.market))  # the market name comes from the input
@@ -687,7 +799,7 @@ def write_report(report: Report, reports_dir: Path, *, run_id: str | None = None
             "gated": report.gated, "run_id": run_id, "file": path.relative_to(Path(reports_dir).resolve()).as_posix(),
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "headline": report.headline,
         }, default=str))
-        write_index(reports_dir)
+        write_index(reports_dir, dagster_ui_url=dagster_ui_url)
     return path
 
 
@@ -703,20 +815,49 @@ def list_reports(reports_dir: Path) -> list[dict]:
     return sorted(out, key=lambda e: (e["market"], e["generated_at"]), reverse=False)
 
 
-def write_index(reports_dir: Path) -> Path:
-    """`index.html`: every market, newest report first, then its earlier runs."""
+def _index_row(entry: dict, dagster_ui_url: str | None) -> dict:
+    """One run of the index in words. Sidecars written before a field existed lack it: "n/a"."""
+    h = entry.get("headline") or {}
+    k = Kpi(h.get("kpi") or "KPI", h.get("currency") or "")
+    period = (f"{h['period_start']} to {h['period_end']} ({h.get('weeks')} weeks)"
+              if h.get("period_start") and h.get("period_end") else "n/a")
+
+    def at_margin(channel, mroas) -> str:
+        if channel is None:
+            return "n/a"
+        if mroas is None:
+            return channel
+        return f"{channel} (mROAS {ratio(mroas)})" if k.is_money else f"{channel} ({k.return_text(mroas)} per {k.one})"
+
+    gain = h.get("plan_gain")
+    plan = "n/a" if gain is None else k.amount(gain, signed=True) + (
+        f" ({HDI_LABEL} {k.amount(h['plan_gain_low'])} to {k.amount(h['plan_gain_high'])})"
+        if h.get("plan_gain_low") is not None and h.get("plan_gain_high") is not None else " (no interval stored)")
+    if h.get("plan_weeks"):
+        plan += f" over {h['plan_weeks']} weeks"
+    run_id = entry.get("run_id") or ""
+    return {**entry, "generated": entry["generated_at"][:16].replace("T", " ") + " UTC", "period": period,
+            "spend": money(h.get("spend"), k.currency).strip(), "media_share": pct(h.get("media_share")),
+            "kpi": k.label, "best": at_margin(h.get("best_channel"), h.get("best_mroas")),
+            "worst": at_margin(h.get("worst_channel"), h.get("worst_mroas")), "plan": plan,
+            "run_short": run_id[:8],
+            "run_url": f"{dagster_ui_url.rstrip('/')}/runs/{run_id}" if dagster_ui_url and run_id else None}
+
+
+def write_index(reports_dir: Path, *, dagster_ui_url: str | None = None) -> Path:
+    """`index.html`: every market, newest report first, then its earlier runs; each run links to its
+    page in the Dagster UI when `dagster_ui_url` (MMM_DAGSTER_UI_URL) is set."""
     from jinja2 import Environment, select_autoescape
 
     entries = list_reports(reports_dir)
     markets: dict[str, list] = {}
     for e in entries:
         markets.setdefault(e["market"], []).append(e)
-    for runs in markets.values():
+    for market, runs in markets.items():
         runs.sort(key=lambda e: e["generated_at"], reverse=True)
+        markets[market] = [_index_row(e, dagster_ui_url) for e in runs]
     env = Environment(autoescape=select_autoescape(["html", "j2"]))
     page = env.from_string(INDEX_TEMPLATE.read_text()).render(
         markets=markets, any_ungated=any(not runs[0]["gated"] for runs in markets.values()),
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), fmt_money=lambda v, c="": (
-            "n/a" if v is None else f"{v:,.0f} {c}".strip()), fmt_pct=lambda v: "n/a" if v is None else f"{100 * v:.1f}%")
+        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), ui_configured=bool(dagster_ui_url))
     return _write_atomic(Path(reports_dir) / "index.html", page)
-

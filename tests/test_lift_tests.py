@@ -277,3 +277,41 @@ def test_scope_is_loaded_into_raw_lift_tests_and_an_older_warehouse_reads_the_fi
         raw = con.execute("SELECT test_id, scope FROM raw.lift_tests").df()
     assert raw.set_index("test_id")["scope"].to_dict() == \
         {t: (s or None) for t, s in zip(csv["test_id"], csv["scope"])}
+
+
+def test_roas_targets_enter_as_window_lifts_and_a_target_without_its_window_is_quarantined(sample_dir, tmp_path):
+    """issue 28 item 6: a ROAS/CPA readout is the return on an experiment's extra spend over its window."""
+    import shutil
+
+    from mmm_pipeline import warehouse
+    from mmm_pipeline.ingestion import ingest
+
+    d = tmp_path / "in"
+    shutil.copytree(sample_dir, d)
+    (d / "roas_targets.csv").write_text(
+        "test_id,channel,geo,metric,value,sigma,start_date,end_date,extra_spend\n"
+        "G1,social,US-TX,roas,2.0,0.5,2025-03-03,2025-03-30,10000\n"   # +20,000 +- 5,000
+        ",search,,cpa,4.0,1.0,2025-04-07,2025-04-20,-8000\n"           # go-dark: -2,000 +- 500
+        "G3,search,US-WA,roas,2.0,0.5,2025-04-20,2025-04-07,1000\n")   # end before start
+    (d / "roas_targets_old.csv").write_text("x\n")  # not read: only roas_targets.csv is
+    db = tmp_path / "w.duckdb"
+    with warehouse.connect(db) as con:
+        report = ingest.load_lift_tests(con, d)
+        rows = con.execute("SELECT * FROM raw.lift_tests WHERE source_file = 'roas_targets.csv' "
+                           "ORDER BY source_row").df()
+        quarantined = con.execute("SELECT source_row, reason FROM raw.quarantine WHERE kind = 'roas_targets'").df()
+    assert report.files_loaded == ["lift_tests.csv", "roas_targets.csv"] and report.rows_quarantined == 1
+    assert rows.test_id.tolist() == ["roas_targets:G1", "roas_targets:row2"]
+    assert rows.delta_y.tolist() == pytest.approx([20000.0, -2000.0])
+    assert rows.sigma.tolist() == pytest.approx([5000.0, 8000 * 1.0 / 16.0])
+    assert rows.delta_spend.tolist() == [10000.0, -8000.0] and (rows.scope == "window").all()
+    assert rows.geo.isna().tolist() == [False, True]  # the CPA test is national
+    assert quarantined.reason.tolist() == ["end_date before start_date"]
+
+    # the file of before (no window): every row quarantined, saying why
+    (d / "roas_targets.csv").write_text("channel,geo,metric,value,sigma\nsocial,US-TX,roas,0.95,0.20\n")
+    with warehouse.connect(db) as con:
+        ingest.load_lift_tests(con, d)
+        n = con.execute("SELECT count(*) FROM raw.lift_tests WHERE source_file = 'roas_targets.csv'").fetchone()[0]
+        [(reason,)] = con.execute("SELECT reason FROM raw.quarantine WHERE kind = 'roas_targets'").fetchall()
+    assert n == 0 and reason.startswith("no start_date, end_date, extra_spend: ") and "average ROAS" in reason

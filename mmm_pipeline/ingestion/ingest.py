@@ -41,7 +41,7 @@ from mmm_pipeline.ingestion.load import (  # noqa: F401  (LoadReport, load_conte
     metric_checks, null_key_check, row_reason, unparseable_check,
 )
 from mmm_pipeline.settings import IngestSettings
-from mmm_pipeline.warehouse import fingerprint, quote_ident, register, unregister, utcnow
+from mmm_pipeline.warehouse import fingerprint, quote_ident, quote_literal, register, unregister, utcnow
 
 UNITS = ("impressions", "clicks", "spend")
 NATIONAL = "national"
@@ -467,11 +467,78 @@ def lift_tests_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
     )
 
 
+def roas_targets_spec(limits: IngestSettings = IngestSettings()) -> TableSpec:
+    """`roas_targets.csv` rows as lift tests (into raw.lift_tests, kind `roas_targets`).
+
+    A ROAS or CPA read out by an experiment is the return on the spend the experiment added (or
+    removed, go-dark) over its window, not average ROAS over the fit: so a row enters as the window
+    lift it implies, `delta_y = roas x extra_spend` (CPA: `extra_spend / cpa`), its sigma carried
+    the same way (CPA by the delta method), and fits like any lift test. A row without its window
+    and extra spend says nothing an experiment measured and is quarantined with that reason."""
+    def typed_select(read: TypedRead, src: SourceFile) -> str:
+        window = ("start_date", "end_date", "extra_spend")
+        has_window = all(c in read.columns for c in window)
+        metric, value, sigma = "lower(trim(s.metric))", "s.value", "s.sigma"
+        reasons = [
+            null_key_check("channel"),
+            "CASE WHEN s.metric IS NULL OR lower(trim(s.metric)) NOT IN ('roas', 'cpa') "
+            "THEN 'metric must be roas or cpa' END",
+            f"CASE {unparseable_check('value', read)} WHEN NOT (isfinite(s.value) AND s.value > 0) "
+            "THEN 'value must be a positive number' END",
+            f"CASE {unparseable_check('sigma', read)} WHEN NOT (isfinite(s.sigma) AND s.sigma > 0) "
+            "THEN 'sigma must be a positive number' END",
+        ]
+        if has_window:
+            reasons += [date_check("start_date", read), date_check("end_date", read),
+                        "CASE WHEN s.end_date < s.start_date THEN 'end_date before start_date' END",
+                        metric_checks("extra_spend", read, "TRUE", allow_negative=True),
+                        "CASE WHEN s.extra_spend = 0 THEN 'extra_spend must not be 0' END"]
+            start, end, extra = "s.start_date", "s.end_date", "s.extra_spend"
+        else:
+            missing = ", ".join(c for c in window if c not in read.columns)
+            reasons.append(quote_literal(
+                f"no {missing}: a ROAS/CPA target is an experiment's readout over its window (start_date, "
+                "end_date) on the spend it added (extra_spend); without them it would calibrate average ROAS "
+                "over the fit, which no experiment measures"))
+            start, end, extra = "NULL::DATE", "NULL::DATE", "NULL::DOUBLE"
+        given_id = "nullif(trim(s.test_id), '')" if "test_id" in read.columns else "NULL"
+        geo = "nullif(trim(s.geo), '')" if "geo" in read.columns else "NULL"
+        return f"""
+        SELECT $source_file AS source_file, {read.row_expr} AS source_row,
+               'roas_targets:' || coalesce({given_id}, 'row' || {read.row_expr}) AS test_id,
+               trim(s.channel) AS channel, {geo} AS geo, {start} AS start_date, {end} AS end_date,
+               {extra} AS delta_spend,
+               CASE WHEN {metric} = 'roas' THEN {value} * {extra} ELSE {extra} / {value} END AS delta_y,
+               CASE WHEN {metric} = 'roas' THEN {sigma} * abs({extra})
+                    ELSE abs({extra}) * {sigma} / ({value} * {value}) END AS sigma,
+               'window' AS scope,
+               {row_reason(reasons)}
+        FROM {read.temp} s
+        """
+
+    numbers = ["value", "sigma", "extra_spend"]
+    return TableSpec(
+        "roas_targets", "raw.lift_tests", ["channel", "metric", "value", "sigma"],
+        ["geo", "test_id", "start_date", "end_date", "extra_spend"],
+        {"start_date": "DATE", "end_date": "DATE", **{c: "DOUBLE" for c in numbers}},
+        typed_select, natural_key=("test_id",), params={"max_metric_value": limits.max_metric_value},
+        context=fingerprint(limits.max_metric_value, *_dates(limits)), date_formats=limits.date_formats,
+    )
+
+
 def load_lift_tests(con: duckdb.DuckDBPyConnection, input_dir: Path, run_id: str | None = None,
                     limits: IngestSettings = IngestSettings()) -> LoadReport:
-    path = Path(input_dir) / "lift_tests.csv"
-    files = [source_file(input_dir, path)] if path.exists() else []
-    return load_files(con, lift_tests_spec(limits), files, run_id)
+    """`lift_tests.csv` and the experiments of `roas_targets.csv` (as window lifts) into raw.lift_tests."""
+    report = LoadReport("lift_tests")
+    for name, spec in (("lift_tests.csv", lift_tests_spec(limits)), ("roas_targets.csv", roas_targets_spec(limits))):
+        path = Path(input_dir) / name
+        part = load_files(con, spec, [source_file(input_dir, path)] if path.exists() else [], run_id)
+        for f in ("files_loaded", "files_unchanged", "files_retired"):
+            getattr(report, f).extend(getattr(part, f))
+        report.rows_loaded += part.rows_loaded
+        report.rows_quarantined += part.rows_quarantined
+        report.table_rows = part.table_rows
+    return report
 
 
 

@@ -11,7 +11,7 @@ The steps, in order:
 * :func:`read_inputs`: the market's geos and latest staging tables, the data version they make
   together, and the model configuration (the profile, pipeline.yaml's ``model`` section and the
   staged controls), built here once;
-* :func:`calibration_inputs`: the converted lift tests and ``roas_targets.csv`` rows of the market
+* :func:`calibration_inputs`: the converted lift tests of the market (`roas_targets.csv` rows among them)
   (calibrated variant);
 * :func:`market_scales`: the fixed scales, stored on first use;
 * :func:`plan`: the model version (code, data, configuration, variant, calibration, scales);
@@ -129,21 +129,17 @@ def market_scales(con, inputs: MarketInputs, set_by: str):
 
 
 def calibration_inputs(con, inputs: MarketInputs, variant: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """(converted lift tests, ROAS/CPA targets) of the market for `variant` (None, None uncalibrated)."""
+    """(converted lift tests, ROAS/CPA targets) of the market for `variant` (None, None uncalibrated).
+
+    `roas_targets.csv` reaches the model as lift tests (its rows are loaded into raw.lift_tests as
+    window lifts, see ingestion.ingest.roas_targets_spec), so no target term is added any more; the
+    second element stays for models saved with one (model.calibration re-adds it on load)."""
     if variant != "calibrated":
         return None, None
-    from mmm_pipeline.model import roas_targets as rt_lib
-
     lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [inputs.market]).df() \
         if table_exists(con, "marts.lift_tests_latest") else pd.DataFrame()
     lift = lift.dropna(subset=["x"]) if "x" in lift else lift
-    try:
-        targets = rt_lib.read_roas_targets(inputs.input_dir)
-    except ValueError as exc:
-        raise MarketError(str(exc)) from None
-    if targets is not None:
-        targets = targets[targets["geo"].isna() | targets["geo"].isin(inputs.geos)].reset_index(drop=True)
-    return lift, targets
+    return lift, None
 
 
 @dataclass(frozen=True)

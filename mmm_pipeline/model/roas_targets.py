@@ -1,4 +1,9 @@
-"""A second calibration input: experiments read out as incremental ROAS or CPA (`roas_targets.csv`).
+"""ROAS / CPA target terms of models saved before `roas_targets.csv` became window lifts.
+
+The pipeline now loads `roas_targets.csv` rows as lift tests (the return on an experiment's extra
+spend over its window: ``ingestion.ingest.roas_targets_spec``), so new fits add no term here. A model
+saved with target terms re-adds them on load (``model.calibration``); ``build_model(roas_targets=...)``
+keeps the library path for the benchmark. What follows describes those terms.
 
 Some teams' experiments come back as "iROAS 2.4 +/- 0.5 for social", not as a KPI
 lift over a window. Those calibrate through pymc-marketing's

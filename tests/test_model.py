@@ -263,6 +263,8 @@ def test_tiny_fast_fit_end_to_end(fitted):
     assert d["chains"] == 2 and d["draws"] == 100 and d["divergences"] >= 0
     assert "channel_contribution" not in d["parameters"] and "mu" not in d["parameters"]
     assert {"saturation_lam", "saturation_relative_roi_geo_raw_offset", "saturation_roi", "y_sigma"} <= set(d["parameters"])
+    # 20 seeds (bench/stochastic_thresholds.py --tiny, bench/stochastic_thresholds_tiny.csv): R2 0.9660-0.9662,
+    # MAPE 0.0469-0.0471, 94% coverage 0.946-0.968 (min - 3 sd 0.928): each bound is far outside that
     assert 0.8 < d["r2"] <= 1 and 0 < d["mape"] < 0.2 and 0.5 < d["coverage_94"] <= 1
     assert res.sampler_stats["mean_leapfrog_steps_per_draw"] > 0
     # cost per unit reaches the saved model (money view)

@@ -336,9 +336,10 @@ def measure_your_data(seed: int, workdir: Path) -> dict:
     folder = workdir / "meridian"
     convert_main([str(src), str(folder), "--preset", "meridian"])
     _write_seed(folder, seed)
+    os.environ["MMM_INPUT_DIR"] = str(folder)  # the market partitions (one market `all`) are read at import
     started = time.perf_counter()
     wh = workdir / "w.duckdb"
-    result = materialize(folder, wh, workdir / "art", select=["mmm_uncalibrated"])
+    result = materialize(folder, wh, workdir / "art", markets=["all"], select=["mmm_uncalibrated"])
     with warehouse.connect(wh) as con:
         totals = con.execute(YOUR_DATA_TOTALS).fetchall()
     worst = max(abs(c / k - 1) for _, c, k in totals)

@@ -64,7 +64,7 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # CPU time: other test processes on the machine stretch the wall clock, not the work
     assert cpu < 10, f"report took {cpu:.1f} s of CPU ({seconds:.1f} s wall)"
-    assert len(rep.sections) == 9  # the held-out experiments section included
+    assert len(rep.sections) == len(report.SECTIONS) == 12  # health, shares and drift included
     # the headline numbers are the marts' own
     roas, alloc = inp.t("roas"), inp.t("allocation")
     spend = roas.loc[roas["variant"] == rep.variant, "spend"].sum()
@@ -255,7 +255,7 @@ def test_report_asset_metadata_has_path_and_summary(sample_run):
     assert {r.partition_key for r in records} == {"east", "west"}
     meta = records[0].asset_materialization.metadata
     assert Path(meta["path"].value).exists() and meta["path"].value.endswith(".html")
-    assert "UNGATED" in meta["summary"].value and meta["sections"].value == 9
+    assert "UNGATED" in meta["summary"].value and meta["sections"].value == len(report.SECTIONS)
     assert meta["render_cpu_seconds"].value < 10
 
 

@@ -25,7 +25,7 @@ def _run(variant="calibrated", rhat=1.004, ess=900.0, div=0, gated=True, profile
 
 
 def _status(card: pd.DataFrame, check: str, variant: str | None = None) -> str:
-    rows = card[card["check"] == check]
+    rows = card[card["check_name"] == check]
     if variant:
         rows = rows[rows["variant"] == variant]
     assert len(rows) == 1, rows
@@ -108,13 +108,13 @@ def test_out_of_sample_status_against_the_naive_forecast(model_mape, status):
                          "beats_baseline": model_mape < 0.1}])
     card = health.model_health("west", pd.DataFrame([_run()]), lambda _p: FULL, validation=val)
     assert _status(card, "out_of_sample") == status
-    assert "naive forecast" in card.loc[card["check"] == "out_of_sample", "sentence"].iloc[0]
+    assert "naive forecast" in card.loc[card["check_name"] == "out_of_sample", "sentence"].iloc[0]
 
 
 def test_missing_validation_is_amber_not_green():
     card = health.model_health("west", pd.DataFrame([_run()]), lambda _p: FULL)
     assert _status(card, "out_of_sample") == "amber"
-    assert "held_out_experiments" not in set(card["check"])  # no mart: no row
+    assert "held_out_experiments" not in set(card["check_name"])  # no mart: no row
 
 
 @pytest.mark.parametrize("inside, status", [(5, "green"), (4, "green"), (3, "amber"), (2, "red")])
@@ -123,7 +123,7 @@ def test_held_out_experiments_status_is_the_share_inside_the_interval(inside, st
                             "predicted_hdi_high": 20.0, "method": "reweighted"})
     card = health.model_health("west", pd.DataFrame([_run()]), lambda _p: FULL, holdout=holdout)
     assert _status(card, "held_out_experiments") == status
-    assert card.loc[card["check"] == "held_out_experiments", "value"].iloc[0] == pytest.approx(inside / 5)
+    assert card.loc[card["check_name"] == "held_out_experiments", "value"].iloc[0] == pytest.approx(inside / 5)
 
 
 @pytest.mark.parametrize("pareto_k, verdicts, status", [(0.3, ["consistent"], "green"),
@@ -235,8 +235,8 @@ def test_the_report_has_the_grown_sections_drawn_from_the_marts(kpi_name):
 def test_a_stored_health_card_is_drawn_as_it_is():
     inp = _inputs()
     card = health.from_inputs(inp)
-    card.loc[card["check"] == "convergence", "status"] = "red"
-    card.loc[card["check"] == "convergence", "sentence"] = "Stored sentence from marts.model_health."
+    card.loc[card["check_name"] == "convergence", "status"] = "red"
+    card.loc[card["check_name"] == "convergence", "sentence"] = "Stored sentence from marts.model_health."
     inp.tables["health"] = card
     rep = report.build_report(inp)
     text = visible_text(rep.html)

@@ -344,7 +344,7 @@ def plot_waterfall(steps: pd.DataFrame, kpi_label: str, kpi_unit: str):
     ax.axhline(0, color="black", lw=0.6)
     ax.set_title(f"What made up the {kpi_label} over the training period (posterior mean, sum over geos)")
     _compact_axis(ax, kpi_unit)
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.3)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.22)
     return fig
 
 
@@ -362,10 +362,11 @@ def plot_shares(shares: pd.DataFrame):
     ax.set_yticks(list(y), list(d["channel"]))
     ax.invert_yaxis()
     _compact_axis(ax, "% of all media", axis="x")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    height = 1.5 + 0.5 * max(len(d), 2)
+    fig.set_size_inches(9, height)
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.55 / (height - 1.35)))
     ax.set_title("Share of spend vs share of effect, per channel (training period)", fontsize=10)
-    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.35 / (0.9 + 0.5 * max(len(d), 2)),
-                        bottom=0.55 / (0.9 + 0.5 * max(len(d), 2)))
+    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.35 / height, bottom=1.0 / height)
     return fig
 
 

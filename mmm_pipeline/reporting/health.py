@@ -27,7 +27,7 @@ import pandas as pd
 
 from mmm_pipeline.reporting.charts import HDI_LABEL, pct
 
-COLUMNS = ["market", "variant", "check", "status", "value", "threshold", "sentence"]
+COLUMNS = ["market", "variant", "check_name", "status", "value", "threshold", "sentence"]
 STATUSES = ("green", "amber", "red")
 CHECK_TITLES = {"convergence": "Convergence", "out_of_sample": "Out-of-sample error",
                 "held_out_experiments": "Held-out experiments", "calibration_consistency": "Calibration consistency",
@@ -41,7 +41,7 @@ BOTH = "both"  # the variant of a check that is not one model's (data freshness)
 
 def _row(market, variant, check, status, value, threshold, sentence) -> dict:
     assert status in STATUSES, status
-    return {"market": market, "variant": variant, "check": check, "status": status,
+    return {"market": market, "variant": variant, "check_name": check, "status": status,
             "value": None if value is None else float(value), "threshold": threshold, "sentence": sentence}
 
 
@@ -81,8 +81,9 @@ def _out_of_sample(market: str, variant: str, val: pd.DataFrame) -> dict:
     r = row.iloc[0]
     model, naive = float(r["model_mape"]), float(r["baseline_mape"])
     weeks = int(r["holdout_weeks"]) if "holdout_weeks" in r and pd.notna(r["holdout_weeks"]) else None
-    held = f"the last {weeks} weeks held out" if weeks else "the held-out weeks"
-    said = f"Refitted without {held}, the model misses them by {pct(model)} (MAPE) against {pct(naive)} for the naive forecast"
+    held = f"its last {weeks} weeks" if weeks else "its last weeks"
+    said = (f"Refitted without {held}, the model forecasts them with a MAPE of {pct(model)} against {pct(naive)} for "
+            "the naive forecast")
     if model < naive:
         return _row(market, variant, "out_of_sample", "green", model, threshold, said + ": it beats it.")
     if model <= OOS_AMBER_RATIO * naive:

@@ -611,23 +611,21 @@ def _health_section(inp: ReportInputs, variant: str) -> dict:
     rows = inp.t("health")
     if not len(rows):
         rows = health_lib.from_inputs(inp)
-    rows = rows[rows["variant"].isin([variant, "uncalibrated" if variant != "uncalibrated" else variant,
-                                      health_lib.BOTH]) | (rows["check"] != "convergence")]
     order = {c: i for i, c in enumerate(health_lib.CHECK_TITLES)}
-    rows = rows.assign(_o=rows["check"].map(order).fillna(99), _v=(rows["variant"] != variant)).sort_values(
+    rows = rows.assign(_o=rows["check_name"].map(order).fillna(99), _v=(rows["variant"] != variant)).sort_values(
         ["_o", "_v"])
     counts = rows["status"].value_counts()
     worst = rows[rows["status"] == "red"]
     worst = worst if len(worst) else rows[rows["status"] == "amber"]
-    text = (f"{len(rows)} checks of the {variant} model and its data: {int(counts.get('green', 0))} green, "
+    text = (f"{len(rows)} checks of the models and their data (the headline uses the {variant} model): {int(counts.get('green', 0))} green, "
             f"{int(counts.get('amber', 0))} amber, {int(counts.get('red', 0))} red. "
             + ("Every check passed." if not len(worst) else
-               f"First to look at: {health_lib.CHECK_TITLES.get(worst['check'].iloc[0], worst['check'].iloc[0]).lower()}"
+               f"First to look at: {health_lib.CHECK_TITLES.get(worst['check_name'].iloc[0], worst['check_name'].iloc[0]).lower()}"
                f" ({worst['variant'].iloc[0]}): {worst['sentence'].iloc[0]}"))
     body = "".join(
         f"<tr class='health-{html.escape(r.status)}'><td><span class='status {html.escape(r.status)}'>"
         f"{STATUS_WORDS.get(r.status, r.status)}</span></td>"
-        f"<td>{html.escape(health_lib.CHECK_TITLES.get(r.check, r.check))}</td><td>{html.escape(str(r.variant))}</td>"
+        f"<td>{html.escape(health_lib.CHECK_TITLES.get(r.check_name, r.check_name))}</td><td>{html.escape(str(r.variant))}</td>"
         f"<td>{html.escape(r.sentence)}</td><td>{html.escape(str(r.threshold))}</td></tr>"
         for r in rows.itertuples())
     table = ("<table class='health'><thead><tr><th>status</th><th>check</th><th>model</th><th>what it says</th>"

@@ -135,6 +135,16 @@ def test_calibration_consistency_status(pareto_k, verdicts, status):
     assert _status(card, "calibration_consistency") == status
 
 
+def test_data_checks_are_green_when_every_suite_passed_and_amber_otherwise():
+    ok = pd.DataFrame({"suite": ["raw_kpi", "staging_kpi_weekly"], "success": [True, True]})
+    card = health.model_health("west", pd.DataFrame([_run()]), lambda _p: FULL, validations=ok)
+    assert _status(card, "data_checks") == "green"
+    bad = ok.assign(success=[True, False])
+    card = health.model_health("west", pd.DataFrame([_run()]), lambda _p: FULL, validations=bad)
+    assert _status(card, "data_checks") == "amber"
+    assert "staging_kpi_weekly" in card.loc[card["check_name"] == "data_checks", "sentence"].iloc[0]
+
+
 # --------------------------------------------------------------------------- the sections, rendered
 
 

@@ -13,6 +13,8 @@ Computed from marts that other assets already wrote (nothing is refitted):
 - ``calibration_consistency`` (calibrated variant): marts.calibration_consistency: red when a quantity
   is inconsistent, amber when the tests pull further than the uncalibrated uncertainty allows
   (Pareto k-hat 0.7 or more), green otherwise.
+- ``data_checks`` (variant ``both``): the newest Great Expectations result of every suite: green when
+  all passed, amber when a suite failed (its rows are quarantined or flagged; see the data section).
 - ``data_freshness`` (variant ``both``): the newest day of each source against ``freshness_days``:
   green or amber.
 
@@ -31,7 +33,7 @@ COLUMNS = ["market", "variant", "check_name", "status", "value", "threshold", "s
 STATUSES = ("green", "amber", "red")
 CHECK_TITLES = {"convergence": "Convergence", "out_of_sample": "Out-of-sample error",
                 "held_out_experiments": "Held-out experiments", "calibration_consistency": "Calibration consistency",
-                "data_freshness": "Data freshness"}
+                "data_checks": "Data checks", "data_freshness": "Data freshness"}
 # thresholds of the checks that are not the profile's gates
 OOS_AMBER_RATIO = 1.1          # model MAPE up to 10% above the naive forecast's: amber
 HOLDOUT_GREEN, HOLDOUT_AMBER = 0.8, 0.5  # share of scored tests inside the held-out 94% interval
@@ -139,10 +141,21 @@ def _freshness(market: str, variant: str, fresh: pd.DataFrame, days: int) -> dic
                 f"Every source is fresh (newest day within {days} days).")
 
 
+def _data_checks(market: str, validations: pd.DataFrame) -> dict:
+    failed = validations[~validations["success"].astype(bool)]
+    n = len(validations)
+    if len(failed):
+        return _row(market, BOTH, "data_checks", "amber", len(failed), "every suite passes",
+                    f"{len(failed)} of {n} data-quality suite(s) failed in their newest run: "
+                    + ", ".join(str(s) for s in failed["suite"]) + " (see the Data Docs).")
+    return _row(market, BOTH, "data_checks", "green", 0, "every suite passes",
+                f"All {n} data-quality suites passed in their newest run.")
+
+
 def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], object], *,
                  validation: pd.DataFrame | None = None, holdout: pd.DataFrame | None = None,
                  consistency: pd.DataFrame | None = None, freshness: pd.DataFrame | None = None,
-                 freshness_days: int = 8) -> pd.DataFrame:
+                 freshness_days: int = 8, validations: pd.DataFrame | None = None) -> pd.DataFrame:
     """The health card's rows (COLUMNS) of one market: per variant of `runs` (marts.model_runs_latest),
     convergence and out-of-sample error; for the calibrated variant the held-out experiments and the
     calibration consistency (when it has lift tests); data freshness once per variant when given.
@@ -161,6 +174,8 @@ def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], obj
             rows.append(_held_out(market, holdout))
         if consistency is not None and len(consistency) and "pareto_k" in consistency:
             rows.append(_consistency(market, consistency))
+    if validations is not None and len(validations) and "success" in validations:
+        rows.append(_data_checks(market, validations))
     if freshness is not None and len(freshness):
         rows.append(_freshness(market, BOTH, freshness, freshness_days))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -170,7 +185,7 @@ def from_inputs(inp) -> pd.DataFrame:
     """`model_health` of a report's inputs (mmm_pipeline.reporting.report.ReportInputs)."""
     return model_health(inp.market, inp.t("runs"), inp.gates, validation=inp.t("validation"),
                         holdout=inp.t("lift_holdout"), consistency=inp.t("consistency"),
-                        freshness=inp.freshness, freshness_days=inp.freshness_days)
+                        freshness=inp.freshness, freshness_days=inp.freshness_days, validations=inp.validations)
 
 
 __all__ = ["BOTH", "COLUMNS", "STATUSES", "CHECK_TITLES", "model_health", "from_inputs"]

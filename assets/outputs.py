@@ -119,6 +119,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
           "carryover-aware contribution (pymc-marketing incrementality) and average ROAS over the training "
           "period against zero spend (no experiment measures this), mean and 94% HDI, and cost per incremental "
           "KPI. marts.channel_roas_market: the same per channel summed over geos per draw, and for all media. "
+          "marts.channel_share: per channel, share of spend beside share of the media effect (per draw, 94% HDI) "
+          "and the carryover share (of a week's effect, what arrives in later weeks: posterior adstock). "
           "marts.refresh_drift: ROAS "
           "and media share against the previous gated model, flagged above model.refresh_drift_threshold.",
           code_version=ROAS_CODE_VERSION, **COMMON)
@@ -133,14 +135,18 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     horizon = inputs.pipeline.planning_horizon_weeks
-    pairs = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True, horizon_weeks=horizon)
-             for v, f in fits.items()}
+    triples = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True, horizon_weeks=horizon,
+                                      with_shares=True) for v, f in fits.items()}
+    pairs = {v: (per_geo, tot) for v, (per_geo, tot, _) in triples.items()}
     rows = {v: _stamp(per_geo, market, v, fits[v]) for v, (per_geo, _) in pairs.items()}
     # with the market's totals per channel and for all media, with the posterior's intervals (the
     # report's headline)
     totals = {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}
+    # share of spend vs share of effect, and carryover share, per channel of the market
+    shares = {v: _stamp(sh, market, v, fits[v]) for v, (_, _, sh) in triples.items()}
     all_rows, version = _append_per_variant(
-        warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals}, fits, ROAS_CODE_VERSION)
+        warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals, "marts.channel_share": shares},
+        fits, ROAS_CODE_VERSION)
     drift_md = _refresh_drift(warehouse, inputs.config.refresh_drift_threshold, market, pairs, fits)
     meta = table_metadata(all_rows, "marts.channel_roas")
     meta["refresh_drift"] = dg.MetadataValue.md(drift_md)

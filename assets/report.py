@@ -24,14 +24,14 @@ from assets.holdout import model_validation
 from assets.models import MARKETS, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
 from mmm_pipeline.reporting import publish
-from mmm_pipeline.warehouse import fingerprint
+from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Follows the code (issue 9) and the Jinja templates the reports are rendered with (no Python source).
 REPORT_TEMPLATES = sorted((Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.j2"))
 REPORT_CODE_VERSION = fingerprint(
     source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts", "mmm_pipeline.reporting.publish",
-                   glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]
+                   "mmm_pipeline.reporting.health", "mmm_pipeline.reporting.wording", glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
@@ -60,12 +60,14 @@ def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
                 channel_roas, budget_allocation],
           kinds={"html", "duckdb"}, group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
           code_version=REPORT_CODE_VERSION, automation_condition=DOWNSTREAM, freshness_policy=REFRESH_FRESHNESS,
-          description="One self-contained HTML report per market (headline, fit, contributions, channel "
-          "economics, response curves, calibration, budget plan, data) read from the marts only, at "
-          "MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html, plus reports/index.html.")
+          description="One self-contained HTML report per market (health card, headline, fit, contribution "
+          "waterfall, channel economics with average beside marginal returns, share of spend vs share of effect "
+          "and carryover, response curves, calibration, drift against the previous model, budget plan, data) read "
+          "from the marts only, at MMM_ARTIFACT_DIR/reports/<market>/<model_version>.html, plus reports/index.html. "
+          "Writes marts.model_health (the health card: per check, green / amber / red and a sentence) first.")
 def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: PipelineSettings,
                   artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from mmm_pipeline.reporting import report
+    from mmm_pipeline.reporting import health, report
 
     market = context.partition_key
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -78,6 +80,13 @@ def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                                     freshness_days=config.freshness_days,
                                     bounds=_scenario_bounds(config, market, alloc),
                                     data_docs_index=docs if docs.exists() else None, model_settings=config.model)
+    # the health card's checks, from the marts just read, become a mart of their own; the report draws it
+    card = health.from_inputs(inputs)
+    with warehouse.transaction() as con:
+        append_history(con, "marts.model_health", card,
+                       version=fingerprint(REPORT_CODE_VERSION, card.to_json()), partition_columns=("market",))
+        inputs.tables["health"] = con.execute("SELECT * FROM marts.model_health_latest WHERE market = ?",
+                                              [market]).df()
     rendered = report.build_report(inputs)
     path = report.write_report(rendered, artifacts.path("reports"), run_id=context.run_id,
                                dagster_ui_url=settings.dagster_ui_url)

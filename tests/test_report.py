@@ -64,7 +64,7 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # CPU time: other test processes on the machine stretch the wall clock, not the work
     assert cpu < 10, f"report took {cpu:.1f} s of CPU ({seconds:.1f} s wall)"
-    assert len(rep.sections) == 9  # the held-out experiments section included
+    assert len(rep.sections) == len(report.SECTIONS) == 12  # health, shares and drift included
     # the headline numbers are the marts' own
     roas, alloc = inp.t("roas"), inp.t("allocation")
     spend = roas.loc[roas["variant"] == rep.variant, "spend"].sum()
@@ -255,7 +255,7 @@ def test_report_asset_metadata_has_path_and_summary(sample_run):
     assert {r.partition_key for r in records} == {"east", "west"}
     meta = records[0].asset_materialization.metadata
     assert Path(meta["path"].value).exists() and meta["path"].value.endswith(".html")
-    assert "UNGATED" in meta["summary"].value and meta["sections"].value == 9
+    assert "UNGATED" in meta["summary"].value and meta["sections"].value == len(report.SECTIONS)
     assert meta["render_cpu_seconds"].value < 10
 
 
@@ -373,3 +373,31 @@ def test_publish_writes_the_bi_file_the_reports_beside_it_and_the_parquet_export
     assert duckdb.connect(str(out.path), read_only=True).execute("SELECT count(*) FROM marts.t").fetchone() == (2,)
     assert (tmp_path / "lake" / "t.parquet").exists()
     assert not hasattr(WarehouseResource(database=str(db)), "publish")
+
+
+def test_the_grown_marts_are_written_and_the_report_draws_them(sample_run):
+    """marts.channel_share (channel_roas) and marts.model_health (market_report) on the sample."""
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        shares = con.execute("SELECT * FROM marts.channel_share_latest").df()
+        card = con.execute("SELECT * FROM marts.model_health_latest").df()
+    assert set(shares["market"]) == set(card["market"]) == {"east", "west"}
+    per = shares.groupby(["market", "variant"])
+    assert per["effect_share_mean"].sum().to_numpy() == pytest.approx(1.0, abs=1e-9)
+    assert per["spend_share"].sum().to_numpy() == pytest.approx(1.0, abs=1e-9)
+    for lo, mid, hi in (("effect_share_hdi_low", "effect_share_mean", "effect_share_hdi_high"),
+                        ("carryover_share_hdi_low", "carryover_share_mean", "carryover_share_hdi_high")):
+        assert ((shares[lo] <= shares[mid]) & (shares[mid] <= shares[hi])).all()
+        assert ((shares[lo] >= 0) & (shares[hi] <= 1)).all()
+    assert (shares["l_max"] > 1).all()
+    assert set(card["status"]) <= {"green", "amber", "red"}
+    conv = card[card["check_name"] == "convergence"]
+    assert set(conv["status"]) == {"amber"}  # the fast profile: loose gates hold, nothing gated
+    assert {"out_of_sample", "held_out_experiments", "calibration_consistency"} <= set(card["check_name"])
+    runs = _latest_runs(sample_run["warehouse"])
+    version = runs[(runs["market"] == "west") & (runs["variant"] == "calibrated")]["model_version"].iloc[0]
+    page = (sample_run["artifacts"] / "reports" / "west" / f"{version}.html").read_text()
+    text = visible_text(page)
+    for sentence in card[card["market"] == "west"]["sentence"]:
+        assert sentence in text
+    assert "class='status amber'" in page and 'alt="contribution waterfall"' in page
+    assert 'alt="share of spend vs share of effect"' in page and 'alt="average beside marginal ROAS"' in page

@@ -69,7 +69,7 @@ from mmm_pipeline.model.summaries import hdi_bounds
 __all__ = [
     "CurveError", "spend_summary", "response_curves", "channel_roas", "roas_summary",
     "response_draws", "marginal_response_draws", "plot_response_curves",
-    "CURVE_COLUMNS", "ROAS_COLUMNS",
+    "CURVE_COLUMNS", "ROAS_COLUMNS", "SHARE_COLUMNS", "carryover_share", "channel_shares",
 ]
 
 CURVE_COLUMNS = ["geo", "channel", "spend", "units", "response_mean", "hdi_low", "hdi_high",
@@ -86,6 +86,13 @@ ROAS_COLUMNS = ["geo", "channel", "spend", *MARGINAL_COLUMNS, "contribution_mean
 MARKET_ROAS_COLUMNS = ["channel", "spend", *MARGINAL_COLUMNS, "contribution_mean", "contribution_hdi_low",
                        "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high",
                        "cost_per_incremental_kpi", "current_weekly_spend"]
+
+# Rows of `channel_roas(..., with_shares=True)` (mart `channel_share`): per channel of the market, its share
+# of the spend beside its share of the media effect (per draw: the channel's contribution over all media's),
+# and the share of a week's effect that arrives in later weeks (the posterior geometric adstock).
+SHARE_COLUMNS = ["channel", "spend", "spend_share", "effect_share_mean", "effect_share_hdi_low",
+                 "effect_share_hdi_high", "carryover_share_mean", "carryover_share_hdi_low",
+                 "carryover_share_hdi_high", "adstock_alpha_mean", "l_max"]
 
 # The response to +10%: the steady-state weekly response at 1.1 x the current weekly spend minus at 1 x.
 PLUS_10PCT = 1.1
@@ -373,7 +380,7 @@ def marginal_summary(slope_draws: np.ndarray, plus10_draws: np.ndarray, horizon_
 
 def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *, recent_weeks: int = 13,
                  contribution_source: Literal["incrementality", "posterior"] = "incrementality",
-                 with_totals: bool = False, horizon_weeks: int = 8):
+                 with_totals: bool = False, horizon_weeks: int = 8, with_shares: bool = False):
     """ROAS per geo and channel over the training weeks (mart `channel_roas`).
 
     spend: actual spend in `media_weekly` (staging) over the model's weeks;
@@ -390,6 +397,10 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     with_totals: also return the market's rows (MARKET_ROAS_COLUMNS): each channel's
     contribution summed over geos per draw (and over channels for ALL_MEDIA), so
     their intervals are the posterior's, not a sum of per-geo intervals.
+
+    with_shares (with with_totals): a third frame, SHARE_COLUMNS (`channel_shares`): each
+    channel's share of spend and of the media effect (per draw), and its carryover share from
+    the posterior adstock alpha (per geo, weighted by the geos' spend on the channel).
     """
     geos, channels = model_geos(mmm), model_channels(mmm)
     weeks = model_weeks(mmm)
@@ -433,7 +444,86 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
         {"channel": k, **roas_summary(d, s), **marginal_summary(np.asarray(w) / cur if cur > 0 else np.full(np.shape(w), np.nan), p, horizon_weeks),
          "current_weekly_spend": cur}
         for k, (d, s, w, p, cur) in totals.items()])
-    return per_geo, market[MARKET_ROAS_COLUMNS]
+    if not with_shares:
+        return per_geo, market[MARKET_ROAS_COLUMNS]
+    alphas, l_max = _carryover_draws(mmm, spend)
+    shares = channel_shares({c: totals[c][0] for c in channels if c in totals},
+                            {c: totals[c][1] for c in channels if c in totals}, alphas, l_max)
+    return per_geo, market[MARKET_ROAS_COLUMNS], shares
+
+
+def carryover_share(alpha, l_max: int) -> np.ndarray:
+    """The share of a week's media effect that arrives after that week, per value of `alpha`.
+
+    pymc-marketing's geometric adstock spreads one week's input over `l_max` weeks with weights
+    alpha**l (l = 0 .. l_max - 1; normalised to sum 1 by default, which the share does not depend on):
+    the share after the first week is 1 - w0 / sum(w) = 1 - 1 / sum(alpha**l). 0 when alpha = 0 or
+    l_max = 1; below (l_max - 1) / l_max as alpha approaches 1.
+    """
+    a = np.asarray(alpha, dtype=float)
+    lags = np.arange(int(l_max), dtype=float)
+    weights = np.power(a[..., None], lags)  # 0**0 = 1: the week itself
+    return 1.0 - 1.0 / weights.sum(axis=-1)
+
+
+def _share_row(draws: np.ndarray) -> tuple[float, float, float]:
+    d = np.asarray(draws, dtype=float).reshape(-1)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return (float("nan"),) * 3
+    lo, hi = hdi_bounds(d[:, None], HDI_PROB)
+    return float(d.mean()), float(lo[0]), float(hi[0])
+
+
+def channel_shares(contribution_draws: Mapping[str, np.ndarray], spend: Mapping[str, float],
+                   alpha_draws: Mapping[str, np.ndarray] | None = None, l_max: int | None = None) -> pd.DataFrame:
+    """Share of spend vs share of effect per channel, and carryover share (SHARE_COLUMNS).
+
+    contribution_draws: channel -> the market's contribution per posterior draw (1-D, the same draws
+    for every channel); effect share per draw = channel / sum over channels, so the means add up to 1
+    exactly (draws whose media total is 0 are left out). spend: channel -> spend over the same weeks.
+    alpha_draws: channel -> adstock alpha per draw (already averaged over geos, see `channel_roas`).
+    """
+    channels = list(contribution_draws)
+    stacked = np.vstack([np.asarray(contribution_draws[c], dtype=float).reshape(-1) for c in channels])
+    total = stacked.sum(axis=0)
+    keep = total != 0
+    shares = stacked[:, keep] / total[keep]
+    spend_total = float(sum(spend[c] for c in channels))
+    rows = []
+    for i, c in enumerate(channels):
+        mean, lo, hi = _share_row(shares[i])
+        row = {"channel": c, "spend": float(spend[c]),
+               "spend_share": float(spend[c]) / spend_total if spend_total > 0 else float("nan"),
+               "effect_share_mean": mean, "effect_share_hdi_low": lo, "effect_share_hdi_high": hi}
+        if alpha_draws is not None and c in alpha_draws and l_max:
+            a = np.asarray(alpha_draws[c], dtype=float).reshape(-1)
+            row |= dict(zip(("carryover_share_mean", "carryover_share_hdi_low", "carryover_share_hdi_high"),
+                            _share_row(carryover_share(a, l_max))))
+            row |= {"adstock_alpha_mean": float(a.mean()), "l_max": int(l_max)}
+        else:
+            row |= {"carryover_share_mean": float("nan"), "carryover_share_hdi_low": float("nan"),
+                    "carryover_share_hdi_high": float("nan"), "adstock_alpha_mean": float("nan"), "l_max": l_max}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SHARE_COLUMNS)
+
+
+def _carryover_draws(mmm, spend: pd.DataFrame) -> tuple[dict[str, np.ndarray], int | None]:
+    """channel -> the carryover share per draw (geos weighted by their spend on the channel), and l_max."""
+    post = mmm.idata.posterior
+    adstock = getattr(mmm, "adstock", None)
+    l_max = getattr(adstock, "l_max", None)
+    if "adstock_alpha" not in post or not l_max:
+        return {}, None
+    alpha = post["adstock_alpha"]
+    out = {}
+    for channel, d in spend.groupby("channel"):
+        per_geo = [(carryover_share(_pick(alpha, g, channel), l_max), float(s))
+                   for g, s in zip(d["geo"], d["spend_total"])]
+        w = np.array([s for _, s in per_geo])
+        w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+        out[str(channel)] = sum(wi * sh for (sh, _), wi in zip(per_geo, w))
+    return out, int(l_max)
 
 
 # --------------------------------------------------------------------------- plot

@@ -326,3 +326,70 @@ def plot_plan(alloc: pd.DataFrame, currency: str, title: str):
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2)
     ax.legend(frameon=False)
     return fig
+
+
+def plot_waterfall(steps: pd.DataFrame, kpi_label: str, kpi_unit: str):
+    """Contribution waterfall over the training period: `steps` (label, value, kind) in order, each bar
+    starting where the previous one ended, then the total (kind: baseline, control, other, media)."""
+    plt = _plt()
+    colors = {"baseline": "#8c8c8c", "control": "#9467bd", "other": "#bcbd22", "media": "#1f77b4"}
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    start = 0.0
+    for i, r in enumerate(steps.itertuples()):
+        ax.bar(i, r.value, bottom=start, color=colors.get(r.kind, "#1f77b4"), width=0.7)
+        start += r.value
+    n = len(steps)
+    ax.bar(n, start, color="#1d2330", width=0.7)
+    ax.set_xticks(range(n + 1), [*steps["label"], f"total {kpi_label}"], rotation=30, ha="right", fontsize=8)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_title(f"What made up the {kpi_label} over the training period (posterior mean, sum over geos)")
+    _compact_axis(ax, kpi_unit)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.22)
+    return fig
+
+
+def plot_shares(shares: pd.DataFrame):
+    """Per channel: share of spend (bar) beside share of the media effect (bar with its interval)."""
+    plt = _plt()
+    d = shares.reset_index(drop=True)
+    y = np.arange(len(d))
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.5 * max(len(d), 2)))
+    ax.barh(y - 0.2, 100 * d["spend_share"], height=0.4, color="#bbbbbb", label="share of spend")
+    mean = 100 * d["effect_share_mean"]
+    err = [mean - 100 * d["effect_share_hdi_low"], 100 * d["effect_share_hdi_high"] - mean]
+    ax.barh(y + 0.2, mean, height=0.4, color="#1f77b4", xerr=err, capsize=2,
+            label=f"share of media effect ({HDI_LABEL})")
+    ax.set_yticks(list(y), list(d["channel"]))
+    ax.invert_yaxis()
+    _compact_axis(ax, "% of all media", axis="x")
+    height = 1.5 + 0.5 * max(len(d), 2)
+    fig.set_size_inches(9, height)
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.55 / (height - 1.35)))
+    ax.set_title("Share of spend vs share of effect, per channel (training period)", fontsize=10)
+    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.35 / height, bottom=1.0 / height)
+    return fig
+
+
+def plot_average_marginal(rows: pd.DataFrame, ylabel: str, title: str, break_even: float | None):
+    """Per channel, the average figure beside the marginal one, each with its interval
+    (columns channel, avg, avg_low, avg_high, marg, marg_low, marg_high; an open upper end is drawn
+    to the top of the plot)."""
+    plt = _plt()
+    d = rows.reset_index(drop=True)
+    vals = pd.concat([d[c] for c in ("avg", "avg_high", "marg", "marg_high")]).replace([np.inf, -np.inf], np.nan)
+    top = float(vals.max()) * 1.1 if vals.notna().any() else 1.0
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    x = np.arange(len(d))
+    for off, key, color, label in ((-0.15, "avg", "#8c8c8c", "average (vs zero spend)"),
+                                   (0.15, "marg", "#1f77b4", "marginal (at today's spend)")):
+        mean, low, high = (d[c].replace([np.inf, -np.inf], top).clip(upper=top) for c in (key, f"{key}_low", f"{key}_high"))
+        ax.errorbar(x + off, mean, yerr=[(mean - low).clip(lower=0), (high - mean).clip(lower=0)], fmt="o", ms=5,
+                    color=color, capsize=3, label=label)
+    if break_even is not None:
+        ax.axhline(break_even, color="#c0392b", lw=0.8, ls="--")
+    ax.set_xticks(list(x), list(d["channel"]))
+    _compact_axis(ax, ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1)
+    return fig

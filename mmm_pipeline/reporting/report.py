@@ -28,9 +28,10 @@ import pandas as pd
 from mmm_pipeline.model.config import load_model_config
 from mmm_pipeline.paths import path_inside, safe_name
 from mmm_pipeline.reporting.charts import (  # noqa: F401  (the formats are this module's API too)
-    HDI_LABEL, day, html_table, interval, money, number, pct, plot_contributions, plot_curves, plot_fit,
-    plot_headline, plot_lift, plot_plan, plot_returns, png_image, ratio,
+    HDI_LABEL, day, html_table, interval, money, number, pct, plot_average_marginal, plot_contributions, plot_curves,
+    plot_fit, plot_headline, plot_lift, plot_plan, plot_returns, plot_shares, plot_waterfall, png_image, ratio,
 )
+from mmm_pipeline.reporting import health as health_lib
 from mmm_pipeline.reporting.wording import (  # noqa: F401
     MONEY_KPI_WORDS, Kpi, describe_gate_failures, gates_text, kpi_is_money, parameter_meaning,
 )
@@ -40,15 +41,18 @@ INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
 ALL_MEDIA = "all media"  # mmm_pipeline.decisions.curves.ALL_MEDIA (not imported: curves pulls in pymc)
 
 SECTIONS = [
-    ("headline", "1. Headline"),
-    ("fit", "2. Does the model fit?"),
-    ("contributions", "3. What drove the KPI?"),
-    ("economics", "4. What does each channel return?"),
-    ("curves", "5. What happens if we spend more or less?"),
-    ("calibration", "6. Do the lift tests agree?"),
-    ("held_out", "7. Does the model predict experiments it has not seen?"),
-    ("plan", "8. The budget plan"),
-    ("data", "9. The data behind it"),
+    ("health", "1. Can we trust this model?"),
+    ("headline", "2. Headline"),
+    ("fit", "3. Does the model fit?"),
+    ("contributions", "4. What drove the KPI?"),
+    ("economics", "5. What does each channel return?"),
+    ("shares", "6. Does each channel earn its share of the budget?"),
+    ("curves", "7. What happens if we spend more or less?"),
+    ("calibration", "8. Do the lift tests agree?"),
+    ("held_out", "9. Does the model predict experiments it has not seen?"),
+    ("drift", "10. What changed since the previous model?"),
+    ("plan", "11. The budget plan"),
+    ("data", "12. The data behind it"),
 ]
 
 # Every query reads one market's rows; the market is always a bound parameter.
@@ -68,6 +72,9 @@ _MARKET_TABLES = {
     "validation": "marts.model_validation_latest",
     "lift_holdout": "marts.lift_test_holdout_latest",
     "consistency": "marts.calibration_consistency_latest",
+    "health": "marts.model_health_latest",
+    "shares": "marts.channel_share_latest",
+    "drift": "marts.refresh_drift_latest",
 }
 
 
@@ -270,7 +277,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                   f"{', '.join(earlier)}: the newest fit was not allowed to update them." if earlier else "")
     if stale_note:
         banner = (banner or "") + stale_note
-    sections: dict[str, dict] = {}
+    sections: dict[str, dict] = {"health": _health_section(inp, variant)}
     roas = inp.t("roas")
     ch = _channel_totals(roas) if len(roas) else pd.DataFrame()
     chp = ch[ch["variant"] == variant].sort_values("roas", ascending=False) if len(ch) else ch
@@ -460,7 +467,8 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                                                   columns={f"total {kpi}": "total"}).itertuples()) + ".")
                      + " The marts hold a 94% interval per week and geo, not one for these sums."),
             "html": html_table(tot, {f"total {kpi}": kfmt, f"share of {kpi}": pct}),
-            "images": [png_image(plot_contributions(contrib_p, kpi, k.unit), "weekly decomposition")]}
+            "images": [png_image(plot_waterfall(waterfall_steps(contrib_p), kpi, k.unit), "contribution waterfall"),
+                       png_image(plot_contributions(contrib_p, kpi, k.unit), "weekly decomposition")]}
     else:
         sections["contributions"] = {"text": "No decomposition in the marts for this market.", "html": "", "images": []}
 
@@ -519,6 +527,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
 
     # 7. held-out experiments and the calibration consistency check
     sections["held_out"] = _held_out_section(inp.t("lift_holdout"), inp.t("consistency"), k)
+
+    # share of spend vs share of effect, carryover; drift against the previous model
+    sections["shares"] = _shares_section(inp.t("shares"), k, variant)
+    sections["drift"] = _drift_section(inp.t("drift"), runs, k)
 
     # 8. budget plan
     if plans:
@@ -588,6 +600,129 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                 "plan_gain_low": None if plan_row is None else float(plan_row["gain_hdi_low"]),
                 "plan_gain_high": None if plan_row is None else float(plan_row["gain_hdi_high"])}
     return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
+
+
+STATUS_WORDS = {"green": "OK", "amber": "CHECK", "red": "FAILED"}
+
+
+def _health_section(inp: ReportInputs, variant: str) -> dict:
+    """The health card: marts.model_health (written by the report asset before it renders; computed from
+    the same marts here when the warehouse predates it), one row per check, green / amber / red."""
+    rows = inp.t("health")
+    if not len(rows):
+        rows = health_lib.from_inputs(inp)
+    order = {c: i for i, c in enumerate(health_lib.CHECK_TITLES)}
+    rows = rows.assign(_o=rows["check_name"].map(order).fillna(99), _v=(rows["variant"] != variant)).sort_values(
+        ["_o", "_v"])
+    counts = rows["status"].value_counts()
+    worst = rows[rows["status"] == "red"]
+    worst = worst if len(worst) else rows[rows["status"] == "amber"]
+    text = (f"{len(rows)} checks of the models and their data (the headline uses the {variant} model): {int(counts.get('green', 0))} green, "
+            f"{int(counts.get('amber', 0))} amber, {int(counts.get('red', 0))} red. "
+            + ("Every check passed." if not len(worst) else
+               f"First to look at: {health_lib.CHECK_TITLES.get(worst['check_name'].iloc[0], worst['check_name'].iloc[0]).lower()}"
+               f" ({worst['variant'].iloc[0]}): {worst['sentence'].iloc[0]}"))
+    body = "".join(
+        f"<tr class='health-{html.escape(r.status)}'><td><span class='status {html.escape(r.status)}'>"
+        f"{STATUS_WORDS.get(r.status, r.status)}</span></td>"
+        f"<td>{html.escape(health_lib.CHECK_TITLES.get(r.check_name, r.check_name))}</td><td>{html.escape(str(r.variant))}</td>"
+        f"<td>{html.escape(r.sentence)}</td><td>{html.escape(str(r.threshold))}</td></tr>"
+        for r in rows.itertuples())
+    table = ("<table class='health'><thead><tr><th>status</th><th>check</th><th>model</th><th>what it says</th>"
+             f"<th>threshold</th></tr></thead><tbody>{body}</tbody></table>")
+    return {"text": text, "html": table, "images": []}
+
+
+def waterfall_steps(contrib: pd.DataFrame) -> pd.DataFrame:
+    """The contribution waterfall's bars from marts.contributions (one model): baseline, controls, the
+    other non-media components (seasonality, trend), then each channel by its size; columns label,
+    value (KPI over the period, summed over weeks and geos), kind."""
+    tot = contrib.groupby(["component", "component_type"], as_index=False)["mean"].sum()
+    kind = tot["component_type"].map(lambda t: t if t in ("media", "control") else "other")
+    kind = kind.where(tot["component"] != "baseline", "baseline")
+    tot = tot.assign(kind=kind, _o=kind.map({"baseline": 0, "control": 1, "other": 2, "media": 3}))
+    tot = tot.sort_values(["_o", "mean"], ascending=[True, False])
+    return pd.DataFrame({"label": tot["component"].astype(str).str.replace("_", " ").values,
+                         "value": tot["mean"].astype(float).values, "kind": tot["kind"].values})
+
+
+def _shares_section(shares: pd.DataFrame, k: Kpi, variant: str) -> dict:
+    """marts.channel_share: share of spend beside share of the media effect, and the carryover share."""
+    d = shares[shares["variant"] == variant] if len(shares) else shares
+    if not len(d):
+        return {"text": "The share of spend vs share of effect is not in the marts for this run "
+                        "(marts.channel_share is written by channel_roas).", "html": "", "images": []}
+    d = d.assign(ratio=d["effect_share_mean"] / d["spend_share"].where(d["spend_share"] > 0)).sort_values(
+        "effect_share_mean", ascending=False)
+    over = d.sort_values("ratio", ascending=False).iloc[0]
+    under = d.sort_values("ratio").iloc[0]
+    text = (f"Each channel's share of the media budget beside its share of what media brought ({variant} model, "
+            f"per posterior draw, {HDI_LABEL}). {over['channel']} brings {pct(over['effect_share_mean'])} of the "
+            f"media effect on {pct(over['spend_share'])} of the spend; {under['channel']} "
+            f"{pct(under['effect_share_mean'])} on {pct(under['spend_share'])}. A channel above its spend share "
+            f"returns more than the media average over the training period (not at the margin: see the "
+            f"{k.marginal_name}).")
+    has_carry = d["carryover_share_mean"].notna().any()
+    if has_carry:
+        slow = d.sort_values("carryover_share_mean", ascending=False).iloc[0]
+        lmax = d["l_max"].dropna()
+        text += (f" Carryover: of one week's effect, the share that arrives in the following weeks (from the "
+                 f"posterior adstock{f', over {int(lmax.iloc[0])} weeks' if len(lmax) else ''}); "
+                 f"highest for {slow['channel']} ({pct(slow['carryover_share_mean'])}, {HDI_LABEL} "
+                 f"{pct(slow['carryover_share_hdi_low'])} to {pct(slow['carryover_share_hdi_high'])}). A channel "
+                 "with a large carryover is undervalued by anything that reads its effect in the week of the spend.")
+    t = pd.DataFrame({"channel": d["channel"], "share of spend": d["spend_share"],
+                      "share of effect": d["effect_share_mean"],
+                      f"share of effect, {HDI_LABEL}": [interval(lo, hi, pct) for lo, hi in
+                                                        zip(d["effect_share_hdi_low"], d["effect_share_hdi_high"])],
+                      "effect share / spend share": d["ratio"]})
+    if has_carry:
+        t["carryover share"] = d["carryover_share_mean"]
+        t[f"carryover share, {HDI_LABEL}"] = [interval(lo, hi, pct) for lo, hi in
+                                              zip(d["carryover_share_hdi_low"], d["carryover_share_hdi_high"])]
+    return {"text": text,
+            "html": html_table(t, {"share of spend": pct, "share of effect": pct, "carryover share": pct,
+                                   "effect share / spend share": ratio}),
+            "images": [png_image(plot_shares(d), "share of spend vs share of effect")]}
+
+
+def _drift_section(drift: pd.DataFrame, runs: pd.DataFrame, k: Kpi) -> dict:
+    """marts.refresh_drift of the current models (rows of an older comparison are not this model's)."""
+    current = set(zip(runs["variant"].astype(str), runs["model_version"].astype(str)))
+    d = drift[[(str(v), str(m)) in current for v, m in zip(drift["variant"], drift["model_version"])]] \
+        if len(drift) else drift
+    if not len(d):
+        return {"text": "No previous gated model of this market to compare with (the first gated fit, or every "
+                        "earlier fit was ungated), so nothing to say about drift yet.", "html": "", "images": []}
+    parts = []
+    for v, g in d.groupby("variant", sort=False):
+        flagged = g[g["flagged"].astype(bool)]
+        prev = str(g["previous_model_version"].iloc[0])
+        said = (f"The {v} model moved against the previous gated one ({prev}) in {len(flagged)} of {len(g)} "
+                "geo x channel cells beyond the drift threshold")
+        if len(flagged):
+            big = flagged.reindex(flagged["roas_change"].abs().sort_values(ascending=False).index).head(5)
+            if k.is_money:
+                moves = [f"{r.geo} {r.channel}: ROAS {ratio(r.roas_previous)} to {ratio(r.roas_current)} "
+                         f"({r.roas_change:+.0%})" for r in big.itertuples()]
+            else:
+                moves = [f"{r.geo} {r.channel}: cost per {k.one} {k.return_text(r.roas_previous)} to "
+                         f"{k.return_text(r.roas_current)}" for r in big.itertuples()]
+            said += ": " + "; ".join(moves) + ". Check what changed in the data before acting on the new figures."
+        else:
+            said += ": the answer is stable."
+        parts.append(said)
+    t = d[["variant", "geo", "channel", "previous_model_version", "roas_previous", "roas_current", "roas_change",
+           "share_previous", "share_current", "share_change_pp", "flagged"]].copy()
+    if not k.is_money:
+        t["roas_previous"], t["roas_current"] = t["roas_previous"].map(k.return_value), t["roas_current"].map(k.return_value)
+        t = t.rename(columns={"roas_previous": f"cost per {k.one}, previous", "roas_current": f"cost per {k.one}, now",
+                              "roas_change": "ROAS change"})
+    fm = {c: (ratio if k.is_money else k.cost_text) for c in t.columns if c.startswith(("roas_p", "roas_c", "cost per"))}
+    fm |= {"roas_change": pct, "ROAS change": pct, "share_previous": pct, "share_current": pct,
+           "share_change_pp": lambda v: number(v, 1)}
+    return {"text": " ".join(parts) + " Shares are of the media contribution; changes in percentage points.",
+            "html": html_table(t, fm, flag_rows=t["flagged"].astype(bool)), "images": []}
 
 
 def _calibrated_quantity(parameter: str, k: Kpi) -> str:
@@ -670,10 +805,38 @@ def _economics_section(inp: ReportInputs, k: Kpi, ch: pd.DataFrame, variant: str
                             None)
     text += (f" The market table adds the geos per posterior draw (so its {HDI_LABEL}s are the market's own); the "
              "per-geo table has each geo's. Uncalibrated and calibrated side by side.")
+    images = [png_image(plot, f"{k.return_name} per channel and geo")]
+    beside = average_beside_marginal(mk, variant, k)
+    if len(beside):
+        images.insert(0, png_image(plot_average_marginal(
+            beside, f"{cur} of {kpi} per {cur}" if k.is_money else f"{cur} per incremental {k.one}",
+            (f"Average ROAS beside marginal ROAS per channel, market, {variant} model ({HDI_LABEL})" if k.is_money
+             else f"Average beside marginal cost per incremental {k.one}, market, {variant} model ({HDI_LABEL}; "
+                  "lower is better)"), 1.0 if k.is_money else None), f"average beside marginal {k.return_name}"))
     return {"text": text,
             "html": html_table(side, fm) + "<h3>Per geo</h3>" + html_table(
                 per_geo, {"spend": m, marginal: value, average: value, f"{kpi}, {plus10}": k.amount}),
-            "images": [png_image(plot, f"{k.return_name} per channel and geo")]}
+            "images": images}
+
+
+def average_beside_marginal(market: pd.DataFrame, variant: str, k: Kpi) -> pd.DataFrame:
+    """Per channel of marts.channel_roas_market (one variant, no all-media row): the average figure and
+    the marginal one with their intervals, in the KPI's terms (ROAS for money, else the cost per
+    incremental KPI, whose bounds swap); columns channel, avg, avg_low, avg_high, marg, marg_low, marg_high."""
+    if not len(market) or "mroas_mean" not in market:
+        return pd.DataFrame()
+    d = market[(market["variant"] == variant) & (market["channel"] != ALL_MEDIA)]
+    out = pd.DataFrame({"channel": d["channel"].values})
+    for key, col in (("avg", "roas"), ("marg", "mroas")):
+        mean, lo, hi = (d[f"{col}_{x}"].astype(float).values for x in ("mean", "hdi_low", "hdi_high"))
+        if k.is_money:
+            out[key], out[f"{key}_low"], out[f"{key}_high"] = mean, lo, hi
+        else:
+            f = k.return_value
+            out[key] = [f(v) for v in mean]
+            out[f"{key}_low"] = [f(v) for v in hi]
+            out[f"{key}_high"] = [f(v) for v in lo]
+    return out
 
 
 def _validated_at(run_time: str) -> str:

@@ -48,7 +48,9 @@ def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp
                              "WHERE NOT incomplete_week GROUP BY 1) k USING (geo)").fetchall()
     assert runs.values.tolist() == [["all", "uncalibrated"]]  # no lift tests: calibrated not fitted
     assert (folder / "geos.csv").exists() and basis == [("per_capita",)]
-    assert len(totals) == 5 and all(abs(c / k - 1) < 0.03 for _, c, k in totals), totals
+    # 20 seeds (bench/stochastic_thresholds.py --your-data, bench/stochastic_thresholds_your_data.csv): the worst
+    # geo's |contributions / KPI - 1| was 0.0003-0.0011 (max + 3 sd 0.0019); a per-capita slip is off by the population
+    assert len(totals) == 5 and all(abs(c / k - 1) < 0.01 for _, c, k in totals), totals
     wide = pd.read_csv(src)
     for k in range(4):
         got = cpu[cpu.channel == f"channel{k}"]

@@ -9,9 +9,9 @@ from typing import Callable
 
 import pandas as pd
 
+from mmm_pipeline.units import MONEY_KPI_WORDS
+
 HDI_LABEL = "94% interval"
-# KPI names that are money, so they are shown in the reporting currency.
-MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
 
 
 # --------------------------------------------------------------------------- formatting

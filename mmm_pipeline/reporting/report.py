@@ -33,7 +33,6 @@ from mmm_pipeline.reporting.charts import (  # noqa: F401  (the formats are this
 
 TEMPLATE = Path(__file__).with_name("report_template.html.j2")
 INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
-ALL_MEDIA = "all media"  # mmm_pipeline.decisions.curves.ALL_MEDIA (not imported: curves pulls in pymc)
 
 SECTIONS = [
     ("headline", "1. Headline"),
@@ -55,6 +54,7 @@ _MARKET_TABLES = {
     "contributions": "marts.contributions_latest",
     "roas": "marts.channel_roas_latest",
     "roas_market": "marts.channel_roas_market_latest",
+    "roas_total": "marts.channel_roas_market_total_latest",
     "plan": "marts.allocation_plan_latest",
     "curves": "marts.response_curves_latest",
     "allocation": "marts.budget_allocation_latest",
@@ -280,7 +280,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
 
     mkt = inp.t("roas_market")
     mkt = mkt[mkt["variant"] == variant].set_index("channel") if len(mkt) else mkt
-    all_media = mkt.loc[ALL_MEDIA] if len(mkt) and ALL_MEDIA in mkt.index else None
+    total = inp.t("roas_total")
+    total = total[total["variant"] == variant] if len(total) else total
+    all_media = total.iloc[0] if len(total) else None
     if all_media is not None and kpi_total:
         media = float(all_media["contribution_mean"])
         share = media / kpi_total
@@ -292,7 +294,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     # market's own, geos added per draw, where the marts have it; else the spend-weighted geo slopes).
     has_market_mroas = len(mkt) and "mroas_mean" in mkt and mkt["mroas_mean"].notna().any()
     if has_market_mroas:
-        ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("mroas_mean", ascending=False)
+        ranked = mkt.sort_values("mroas_mean", ascending=False)
         best = pd.Series({"channel": ranked.index[0], "mroas": ranked["mroas_mean"].iloc[0]})
         worst = pd.Series({"channel": ranked.index[-1], "mroas": ranked["mroas_mean"].iloc[-1]})
     elif len(chp):
@@ -434,7 +436,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                     if not len(d) or lo not in d:
                         continue
                     side[name] = side["channel"].map(
-                        {c: interval(r[lo], r[hi], fmt) for c, r in d.drop(index=[ALL_MEDIA], errors="ignore").iterrows()})
+                        {c: interval(r[lo], r[hi], fmt) for c, r in d.iterrows()})
                     continue
                 if col == "plus10":
                     if not len(d) or "response_plus_10pct_mean" not in d:

@@ -54,12 +54,15 @@ test-fast: $(VENV)/.installed-test
 	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
 
 # The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or anchor fails.
+# The marts dictionary's tables are written from mmm_pipeline/schema.py first (a test fails when
+# the committed page is out of date).
 .PHONY: docs
 $(VENV)/.installed-docs: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[docs]'
 	@touch $@
 
 docs: $(VENV)/.installed-docs
+	$(PY) -m mmm_pipeline.schema docs/marts.md
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Model fits at once (pool `model_fit`): two markets fit side by side on 2+ cores (each fit of the

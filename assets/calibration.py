@@ -9,6 +9,7 @@ import pandas as pd
 from assets.metadata import plots_metadata, source_version, table_metadata
 from assets.models import COMMON, market_inputs, mmm_calibrated, mmm_uncalibrated
 from mmm_pipeline.model import market as market_lib
+from mmm_pipeline.units import run_units
 from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -55,14 +56,18 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     version = fingerprint(REPORT_CODE_VERSION, sorted(v for v, _ in models.values()))
     consistency, holdout, check = _calibration_checks(context, warehouse, settings, market, models)
     with warehouse.transaction() as con:
-        append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",))
+        units = run_units(con, settings.config()[0])
+        append_history(con, "marts.calibration_report", report, version=version, partition_columns=("market",),
+                       units=units)
         if len(fit_table):
-            append_history(con, "marts.lift_test_fit", fit_table, version=version, partition_columns=("market",))
+            append_history(con, "marts.lift_test_fit", fit_table, version=version, partition_columns=("market",),
+                           units=units)
         if len(consistency):
             append_history(con, "marts.calibration_consistency", consistency, version=version,
-                           partition_columns=("market",))
+                           partition_columns=("market",), units=units)
         if len(holdout):
-            append_history(con, "marts.lift_test_holdout", holdout, version=version, partition_columns=("market",))
+            append_history(con, "marts.lift_test_holdout", holdout, version=version, partition_columns=("market",),
+                           units=units)
     meta = table_metadata(report, "marts.calibration_report")
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(models)),
                  "calibrated_fitted": "calibrated" in models,

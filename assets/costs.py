@@ -10,6 +10,7 @@ from assets.staging import staging_media_weekly, staging_kpi_weekly
 from mmm_pipeline.ingestion import cost_per_unit as cpu_lib
 from mmm_pipeline.ingestion import staging
 from mmm_pipeline.settings import settings_hash
+from mmm_pipeline.units import run_units
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -44,7 +45,7 @@ def cost_per_unit(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             media.drop(columns=["data_version", "materialized_at"]),
             window=config.cost_per_unit.imputation_window_weeks,
         )
-        appended = append_history(con, "marts.cost_per_unit", cpu, version=version)
+        appended = append_history(con, "marts.cost_per_unit", cpu, version=version, units=run_units(con, config))
     meta = table_metadata(cpu, "marts.cost_per_unit")
     meta.update({
         "data_version": version, "history_appended": appended,
@@ -74,7 +75,8 @@ def cost_per_unit_forecast(context: dg.AssetExecutionContext, warehouse: Warehou
             cpu, cal.complete_weeks, config.planning_horizon_weeks,
             trailing=config.cost_per_unit.forecast_trailing_weeks,
         )
-        appended = append_history(con, "marts.cost_per_unit_forecast", forecast, version=version)
+        appended = append_history(con, "marts.cost_per_unit_forecast", forecast, version=version,
+                                  units=run_units(con, config))
     meta = table_metadata(forecast, "marts.cost_per_unit_forecast")
     meta.update({"data_version": version, "history_appended": appended,
                  "horizon_start": str(forecast["week_start"].min()),

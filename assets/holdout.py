@@ -61,7 +61,7 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                                                    severity=dg.AssetCheckSeverity.WARN,
                                                    metadata={"reason": f"not validated: {exc}"})])
         with warehouse.transaction() as con:
-            market_lib.write_validation(con, validation, forecast)
+            market_lib.write_validation(con, validation, forecast, inputs.units)
     table, row, msg = validation.table, validation.market_row, validation.summary()
     (context.log.info if validation.passed else context.log.warning)(f"out-of-sample: {msg}")
     shown = table.drop(columns=["data_version", "materialized_at"], errors="ignore")

@@ -76,7 +76,8 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
             "weeks_in_window", "cost_per_unit_used", "unit", "start_date", "end_date", "delta_spend",
             "scope", "delta_y_test", "sigma_test", "market_share", "geo_share", "national"])
         mart["market"] = market
-        appended = append_history(con, "marts.lift_tests", mart, version=version, partition_columns=("market",))
+        appended = append_history(con, "marts.lift_tests", mart, version=version, partition_columns=("market",),
+                                  units=inputs.units)
     meta = table_metadata(mart, "marts.lift_tests")
     meta.update({"data_version": version, "history_appended": appended, "market": market,
                  "tests_converted": int(converted["test_id"].nunique()) if len(converted) else 0,
@@ -149,7 +150,7 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     except MarketError as exc:
         raise dg.Failure(str(exc)) from None
     with warehouse.transaction() as con:
-        appended = market_lib.write_marts(con, model_version, rows)
+        appended = market_lib.write_marts(con, model_version, rows, inputs.units)
     diag, passed, failures, warns, attempts = (fitted.diagnostics, fitted.passed, fitted.failures, fitted.warnings,
                                                fitted.attempts)
     contributions, shift = rows["marts.contributions"], rows["marts.prior_posterior"]

@@ -15,6 +15,7 @@ import pandas as pd
 from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.automation import DOWNSTREAM
 from assets.models import MARKETS, market_inputs, mmm_calibrated, mmm_uncalibrated
+from mmm_pipeline.schema import Units
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -24,6 +25,10 @@ CURVES_MODULES = ("mmm_pipeline.decisions.curves",)
 CURVES_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
 ROAS_CODE_VERSION = source_version(*CURVES_MODULES, glue=__name__)
 ALLOCATION_CODE_VERSION = source_version("mmm_pipeline.decisions.allocation", *CURVES_MODULES, glue=__name__)
+# What channel_roas writes: per geo and channel, per channel of the market, all media of the market.
+# in the order curves.channel_roas(..., with_totals=True, with_shares=True) returns them
+ROAS_TABLES = ("marts.channel_roas", "marts.channel_roas_market", "marts.channel_roas_market_total",
+               "marts.channel_share")
 COMMON = dict(automation_condition=DOWNSTREAM, group_name="outputs", owners=OWNERS, partitions_def=MARKETS,
               deps=[mmm_uncalibrated, mmm_calibrated])
 
@@ -71,7 +76,7 @@ def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFra
 
 
 def _append_per_variant(warehouse: WarehouseResource, tables: dict[str, dict[str, pd.DataFrame]],
-                        fits: dict, code_version: str) -> tuple[pd.DataFrame, str]:
+                        fits: dict, code_version: str, units: Units) -> tuple[pd.DataFrame, str]:
     """Append each variant's rows as a version of each table (one transaction); returns the first
     table's rows and the asset's data version. Both change exactly when a model or the code
     computing the rows does."""
@@ -80,7 +85,7 @@ def _append_per_variant(warehouse: WarehouseResource, tables: dict[str, dict[str
             for v, df in rows.items():
                 df = df.assign(model_version=fits[v]["model_version"])
                 append_history(con, table, df, version=fingerprint(code_version, fits[v]["model_version"]),
-                               partition_columns=("market", "variant"))
+                               partition_columns=("market", "variant"), units=units)
     version = fingerprint(code_version, sorted(f["model_version"] for f in fits.values()))
     return pd.concat(next(iter(tables.values())).values(), ignore_index=True), version
 
@@ -102,7 +107,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     cpu = cpu[cpu["geo"].isin(geos)]
     by_variant = {v: curves.response_curves(f["mmm"], cpu) for v, f in fits.items()}
     rows = {v: _stamp(df, market, v, fits[v]) for v, df in by_variant.items()}
-    all_rows, version = _append_per_variant(warehouse, {"marts.response_curves": rows}, fits, CURVES_CODE_VERSION)
+    all_rows, version = _append_per_variant(warehouse, {"marts.response_curves": rows}, fits, CURVES_CODE_VERSION,
+                                            inputs.units)
     meta = table_metadata(all_rows, "marts.response_curves")
     meta.update({"market": market, "variants": dg.MetadataValue.json(sorted(fits)),
                  "gated": dg.MetadataValue.json({v: f["gated"] for v, f in fits.items()})})
@@ -118,7 +124,8 @@ def response_curves(context: dg.AssetExecutionContext, warehouse: WarehouseResou
           "the response to +10% of it over the planning horizon, each with its 94% HDI; then spend, "
           "carryover-aware contribution (pymc-marketing incrementality) and average ROAS over the training "
           "period against zero spend (no experiment measures this), mean and 94% HDI, and cost per incremental "
-          "KPI. marts.channel_roas_market: the same per channel summed over geos per draw, and for all media. "
+          "KPI; each row says its training period. marts.channel_roas_market: the same per channel summed over "
+          "geos per draw; marts.channel_roas_market_total: all media together, apart. "
           "marts.channel_share: per channel, share of spend beside share of the media effect (per draw, 94% HDI) "
           "and the carryover share (of a week's effect, what arrives in later weeks: posterior adstock). "
           "marts.refresh_drift: ROAS "
@@ -135,19 +142,14 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         fits = _fitted_models(con, market)
     media, cpu = media[media["geo"].isin(geos)], cpu[cpu["geo"].isin(geos)]
     horizon = inputs.pipeline.planning_horizon_weeks
-    triples = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True, horizon_weeks=horizon,
-                                      with_shares=True) for v, f in fits.items()}
-    pairs = {v: (per_geo, tot) for v, (per_geo, tot, _) in triples.items()}
-    rows = {v: _stamp(per_geo, market, v, fits[v]) for v, (per_geo, _) in pairs.items()}
-    # with the market's totals per channel and for all media, with the posterior's intervals (the
-    # report's headline)
-    totals = {v: _stamp(tot, market, v, fits[v]) for v, (_, tot) in pairs.items()}
-    # share of spend vs share of effect, and carryover share, per channel of the market
-    shares = {v: _stamp(sh, market, v, fits[v]) for v, (_, _, sh) in triples.items()}
-    all_rows, version = _append_per_variant(
-        warehouse, {"marts.channel_roas": rows, "marts.channel_roas_market": totals, "marts.channel_share": shares},
-        fits, ROAS_CODE_VERSION)
-    drift_md = _refresh_drift(warehouse, inputs.config.refresh_drift_threshold, market, pairs, fits)
+    roas = {v: curves.channel_roas(f["mmm"], media, cpu, with_totals=True, horizon_weeks=horizon, with_shares=True)
+            for v, f in fits.items()}
+    # channel_roas returns the tables in ROAS_TABLES' order: per geo; the market's per channel and for
+    # all media, with the posterior's intervals (the report's headline); the shares and carryover
+    tables = {table: {v: _stamp(frames[i], market, v, fits[v]) for v, frames in roas.items()}
+              for i, table in enumerate(ROAS_TABLES)}
+    all_rows, version = _append_per_variant(warehouse, tables, fits, ROAS_CODE_VERSION, inputs.units)
+    drift_md = _refresh_drift(warehouse, inputs.config.refresh_drift_threshold, market, roas, fits, inputs.units)
     meta = table_metadata(all_rows, "marts.channel_roas")
     meta["refresh_drift"] = dg.MetadataValue.md(drift_md)
     summary = all_rows.groupby(["variant", "channel"])[["spend", "contribution_mean"]].sum()
@@ -156,7 +158,8 @@ def channel_roas(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))
 
 
-def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, pairs: dict, fits: dict) -> str:
+def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, roas: dict, fits: dict,
+                   units: Units) -> str:
     """Write marts.refresh_drift: each variant's ROAS and media share against the previous gated model of
     the market and variant (mmm_pipeline.decisions.drift); returns a markdown summary."""
     from mmm_pipeline.decisions import drift
@@ -164,7 +167,7 @@ def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, 
 
     lines = []
     with warehouse.transaction() as con:
-        for variant, (per_geo, _) in pairs.items():
+        for variant, (per_geo, *_) in roas.items():
             current = fits[variant]["model_version"]
             previous = con.execute(
                 "SELECT * FROM marts.channel_roas WHERE market = ? AND variant = ? AND gated AND model_version <> ? "
@@ -175,9 +178,10 @@ def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, 
                 continue
             prev_version = str(previous["model_version"].iloc[0])
             rows = drift.refresh_drift(per_geo, previous, prev_version, threshold)
-            rows = rows.assign(market=market, variant=variant, model_version=current)
+            rows = rows.assign(market=market, variant=variant, model_version=current,
+                               train_start=per_geo["train_start"].iloc[0], train_end=per_geo["train_end"].iloc[0])
             append_history(con, "marts.refresh_drift", rows, version=fingerprint(current, prev_version, threshold),
-                           partition_columns=("market", "variant"))
+                           partition_columns=("market", "variant"), units=units)
             flagged = rows[rows["flagged"]]
             lines.append(f"- {variant}: against {prev_version}, {len(flagged)} of {len(rows)} geo x channel cells "
                          f"moved by more than {threshold:.0%}"
@@ -264,10 +268,10 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                                                           errors="ignore").round(6).to_json())
     with warehouse.transaction() as con:
         appended = append_history(con, "marts.budget_allocation", alloc, version=version,
-                                  partition_columns=("market", "allocation_id"))
+                                  partition_columns=("market", "allocation_id"), units=inputs.units)
         # each plan's total response and gain over the current plan, with the posterior's intervals
         append_history(con, "marts.allocation_plan", pd.DataFrame(plans), version=version,
-                       partition_columns=("market", "allocation_id"))
+                       partition_columns=("market", "allocation_id"), units=inputs.units)
     meta = table_metadata(alloc, "marts.budget_allocation")
     totals = alloc.groupby("allocation_id")[["current_spend", "optimal_spend", "current_response_mean",
                                              "expected_response_mean"]].sum()

@@ -24,6 +24,7 @@ from assets.holdout import model_validation
 from assets.models import MARKETS, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
 from mmm_pipeline.reporting import publish
+from mmm_pipeline.units import reporting_currency
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
@@ -35,14 +36,6 @@ REPORT_CODE_VERSION = fingerprint(
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")
-
-
-def _currency(con, settings: PipelineSettings) -> str:
-    config, _ = settings.config()
-    if config.reporting_currency:
-        return config.reporting_currency.upper()
-    cur = [c for (c,) in con.execute("SELECT DISTINCT currency FROM raw.channels ORDER BY 1").fetchall()]
-    return cur[0].upper() if len(cur) == 1 else "?"
 
 
 def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
@@ -76,7 +69,7 @@ def market_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     with warehouse.get_connection() as con:
         alloc = con.execute("SELECT * FROM marts.budget_allocation_latest WHERE market = ?", [market]).df() \
             if warehouse_table(con, "marts.budget_allocation_latest") else pd.DataFrame()
-        inputs = report.load_inputs(con, market, currency=_currency(con, settings),
+        inputs = report.load_inputs(con, market, currency=reporting_currency(con, config.reporting_currency),
                                     freshness_days=config.freshness_days,
                                     bounds=_scenario_bounds(config, market, alloc),
                                     data_docs_index=docs if docs.exists() else None, model_settings=config.model)

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from mmm_pipeline.warehouse import utcnow
-
-DDL = """CREATE TABLE IF NOT EXISTS marts.alerts (
-    alerted_at TIMESTAMP NOT NULL,
-    asset VARCHAR,            -- asset key (with [partition]) or job name
-    problem VARCHAR NOT NULL, -- what failed, in words
-    severity VARCHAR NOT NULL,
-    run_id VARCHAR
-)"""
+from mmm_pipeline.warehouse import ensure_table, utcnow
 
 
 def record_alert(con: duckdb.DuckDBPyConnection, asset: str | None, problem: str, run_id: str | None,
@@ -22,10 +14,11 @@ def record_alert(con: duckdb.DuckDBPyConnection, asset: str | None, problem: str
     `once` serves alerts that describe a state rather than an event (a gate failed for one model
     version): re-materializing the same inputs re-reads the same artifact and must not add a row.
     Returns whether a row was written."""
-    con.execute(DDL)
+    ensure_table(con, "marts.alerts")
     problem = problem[:2000]
     if once and con.execute("SELECT count(*) FROM marts.alerts WHERE asset IS NOT DISTINCT FROM ? AND problem = ?",
                             [asset, problem]).fetchone()[0]:
         return False
-    con.execute("INSERT INTO marts.alerts VALUES (?, ?, ?, ?, ?)", [utcnow(), asset, problem, severity, run_id])
+    con.execute("INSERT INTO marts.alerts (alerted_at, asset, problem, severity, run_id) VALUES (?, ?, ?, ?, ?)",
+                [utcnow(), asset, problem, severity, run_id])
     return True

@@ -18,6 +18,8 @@ import duckdb
 import pandas as pd
 from filelock import FileLock
 
+from mmm_pipeline import schema
+
 SCHEMAS = ("raw", "staging", "marts")
 
 RAW_DDL = """
@@ -178,8 +180,8 @@ def connect(database: Path | str, *, timeout: float = 600) -> Iterator[duckdb.Du
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for schema in SCHEMAS:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for name in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
     con.execute(RAW_DDL)
 
 
@@ -190,13 +192,67 @@ def fingerprint(*parts: object) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
+    schema_name, name = qualified.split(".")
     return bool(
         con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
-            [schema, name],
+            [schema_name, name],
         ).fetchone()[0]
     )
+
+
+def create_table_sql(t: schema.Table, catalog: str | None = None) -> str:
+    """CREATE TABLE for the declaration `t` (in the attached database `catalog`, when given)."""
+    cols = ", ".join(f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in t.columns)
+    return f"CREATE TABLE IF NOT EXISTS {f'{catalog}.' if catalog else ''}{t.name} ({cols})"
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column -> DuckDB type of `table` (schema-qualified) in the connection's own database."""
+    schema_name, name = table.split(".")
+    return dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                            "current_database() AND schema_name = ? AND table_name = ? ORDER BY column_index",
+                            [schema_name, name]).fetchall())
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, table: str) -> schema.Table:
+    """Create `table` from its declaration (mmm_pipeline.schema), or bring the one an older version
+    made up to it, its rows kept: a declared column it lacks is added (older rows read NULL), and
+    a column of another type (NULL where an all-null DataFrame column made it) is cast to the
+    declared one. Columns no longer declared are left alone (nothing reads or publishes them)."""
+    t = schema.table(table)
+    if not table_exists(con, table):
+        con.execute(create_table_sql(t))
+        return t
+    have = table_columns(con, table)
+    for c in t.columns:
+        if c.name not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(c.name)} {c.type}")
+        elif have[c.name] != c.type:
+            con.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(c.name)} TYPE {c.type}")
+    for migrate in MIGRATIONS.get(table, ()):
+        migrate(con)
+    return t
+
+
+def _all_media_rows_apart(con) -> None:
+    """Older versions wrote the market's `all media` row among the per-channel rows of
+    marts.channel_roas_market (summing its spend counted everything twice): move them to
+    marts.channel_roas_market_total."""
+    if not con.execute("SELECT count(*) FROM marts.channel_roas_market WHERE channel = ?", [ALL_MEDIA]).fetchone()[0]:
+        return
+    total = ensure_table(con, "marts.channel_roas_market_total")
+    have = table_columns(con, "marts.channel_roas_market")
+    cols = ", ".join(quote_ident(c) for c in total.column_names() if c in have)
+    con.execute(f"INSERT INTO marts.channel_roas_market_total ({cols}) SELECT {cols} FROM marts.channel_roas_market "
+                "WHERE channel = ?", [ALL_MEDIA])
+    con.execute("DELETE FROM marts.channel_roas_market WHERE channel = ?", [ALL_MEDIA])
+
+
+ALL_MEDIA = "all media"  # the channel label older versions gave the market's total row
+# Data moves a table needs beyond its declared columns, run by ensure_table (each finds nothing to do
+# once done).
+MIGRATIONS = {"marts.channel_roas_market": (_all_media_rows_apart,)}
 
 
 def append_history(
@@ -205,48 +261,54 @@ def append_history(
     df: pd.DataFrame,
     *,
     version: str,
-    version_column: str = "data_version",
     partition_columns: tuple[str, ...] = (),
     materialized_at: datetime | None = None,
+    units: schema.Units | None = None,
 ) -> bool:
     """Append `df` stamped with `version` unless that version is already the newest.
 
-    Every history table carries `<version_column>` and `materialized_at`; the
-    `<table>_latest` view shows the newest materialization (per partition
-    columns, e.g. market). Returns True when rows were appended.
+    The table is created from its declaration (`ensure_table`) and every value cast to its declared
+    type, so an all-null column is typed as declared, not NULL; a column `df` lacks is NULL, one the
+    declaration lacks is an error. Its `currency`, `kpi_name` and `kpi_unit` columns, where it has
+    them, come from `units` unless `df` has them. Every history table carries its version column
+    (`data_version` or `model_version`) and `materialized_at`; the `<table>_latest` view shows the
+    newest materialization (per partition columns, e.g. market). Returns True when rows were appended.
     """
+    t = ensure_table(con, table)
+    if t.version_column is None:
+        raise schema.SchemaError(f"{table} is not declared as a history table")
     materialized_at = materialized_at or utcnow()
     df = df.copy()
-    df[version_column] = version
+    for name in schema.UNIT_COLUMNS:
+        if name in t.column_names() and name not in df:
+            value = getattr(units, name, None)
+            if value is None:
+                raise schema.SchemaError(f"{table}: its money or KPI columns need `{name}`: pass units= "
+                                         "(mmm_pipeline.units.run_units)")
+            df[name] = value
+    df[t.version_column] = version
     df["materialized_at"] = pd.Timestamp(materialized_at)
+    unknown = [c for c in df.columns if c not in t.column_names()]
+    if unknown:
+        raise schema.SchemaError(f"{table}: column(s) {unknown} are not declared in mmm_pipeline/schema.py")
     partition_values = (
         df[list(partition_columns)].drop_duplicates().to_dict("records") if partition_columns else [{}]
     )
     register(con, "_history_rows", df)
     try:
-        if not table_exists(con, table):
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM _history_rows LIMIT 0")
-        _add_new_columns(con, table)
         if partition_values and all(
-            _latest_version(con, table, version_column, part) == version for part in partition_values
+            _latest_version(con, table, t.version_column, part) == version for part in partition_values
         ):
             create_latest_view(con, table, partition_columns)
             return False
-        cols = ", ".join(quote_ident(c) for c in df.columns)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _history_rows")
+        cols = [c for c in t.columns if c.name in df.columns]
+        names = ", ".join(quote_ident(c.name) for c in cols)
+        values = ", ".join(f"CAST({quote_ident(c.name)} AS {c.type})" for c in cols)
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {values} FROM _history_rows")
     finally:
         unregister(con, "_history_rows")
     create_latest_view(con, table, partition_columns)
     return True
-
-
-def _add_new_columns(con, table: str) -> None:
-    """A column a newer code version writes is added to a history table made by an older one
-    (older rows read NULL there)."""
-    have = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    for name, sql_type, *_ in con.execute("DESCRIBE _history_rows").fetchall():
-        if name not in have:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {sql_type}")
 
 
 def _latest_version(con, table: str, version_column: str, partition: dict) -> str | None:

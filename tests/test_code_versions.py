@@ -60,6 +60,17 @@ def test_a_docstring_or_comment_edit_changes_no_version(tmp_path):
     assert "mmm_pipeline.ingestion.ingest" not in changed and "mmm_pipeline.model.config" not in changed
 
 
+def test_a_table_description_edit_refits_nothing(tmp_path):
+    """mmm_pipeline.schema is in every asset's import graph (the warehouse creates tables from it), but
+    its descriptions must not change a code version: that would refit every model."""
+    root = _copy_project(tmp_path)
+    modules = ["mmm_pipeline.model", "mmm_pipeline.warehouse", "mmm_pipeline.decisions.curves"]
+    before = {m: code_graph.source_version(m, root=root) for m in modules}
+    assert "mmm_pipeline.schema" in code_graph.reached("mmm_pipeline.warehouse", root=root)
+    _edit(root, "mmm_pipeline.schema", '"Spend of the week."', '"Spend of the week, edited."')
+    assert {m: code_graph.source_version(m, root=root) for m in modules} == before
+
+
 def test_every_asset_carries_the_version_of_the_code_that_computes_it():
     from assets.definitions import ALL_ASSETS
 

@@ -192,9 +192,15 @@ def test_channel_roas_is_contribution_over_spend(mmm, tables):
 
 
 def test_market_rows_add_the_geos_per_draw(mmm, tables):
-    per_geo, market = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="posterior",
-                                     with_totals=True, horizon_weeks=4)
-    assert list(market.columns) == C.MARKET_ROAS_COLUMNS and C.ALL_MEDIA in set(market["channel"])
+    per_geo, market, total = C.channel_roas(mmm, tables["media"], tables["cpu"], contribution_source="posterior",
+                                            with_totals=True, horizon_weeks=4)
+    assert list(market.columns) == C.MARKET_ROAS_COLUMNS and list(total.columns) == C.TOTAL_ROAS_COLUMNS
+    assert sorted(market["channel"]) == sorted(per_geo["channel"].unique()) and len(total) == 1
+    # every row says the training period: Monday of the first modelled week to Sunday of the last
+    weeks = C.model_weeks(mmm)
+    for frame in (per_geo, market, total):
+        assert set(frame["train_start"]) == {weeks.min().date()}
+        assert set(frame["train_end"]) == {(weeks.max() + pd.Timedelta(days=6)).date()}
     assert (per_geo["planning_horizon_weeks"] == 4).all()
     for channel, d in per_geo.groupby("channel"):
         m = market.set_index("channel").loc[channel]
@@ -203,7 +209,8 @@ def test_market_rows_add_the_geos_per_draw(mmm, tables):
         weighted = (d["mroas_mean"] * d["current_weekly_spend"]).sum() / d["current_weekly_spend"].sum()
         assert m["mroas_mean"] == pytest.approx(weighted, rel=1e-9)
         assert m["mroas_hdi_low"] <= m["mroas_mean"] <= m["mroas_hdi_high"]
-    everything = market.set_index("channel").loc[C.ALL_MEDIA]
+    everything = total.iloc[0]
+    assert everything["spend"] == pytest.approx(market["spend"].sum(), rel=1e-9)
     assert everything["response_plus_10pct_mean"] == pytest.approx(per_geo["response_plus_10pct_mean"].sum(), rel=1e-9)
 
 

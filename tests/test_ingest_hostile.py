@@ -348,12 +348,14 @@ def test_paths_with_quotes_publish_and_export(tmp_path):
     odd = tmp_path / "o'brien $$ \"x\""
     db = odd / "warehouse.duckdb"
     with warehouse.connect(db) as con:
-        con.execute("CREATE TABLE marts.t AS SELECT 1 AS a")
+        warehouse.append_history(con, "marts.model_fit_geo", pd.DataFrame({"geo": ["US-CA"], "weeks": [1]}),
+                                 version="v1")
         counts = publish.publish_marts(con, publish.published_path(db))
         exported = publish.export_marts_parquet(con, str(odd / "parquet"))
-    assert counts == {"t": 1} and exported["t"] == 1
-    assert duckdb.connect(str(publish.published_path(db)), read_only=True).sql("SELECT a FROM marts.t").fetchall() == [(1,)]
-    assert (odd / "parquet" / "t.parquet").exists()
+    assert counts == {"model_fit_geo": 1} and exported["model_fit_geo"] == 1
+    assert duckdb.connect(str(publish.published_path(db)), read_only=True).sql(
+        "SELECT weeks FROM marts.model_fit_geo").fetchall() == [(1,)]
+    assert (odd / "parquet" / "model_fit_geo.parquet").exists()
 
 
 def test_an_asset_writing_several_tables_changes_none_when_it_fails(tmp_path):
@@ -361,12 +363,12 @@ def test_an_asset_writing_several_tables_changes_none_when_it_fails(tmp_path):
     from resources import WarehouseResource
 
     wh = WarehouseResource(database=str(tmp_path / "w.duckdb"))
-    frame = pd.DataFrame({"market": ["west"], "x": [1.0]})
+    frame = pd.DataFrame({"market": ["west"], "max_rhat": [1.0]})
     with wh.transaction() as con:
-        append_history(con, "marts.a", frame, version="v1", partition_columns=("market",))
+        append_history(con, "marts.model_runs", frame, version="v1", partition_columns=("market",))
     before = snapshot(tmp_path / "w.duckdb")
     with pytest.raises(RuntimeError), wh.transaction() as con:
-        append_history(con, "marts.a", frame.assign(x=2.0), version="v2", partition_columns=("market",))
-        append_history(con, "marts.b", frame, version="v2", partition_columns=("market",))
+        append_history(con, "marts.model_runs", frame.assign(max_rhat=2.0), version="v2", partition_columns=("market",))
+        append_history(con, "marts.model_diagnostics", frame, version="v2", partition_columns=("market",))
         raise RuntimeError("the asset fails after writing two tables")
     assert_unchanged(before, snapshot(tmp_path / "w.duckdb"))

@@ -87,8 +87,8 @@ def test_validation_rows_are_versioned_stored_once_and_read_back(staged, sample_
                              "market": ["west"]})
     with warehouse.connect(db) as con:
         assert market.read_validation(con, version) is None
-        market.write_validation(con, v, forecast)
-        market.write_validation(con, v, forecast)  # the same version again: nothing appended
+        market.write_validation(con, v, forecast, inputs.units)
+        market.write_validation(con, v, forecast, inputs.units)  # the same version again: nothing appended
         back = market.read_validation(con, version)
         assert len(con.execute("SELECT * FROM marts.model_validation_weekly").df()) == 1
     assert back is not None and not back.refitted and len(back.table) == 2 and back.passed

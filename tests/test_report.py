@@ -73,9 +73,11 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     assert rep.headline["plan_gain"] == pytest.approx((a["expected_response_mean"] - a["current_response_mean"]).sum())
     assert f"{spend:,.0f} USD" in rep.html
     # market totals come from the posterior draws summed over geos: means add up, the interval is the sum's own
-    mkt = inp.t("roas_market")
+    mkt, total = inp.t("roas_market"), inp.t("roas_total")
     mine = roas[roas["variant"] == rep.variant]
-    media = mkt[(mkt["variant"] == rep.variant) & (mkt["channel"] == "all media")].iloc[0]
+    media = total[total["variant"] == rep.variant].iloc[0]
+    # all media lives apart: the per-channel rows add up to it
+    assert mkt[mkt["variant"] == rep.variant]["spend"].sum() == pytest.approx(media["spend"])
     assert media["spend"] == pytest.approx(spend)
     assert media["contribution_mean"] == pytest.approx(mine["contribution_mean"].sum())
     assert media["contribution_hdi_high"] - media["contribution_hdi_low"] < \
@@ -366,12 +368,13 @@ def test_publish_writes_the_bi_file_the_reports_beside_it_and_the_parquet_export
     (reports / "west" / "r.html").write_text("<p>west</p>")
     (reports / "link.html").symlink_to(tmp_path / "elsewhere.html")
     with wh.connect(db) as con:
-        con.execute("CREATE OR REPLACE TABLE marts.t AS SELECT 1 AS a UNION ALL SELECT 2")
+        wh.append_history(con, "marts.model_fit_geo", pd.DataFrame({"geo": ["a", "b"]}), version="v1")
         out = publish.publish(con, db, reports, str(tmp_path / "lake"))
-    assert out.counts["t"] == 2 and out.path == publish.published_path(db) and out.report_files == 1
+    assert out.counts["model_fit_geo"] == 2 and out.path == publish.published_path(db) and out.report_files == 1
     assert (out.reports / "west" / "r.html").read_text() == "<p>west</p>" and not (out.reports / "link.html").exists()
-    assert duckdb.connect(str(out.path), read_only=True).execute("SELECT count(*) FROM marts.t").fetchone() == (2,)
-    assert (tmp_path / "lake" / "t.parquet").exists()
+    assert duckdb.connect(str(out.path), read_only=True).execute(
+        "SELECT count(*) FROM marts.model_fit_geo").fetchone() == (2,)
+    assert (tmp_path / "lake" / "model_fit_geo.parquet").exists()
     assert not hasattr(WarehouseResource(database=str(db)), "publish")
 
 

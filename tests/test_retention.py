@@ -18,9 +18,9 @@ def test_prune_keeps_newest_versions_per_market_and_the_latest_rows(tmp_path):
             for market in ("west", "east"):
                 if market == "east" and i > 1:
                     continue  # east was materialized twice only
-                df = pd.DataFrame({"market": [market] * 2, "variant": "calibrated", "value": [i, i]})
+                df = pd.DataFrame({"market": [market] * 2, "variant": "calibrated", "max_rhat": [i, i]})
                 warehouse.append_history(con, "marts.model_runs", df, version=f"{market}-v{i}",
-                                         version_column="model_version", partition_columns=("market", "variant"),
+                                         partition_columns=("market", "variant"),
                                          materialized_at=t0 + timedelta(days=i, hours=market == "east"))
                 path = art / "calibrated" / market / f"{market}-v{i}.nc"
                 path.parent.mkdir(parents=True, exist_ok=True)

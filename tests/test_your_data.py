@@ -46,7 +46,10 @@ def test_converted_meridian_table_runs_end_to_end_and_keeps_its_constant_cpm(tmp
         totals = con.execute("SELECT c.geo, c.s, k.s FROM (SELECT geo, sum(mean) s FROM marts.contributions_latest "
                              "GROUP BY 1) c JOIN (SELECT geo, sum(kpi_value) s FROM staging.kpi_weekly_latest "
                              "WHERE NOT incomplete_week GROUP BY 1) k USING (geo)").fetchall()
+        # a count KPI, and the marts say so
+        kpi_units = con.execute("SELECT DISTINCT kpi_name, kpi_unit FROM marts.channel_roas_latest").fetchall()
     assert runs.values.tolist() == [["all", "uncalibrated"]]  # no lift tests: calibrated not fitted
+    assert kpi_units == [("conversions", "count")]
     assert (folder / "geos.csv").exists() and basis == [("per_capita",)]
     # 20 seeds (bench/stochastic_thresholds.py --your-data, bench/stochastic_thresholds_your_data.csv): the worst
     # geo's |contributions / KPI - 1| was 0.0003-0.0011 (max + 3 sd 0.0019); a per-capita slip is off by the population

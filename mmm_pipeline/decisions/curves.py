@@ -57,6 +57,7 @@ the market's response when every geo's spend grows in proportion (the spend-weig
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
@@ -77,15 +78,19 @@ CURVE_COLUMNS = ["geo", "channel", "spend", "units", "response_mean", "hdi_low",
 # What experiments can vouch for first (mROAS, the response to +10%), then average ROAS.
 MARGINAL_COLUMNS = ["mroas_mean", "mroas_hdi_low", "mroas_hdi_high", "response_plus_10pct_mean",
                     "response_plus_10pct_hdi_low", "response_plus_10pct_hdi_high", "planning_horizon_weeks"]
+# Every ROAS row says the training period its ROAS is over.
+TRAINING_PERIOD = ["train_start", "train_end"]
 ROAS_COLUMNS = ["geo", "channel", "spend", *MARGINAL_COLUMNS, "contribution_mean", "contribution_hdi_low",
                 "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high",
-                "cost_per_incremental_kpi", "current_weekly_spend", "cost_per_unit_used"]
+                "cost_per_incremental_kpi", "current_weekly_spend", "cost_per_unit_used", *TRAINING_PERIOD]
 
 
-# Market rows of `channel_roas(..., with_totals=True)`: per channel summed over geos, and all media.
+# Market rows of `channel_roas(..., with_totals=True)`: per channel summed over geos; and all media
+# together, apart, so that summing the per-channel rows never counts it twice.
 MARKET_ROAS_COLUMNS = ["channel", "spend", *MARGINAL_COLUMNS, "contribution_mean", "contribution_hdi_low",
                        "contribution_hdi_high", "roas_mean", "roas_hdi_low", "roas_hdi_high",
-                       "cost_per_incremental_kpi", "current_weekly_spend"]
+                       "cost_per_incremental_kpi", "current_weekly_spend", *TRAINING_PERIOD]
+TOTAL_ROAS_COLUMNS = ["channels", *MARKET_ROAS_COLUMNS[1:]]
 
 # Rows of `channel_roas(..., with_shares=True)` (mart `channel_share`): per channel of the market, its share
 # of the spend beside its share of the media effect (per draw: the channel's contribution over all media's),
@@ -96,7 +101,6 @@ SHARE_COLUMNS = ["channel", "spend", "spend_share", "effect_share_mean", "effect
 
 # The response to +10%: the steady-state weekly response at 1.1 x the current weekly spend minus at 1 x.
 PLUS_10PCT = 1.1
-ALL_MEDIA = "all media"
 
 ROAS_MAX_DRAWS = 1000
 
@@ -111,6 +115,13 @@ class CurveError(ValueError):
 def model_weeks(mmm) -> pd.DatetimeIndex:
     """The modelled (complete) weeks of a fitted MMM."""
     return pd.DatetimeIndex(mmm.idata.posterior.coords["date"].values)
+
+
+def training_period(mmm) -> tuple[date, date]:
+    """(first day, last day) of the weeks the model was fitted on: the Monday of the first, the
+    Sunday of the last."""
+    weeks = model_weeks(mmm)
+    return weeks.min().date(), (weeks.max() + pd.Timedelta(days=6)).date()
 
 
 def model_geos(mmm) -> list[str]:
@@ -394,11 +405,12 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     `horizon_weeks`, per draw; cost_per_incremental_kpi = spend /
     contribution_mean. Columns: ROAS_COLUMNS.
 
-    with_totals: also return the market's rows (MARKET_ROAS_COLUMNS): each channel's
-    contribution summed over geos per draw (and over channels for ALL_MEDIA), so
-    their intervals are the posterior's, not a sum of per-geo intervals.
+    with_totals: also return the market's rows (MARKET_ROAS_COLUMNS) and all media's one row
+    (TOTAL_ROAS_COLUMNS): each channel's contribution summed over geos per draw (and over
+    channels for all media), so their intervals are the posterior's, not a sum of per-geo
+    intervals. Every row carries the training period (`train_start`, `train_end`).
 
-    with_shares (with with_totals): a third frame, SHARE_COLUMNS (`channel_shares`): each
+    with_shares (with with_totals): a fourth frame, SHARE_COLUMNS (`channel_shares`): each
     channel's share of spend and of the media effect (per draw), and its carryover share from
     the posterior adstock alpha (per geo, weighted by the geos' spend on the channel).
     """
@@ -425,7 +437,7 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
         slope = marginal_response_draws(mmm, geo, channel, current, rate)
         weekly = response_draws(mmm, geo, channel, np.array([current, PLUS_10PCT * current]) / rate)
         plus10 = (weekly[:, 1] - weekly[:, 0]) * horizon_weeks
-        for key in (channel, ALL_MEDIA):
+        for key in (channel, None):  # None: all media
             acc = totals.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0])
             acc[0] = acc[0] + np.asarray(draws, dtype=float)
             acc[1] += r["spend_total"]
@@ -437,19 +449,23 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
         row["current_weekly_spend"] = current
         row["cost_per_unit_used"] = rate
         rows.append(row)
-    per_geo = pd.DataFrame(rows)[ROAS_COLUMNS]
+    start, end = training_period(mmm)
+    per_geo = pd.DataFrame(rows).assign(train_start=start, train_end=end)[ROAS_COLUMNS]
     if not with_totals:
         return per_geo
-    market = pd.DataFrame([
+    summed = pd.DataFrame([
         {"channel": k, **roas_summary(d, s), **marginal_summary(np.asarray(w) / cur if cur > 0 else np.full(np.shape(w), np.nan), p, horizon_weeks),
          "current_weekly_spend": cur}
-        for k, (d, s, w, p, cur) in totals.items()])
+        for k, (d, s, w, p, cur) in totals.items()]).assign(train_start=start, train_end=end)
+    everything = summed["channel"].isna()
+    total = summed[everything].assign(channels=", ".join(channels))[TOTAL_ROAS_COLUMNS].reset_index(drop=True)
+    market = summed[~everything][MARKET_ROAS_COLUMNS].reset_index(drop=True)
     if not with_shares:
-        return per_geo, market[MARKET_ROAS_COLUMNS]
+        return per_geo, market, total
     alphas, l_max = _carryover_draws(mmm, spend)
     shares = channel_shares({c: totals[c][0] for c in channels if c in totals},
                             {c: totals[c][1] for c in channels if c in totals}, alphas, l_max)
-    return per_geo, market[MARKET_ROAS_COLUMNS], shares
+    return per_geo, market, total, shares
 
 
 def carryover_share(alpha, l_max: int) -> np.ndarray:
@@ -524,6 +540,7 @@ def _carryover_draws(mmm, spend: pd.DataFrame) -> tuple[dict[str, np.ndarray], i
         w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
         out[str(channel)] = sum(wi * sh for (sh, _), wi in zip(per_geo, w))
     return out, int(l_max)
+
 
 
 # --------------------------------------------------------------------------- plot

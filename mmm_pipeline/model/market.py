@@ -31,7 +31,9 @@ import pandas as pd
 
 from mmm_pipeline.ingestion import staging as staging_lib
 from mmm_pipeline.model.config import ModelConfig, ModelError, config_hash, load_model_config, with_control_columns
+from mmm_pipeline.schema import Units
 from mmm_pipeline.settings import ConfigError, PipelineConfig, market_geos
+from mmm_pipeline.units import run_units
 from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 
 # idata attr: the attempts (JSON list of ladder.attempt_record), saved with the artifact.
@@ -58,6 +60,7 @@ class MarketInputs:
     pipeline: PipelineConfig
     profile: str
     input_dir: Path
+    units: Units                # what the marts' money and KPI columns are in
 
 
 def model_config(profile: str, model_section: dict | None, controls: pd.DataFrame) -> ModelConfig:
@@ -103,7 +106,8 @@ def read_inputs(con, pipeline: PipelineConfig, market: str, *, profile: str, inp
     controls = staging_lib.controls_wide(controls_long.drop(columns=["data_version", "materialized_at"],
                                                             errors="ignore"))
     return MarketInputs(market, geos[market], media, kpi, cpu, controls, fingerprint(*versions),
-                        model_config(profile, pipeline.model, controls), pipeline, profile, Path(input_dir))
+                        model_config(profile, pipeline.model, controls), pipeline, profile, Path(input_dir),
+                        run_units(con, pipeline))
 
 
 def market_scales(con, inputs: MarketInputs, set_by: str):
@@ -124,7 +128,7 @@ def market_scales(con, inputs: MarketInputs, set_by: str):
     except (ModelError, geos_lib.GeoFileError) as exc:
         raise MarketError(f"market {inputs.market}: {exc}") from exc
     scales, _ = scales_lib.market_scales(con, inputs.market, data, set_by, population,
-                                         by_size=cfg.geo_scaling == "size")
+                                         by_size=cfg.geo_scaling == "size", units=inputs.units)
     return scales
 
 
@@ -264,13 +268,13 @@ def mart_rows(inputs: MarketInputs, p: Plan, f: Fitted, *, gates_enforced: bool)
     }
 
 
-def write_marts(con, model_version: str, rows: dict[str, pd.DataFrame]) -> bool:
+def write_marts(con, model_version: str, rows: dict[str, pd.DataFrame], units: Units) -> bool:
     """Append `rows` (mart_rows) as `model_version`; True when marts.model_runs got a new version.
     `con` should hold a transaction, so the tables change together or not at all."""
     appended = False
     for table, df in rows.items():
-        new = append_history(con, table, df, version=model_version, version_column="model_version",
-                             partition_columns=("market", "variant"))
+        new = append_history(con, table, df, version=model_version, partition_columns=("market", "variant"),
+                             units=units)
         appended = appended or (new and table == "marts.model_runs")
     return appended
 
@@ -343,7 +347,9 @@ def run_validation(inputs: MarketInputs, scales, version: str, *,
     return Validation(version, table, True), res.forecast.assign(market=inputs.market)
 
 
-def write_validation(con, v: Validation, forecast: pd.DataFrame) -> None:
+def write_validation(con, v: Validation, forecast: pd.DataFrame, units: Units) -> None:
     """Append the validation's rows and its weekly forecast (`con` should hold a transaction)."""
-    append_history(con, "marts.model_validation", v.table, version=v.version, partition_columns=("market",))
-    append_history(con, "marts.model_validation_weekly", forecast, version=v.version, partition_columns=("market",))
+    append_history(con, "marts.model_validation", v.table, version=v.version, partition_columns=("market",),
+                   units=units)
+    append_history(con, "marts.model_validation_weekly", forecast, version=v.version, partition_columns=("market",),
+                   units=units)

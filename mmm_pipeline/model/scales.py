@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mmm_pipeline.model.data import ModelData
+from mmm_pipeline.schema import Units
 
 TARGET = "__target__"   # the row of marts.model_scales holding the KPI's scale
 TOTAL, PER_CAPITA, PER_KPI_MEAN = "total", "per_capita", "per_kpi_mean"
@@ -140,12 +141,14 @@ def _ensure_basis_column(con) -> None:
 
 
 def market_scales(con, market: str, data: ModelData, set_by: str,
-                  population: dict[str, float] | None = None, by_size: bool = False) -> tuple[Scales, list[str]]:
+                  population: dict[str, float] | None = None, by_size: bool = False,
+                  units: Units | None = None) -> tuple[Scales, list[str]]:
     """The market's fixed scales: the stored ones of the basis `population` and `by_size` imply (per
     capita with a population, per mean KPI with `by_size` alone, total otherwise), plus (stored now)
     those of channels, geos or a target not stored yet. Populations come from geos.csv on every fit;
-    mean-KPI sizes are stored like scales. Returns the scales and the names newly stored."""
-    from mmm_pipeline.warehouse import register, unregister, utcnow
+    mean-KPI sizes are stored like scales; `units` fills their `currency`, `kpi_name` and `kpi_unit`.
+    Returns the scales and the names newly stored."""
+    from mmm_pipeline.warehouse import ensure_table, quote_ident, register, unregister, utcnow
 
     basis = scale_basis(data, population, by_size)
     have = stored_scales(con, market)
@@ -159,12 +162,12 @@ def market_scales(con, market: str, data: ModelData, set_by: str,
         fresh = fresh[~fresh["scale_of"].str.startswith(POPULATION_PREFIX)]
     new = fresh[~fresh["scale_of"].isin(list(known))]
     if len(new):
-        con.execute("CREATE TABLE IF NOT EXISTS marts.model_scales (market VARCHAR, scale_of VARCHAR, value DOUBLE, "
-                    f"set_by VARCHAR, set_at TIMESTAMP, basis VARCHAR DEFAULT '{TOTAL}')")
-        _ensure_basis_column(con)
-        register(con, "_new_scales", new.assign(market=market, set_by=set_by, set_at=utcnow(), basis=derived.basis))
-        con.execute("INSERT INTO marts.model_scales (market, scale_of, value, set_by, set_at, basis) "
-                    "SELECT market, scale_of, value, set_by, set_at, basis FROM _new_scales")
+        ensure_table(con, "marts.model_scales")  # after stored_scales gave older rows their basis
+        rows = new.assign(market=market, set_by=set_by, set_at=utcnow(), basis=derived.basis,
+                          **(units._asdict() if units else {}))
+        cols = ", ".join(quote_ident(c) for c in rows.columns)
+        register(con, "_new_scales", rows)
+        con.execute(f"INSERT INTO marts.model_scales ({cols}) SELECT {cols} FROM _new_scales")
         unregister(con, "_new_scales")
         known.update(dict(zip(new["scale_of"], new["value"])))
     return (Scales(known[TARGET], {c: known[c] for c in data.channels}, derived.geo_size, derived.size_from_kpi),

@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from mmm_pipeline.units import MONEY_KPI_WORDS
+
 HDI_LABEL = "94% interval"
 
 

@@ -21,9 +21,10 @@ from typing import NamedTuple
 
 import duckdb
 
+from mmm_pipeline import schema
 from mmm_pipeline.paths import path_inside
 from mmm_pipeline.settings import ConfigError
-from mmm_pipeline.warehouse import quote_ident, quote_literal, utcnow
+from mmm_pipeline.warehouse import create_table_sql, quote_ident, quote_literal, table_columns, utcnow
 
 
 def published_path(warehouse: Path | str) -> Path:
@@ -32,12 +33,17 @@ def published_path(warehouse: Path | str) -> Path:
 
 
 def publish_marts(con: duckdb.DuckDBPyConnection, target: Path | str) -> dict[str, int]:
-    """Copy schema `marts` of the open warehouse connection to `target`; returns rows per table."""
+    """Copy schema `marts` of the open warehouse connection to `target`; returns rows per table.
+
+    Each table is created from its declaration (mmm_pipeline.schema: declared types and column order,
+    the declared columns only) and carries its description as COMMENT ON TABLE / COLUMN, as does
+    its `_latest` view: BI tools show them, and `duckdb_columns()` lists them. A warehouse table
+    that is not declared fails the publication, naming it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    tables = [t for (t,) in con.execute(
+    tables = [schema.table(f"marts.{t}") for (t,) in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
         "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
     views = con.execute(
@@ -48,9 +54,15 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path | str) -> dict[st
     try:
         con.execute("CREATE SCHEMA pub.marts")
         for t in tables:
-            con.execute(f"CREATE TABLE pub.marts.{quote_ident(t)} AS SELECT * FROM marts.{quote_ident(t)}")
-            counts[t] = con.execute(f"SELECT count(*) FROM pub.marts.{quote_ident(t)}").fetchall()[0][0]
-        con.execute("CREATE TABLE pub.marts._published AS SELECT ?::TIMESTAMP AS published_at", [utcnow()])
+            have = table_columns(con, t.name)
+            # a column a table not yet rewritten since an upgrade lacks reads NULL
+            cols = ", ".join(quote_ident(c) for c in t.column_names() if c in have)
+            con.execute(create_table_sql(t, catalog="pub"))
+            con.execute(f"INSERT INTO pub.{t.name} ({cols}) SELECT {cols} FROM {t.name}")
+            counts[t.short_name] = con.execute(f"SELECT count(*) FROM pub.{t.name}").fetchall()[0][0]
+        published = schema.table("marts._published")
+        con.execute(create_table_sql(published, catalog="pub"))
+        con.execute("INSERT INTO pub.marts._published VALUES (?::TIMESTAMP)", [utcnow()])
     finally:
         con.execute("DETACH pub")
     # Views are recreated in the copy itself so they refer to its own tables.
@@ -59,11 +71,25 @@ def publish_marts(con: duckdb.DuckDBPyConnection, target: Path | str) -> dict[st
         out.execute("USE marts")
         for _, sql in views:
             out.execute(sql.replace("marts.", ""))
+        _comment(out, [*tables, published], {v for v, _ in views})
         out.execute("CHECKPOINT")
     finally:
         out.close()
     os.replace(tmp, target)
     return counts
+
+
+def _comment(con: duckdb.DuckDBPyConnection, tables: list[schema.Table], views: set[str]) -> None:
+    """COMMENT ON each table, its `_latest` view and their columns, from the declarations (COMMENT
+    takes no bound parameter: the text is quoted)."""
+    for t in tables:
+        relations = [(t.name, "TABLE", t.comment())]
+        if f"{t.short_name}_latest" in views:
+            relations.append((f"{t.name}_latest", "VIEW", t.view_comment()))
+        for relation, kind, comment in relations:
+            con.execute(f"COMMENT ON {kind} {relation} IS {quote_literal(comment)}")
+            for c in t.columns:
+                con.execute(f"COMMENT ON COLUMN {relation}.{quote_ident(c.name)} IS {quote_literal(c.comment())}")
 
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "r2://", "az://", "abfss://", "https://")

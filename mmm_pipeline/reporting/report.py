@@ -38,7 +38,6 @@ from mmm_pipeline.reporting.wording import (  # noqa: F401
 
 TEMPLATE = Path(__file__).with_name("report_template.html.j2")
 INDEX_TEMPLATE = Path(__file__).with_name("report_index.html.j2")
-ALL_MEDIA = "all media"  # mmm_pipeline.decisions.curves.ALL_MEDIA (not imported: curves pulls in pymc)
 
 SECTIONS = [
     ("health", "1. Can we trust this model?"),
@@ -63,6 +62,7 @@ _MARKET_TABLES = {
     "contributions": "marts.contributions_latest",
     "roas": "marts.channel_roas_latest",
     "roas_market": "marts.channel_roas_market_latest",
+    "roas_total": "marts.channel_roas_market_total_latest",
     "plan": "marts.allocation_plan_latest",
     "curves": "marts.response_curves_latest",
     "allocation": "marts.budget_allocation_latest",
@@ -308,7 +308,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
 
     mkt = inp.t("roas_market")
     mkt = mkt[mkt["variant"] == variant].set_index("channel") if len(mkt) else mkt
-    all_media = mkt.loc[ALL_MEDIA] if len(mkt) and ALL_MEDIA in mkt.index else None
+    total = inp.t("roas_total")
+    total = total[total["variant"] == variant] if len(total) else total
+    all_media = total.iloc[0] if len(total) else None
     if all_media is not None and kpi_total:
         media = float(all_media["contribution_mean"])
         share = media / kpi_total
@@ -321,7 +323,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     # Ranked by mROAS descending is ranked by marginal cost ascending: one order for both KPI kinds.
     has_market_mroas = len(mkt) and "mroas_mean" in mkt and mkt["mroas_mean"].notna().any()
     if has_market_mroas:
-        ranked = mkt.drop(index=[ALL_MEDIA], errors="ignore").sort_values("mroas_mean", ascending=False)
+        ranked = mkt.sort_values("mroas_mean", ascending=False)
         best = pd.Series({"channel": ranked.index[0], "mroas": ranked["mroas_mean"].iloc[0]})
         worst = pd.Series({"channel": ranked.index[-1], "mroas": ranked["mroas_mean"].iloc[-1]})
     elif len(chp):
@@ -753,7 +755,7 @@ def _economics_section(inp: ReportInputs, k: Kpi, ch: pd.DataFrame, variant: str
                ("roas", average, "roas_hdi_low", "roas_hdi_high"))
     for col, label, lo, hi in columns:
         for v in (x for x in ("uncalibrated", "calibrated") if x in set(ch["variant"])):
-            d = mk[mk["variant"] == v].set_index("channel").drop(index=[ALL_MEDIA], errors="ignore") if len(mk) else mk
+            d = mk[mk["variant"] == v].set_index("channel") if len(mk) else mk
             if col == "plus10":
                 if not len(d) or "response_plus_10pct_mean" not in d:
                     continue
@@ -825,7 +827,7 @@ def average_beside_marginal(market: pd.DataFrame, variant: str, k: Kpi) -> pd.Da
     incremental KPI, whose bounds swap); columns channel, avg, avg_low, avg_high, marg, marg_low, marg_high."""
     if not len(market) or "mroas_mean" not in market:
         return pd.DataFrame()
-    d = market[(market["variant"] == variant) & (market["channel"] != ALL_MEDIA)]
+    d = market[market["variant"] == variant]
     out = pd.DataFrame({"channel": d["channel"].values})
     for key, col in (("avg", "roas"), ("marg", "mroas")):
         mean, lo, hi = (d[f"{col}_{x}"].astype(float).values for x in ("mean", "hdi_low", "hdi_high"))

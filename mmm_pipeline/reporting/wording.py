@@ -14,13 +14,9 @@ import re
 from dataclasses import dataclass
 
 from mmm_pipeline.reporting.charts import money, number, ratio
+# which KPI is money: one rule for the marts' kpi_unit and the report's wording
+from mmm_pipeline.units import MONEY_KPI_WORDS, kpi_is_money
 
-# KPI names that are money, so they are shown in the reporting currency.
-MONEY_KPI_WORDS = ("revenue", "sales", "gmv", "value", "turnover", "income")
-
-
-def kpi_is_money(kpi_name: str) -> bool:
-    return any(w in kpi_name.lower() for w in MONEY_KPI_WORDS)
 
 
 @dataclass(frozen=True)

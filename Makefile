@@ -19,17 +19,26 @@ export GX_ANALYTICS_ENABLED := false
 # Python compiles the modules a run imports when it first imports them.
 PIP_INSTALL := $(PY) -m pip install --quiet --no-compile
 
-$(VENV)/.installed: pyproject.toml
+define NEW_VENV
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or set PYTHON312=/path/to/python3.12"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+endef
+
+$(VENV)/.installed: pyproject.toml
+	$(NEW_VENV)
 	$(PIP_INSTALL) -e .
 	@touch $@
 
-# Tests also load the scale-out configs (deploy/) with their real packages and drive a browser.
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[test,k8s,celery]'
-	@touch $@
+# Tests also load the scale-out configs (deploy/) with their real packages and drive a browser; the
+# docs tools come along, so CI (make docs, then make test) installs in one pip call, not three.
+$(VENV)/.installed-test: pyproject.toml
+	$(NEW_VENV)
+	$(PIP_INSTALL) -e '.[test,k8s,celery,docs]'
+	@touch $(VENV)/.installed $(VENV)/.installed-docs $@
+
+.PHONY: test-deps
+test-deps: $(VENV)/.installed-test
 
 venv: $(VENV)/.installed
 

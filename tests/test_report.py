@@ -21,7 +21,7 @@ from tests.conftest import assert_formatted, visible_text
 
 def _latest_runs(wh: Path) -> pd.DataFrame:
     with warehouse.connect(wh) as con:
-        return con.execute("SELECT market, variant, model_version, gated FROM marts.model_runs_latest").df()
+        return con.execute("SELECT market, variant, model_version, gated, passed_gates FROM marts.model_runs_latest").df()
 
 
 def _inputs(sample_run, market: str) -> report.ReportInputs:
@@ -184,7 +184,8 @@ def test_the_fit_section_states_the_gates_of_the_profile_in_force(count_kpi_repo
     fit = visible_text(re.search(r'data-section="fit".*?</section>', rep.html, re.S).group(0))
     assert (f"fast profile: max R-hat at most {fast.max_rhat:g}, bulk ESS at least {fast.min_ess_bulk:g}, "
             "no divergent transitions") in fit
-    assert "1.01" not in fit.split("Out-of-sample")[0] and "ESS at least 400" not in fit
+    # the full profile's R-hat gate nowhere (a measured R-hat such as 1.013 may show: not followed by a digit)
+    assert not re.search(r"(?<![\d.])1\.01(?!\d)", fit.split("Out-of-sample")[0]) and "ESS at least 400" not in fit
     # pipeline.yaml `model:` moves the gates, and the text with them
     inp.model_settings = {"profiles": {"fast": {"gates": {"max_rhat": 1.2, "min_ess_bulk": 50}}}}
     assert "max R-hat at most 1.2, bulk ESS at least 50" in visible_text(report.build_report(inp).html)
@@ -393,14 +394,17 @@ def test_the_grown_marts_are_written_and_the_report_draws_them(sample_run):
         assert ((shares[lo] >= 0) & (shares[hi] <= 1)).all()
     assert (shares["l_max"] > 1).all()
     assert set(card["status"]) <= {"green", "amber", "red"}
-    conv = card[card["check_name"] == "convergence"]
-    assert set(conv["status"]) == {"amber"}  # the fast profile: loose gates hold, nothing gated
-    assert {"out_of_sample", "held_out_experiments", "calibration_consistency"} <= set(card["check_name"])
     runs = _latest_runs(sample_run["warehouse"])
+    # the fast profile gates nothing: amber where its loose gates hold, red where they fail (which
+    # happens with some draws: R-hat above 1.1 in bench/README.md's seeds), never green
+    conv = card[card["check_name"] == "convergence"].merge(runs[["market", "variant", "passed_gates"]],
+                                                           on=["market", "variant"])
+    assert len(conv) == 4 and (conv["status"] == conv["passed_gates"].map({True: "amber", False: "red"})).all(), conv
+    assert {"out_of_sample", "held_out_experiments", "calibration_consistency"} <= set(card["check_name"])
     version = runs[(runs["market"] == "west") & (runs["variant"] == "calibrated")]["model_version"].iloc[0]
     page = (sample_run["artifacts"] / "reports" / "west" / f"{version}.html").read_text()
     text = visible_text(page)
     for sentence in card[card["market"] == "west"]["sentence"]:
         assert sentence in text
-    assert "class='status amber'" in page and 'alt="contribution waterfall"' in page
+    assert "class='status " in page and 'alt="contribution waterfall"' in page
     assert 'alt="share of spend vs share of effect"' in page and 'alt="average beside marginal ROAS"' in page

@@ -55,12 +55,12 @@ run: $(VENV)/.installed
 # Two workers: most of a fit is its single-threaded compile, so two fits compile at once.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The edit loop: everything that fits no model (ingestion, validation, costs, configs, converters),
 # less the tests marked slow (concurrent pipeline processes, the benchmark's true-optimum search).
 test-fast: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -m "not fit" -n $(TEST_WORKERS) --dist loadgroup
 
 # The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or anchor fails.
 # The marts dictionary's tables are written from mmm_pipeline/schema.py first (a test fails when

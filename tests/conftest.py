@@ -44,33 +44,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("sample_run"))
         elif any(d.scope == "module" for fixture_defs in defs.values() for d in fixture_defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    # Longest work first (the Makefile passes --no-loadscope-reorder, so xdist hands out groups in
-    # this order): the shared sample run (~390 s of a ~1,450 s suite), then the tests that run
-    # pipelines or fits of their own (15-170 s each), then the rest. In collection order the 77 s
-    # converted-Meridian test started last and one worker sat idle while it ran.
-    # A group keeps its items together (its best rank, its first position), so a run without xdist
-    # still sets each module fixture up once.
-    unit = {}
-    for i, item in enumerate(items):
-        group = item.get_closest_marker("xdist_group")
-        key = group.args[0] if group else item.nodeid
-        rank, first = unit.get(key, (3, i))
-        unit[key] = (min(rank, _schedule_rank(item, group)), first)
-    order = {item.nodeid: i for i, item in enumerate(items)}
-
-    def position(item):
-        group = item.get_closest_marker("xdist_group")
-        return (*unit[group.args[0] if group else item.nodeid], order[item.nodeid])
-
-    items[:] = sorted(items, key=position)
-
-
-def _schedule_rank(item, group) -> int:
-    if group and group.args == ("sample_run",):
-        return 0
-    if item.get_closest_marker("fit"):
-        return 1 if group is None else 2
-    return 3
 
 
 def fixture_path(name: str) -> Path:

@@ -1,18 +1,23 @@
 """Out-of-sample validation of a market's model (group `models`): a refit without the last weeks
 forecasts them (`mmm_pipeline.model.holdout`)."""
 
+from pathlib import Path
+
 import dagster as dg
+import pandas as pd
 
 from assets.metadata import source_version, table_metadata
 from assets.pools import MODEL_FIT, pool
 from assets.models import COMMON, MODEL_CODE_VERSION, STAGED, market_inputs
 from mmm_pipeline.model import market as market_lib
 from mmm_pipeline.model.market import MarketError
+from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 from resources import PipelineSettings, WarehouseResource
 
 # Its code is the model's and this module's own.
 HOLDOUT_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.model.market", "mmm_pipeline.settings",
                                       glue=__name__)
+TRACK_RECORD_CODE_VERSION = source_version("mmm_pipeline.model.track_record", glue=__name__)
 
 
 @dg.asset(deps=STAGED,
@@ -76,3 +81,79 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             metadata={"summary": msg, "model_mape": float(row["model_mape"]),
                       "baseline_mape": float(row["baseline_mape"]),
                       "geos_not_beating_it": dg.MetadataValue.json(validation.geos_not_beating_baseline)})])
+
+
+@dg.asset(deps=["mmm_uncalibrated", "mmm_calibrated", *STAGED], kinds={"pymc", "duckdb"},
+          description="marts.kpi_forecast (each fitted model's forecast of the planning horizon's weeks after its "
+          "training under the media it expects, with 94% HDI) and marts.track_record (each earlier model of "
+          "the market, once the data reach its forecast weeks: its stored forecast and its posterior "
+          "re-evaluated on the media and controls that happened, against the KPI that came; error and "
+          "whether the 94% HDI covered it). A user sees whether the model's forward predictions hold "
+          "before acting on its plans.",
+          **{**COMMON, "code_version": TRACK_RECORD_CODE_VERSION})
+def forecast_track_record(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                          settings: PipelineSettings) -> dg.MaterializeResult:
+    from mmm_pipeline import model as model_lib
+    from mmm_pipeline.model import track_record as tr
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        inputs = market_inputs(con, settings, market)
+        runs = con.execute("SELECT variant, model_version, artifact_uri FROM marts.model_runs_latest "
+                           "WHERE market = ?", [market]).df()
+        stored = con.execute("SELECT * FROM marts.kpi_forecast WHERE market = ?", [market]).df() \
+            if table_exists(con, "marts.kpi_forecast") else pd.DataFrame()
+        earlier = con.execute("SELECT DISTINCT variant, model_version, artifact_uri FROM marts.model_runs "
+                              "WHERE market = ?", [market]).df()
+        # per earlier model: the data version it was last scored on and how many of its weeks that reached
+        scored = con.execute("SELECT model_version, any_value(data_version) AS data_version, "
+                             "count(*) FILTER (WHERE geo = 'market') AS weeks FROM marts.track_record_latest "
+                             "WHERE market = ? GROUP BY 1", [market]).df() \
+            if table_exists(con, "marts.track_record_latest") else pd.DataFrame()
+    horizon, seed = inputs.pipeline.planning_horizon_weeks, inputs.config.random_seed
+    known = set(stored["model_version"]) if len(stored) else set()
+    new_forecasts = []
+    for r in runs.to_dict("records"):  # this run's models: forecast once per model version
+        if r["model_version"] in known:
+            continue
+        rows = tr.forecast(model_lib.load_model(r["artifact_uri"]), horizon, seed=seed)
+        new_forecasts.append(rows.assign(market=market, variant=r["variant"], model_version=r["model_version"]))
+    records, summaries = [], []
+    last_week = pd.to_datetime(inputs.kpi["week_start"]).max() if len(inputs.kpi) else None
+    current = set(runs["model_version"])
+    # every model whose forecast weeks the data now reach (the current one too, when the data grew
+    # without a refit)
+    for r in earlier.to_dict("records"):
+        f = stored[stored["model_version"] == r["model_version"]] if len(stored) else stored
+        if not len(f) or last_week is None \
+                or pd.to_datetime(f["week_start"]).min() > last_week or not Path(r["artifact_uri"]).is_file():
+            continue
+        weeks = sorted(pd.to_datetime(f["week_start"]).unique())
+        version = fingerprint(TRACK_RECORD_CODE_VERSION, r["model_version"], inputs.data_version)
+        done = scored[scored["model_version"] == r["model_version"]] if len(scored) else scored
+        if len(done) and (done["data_version"].iloc[0] == version or done["weeks"].iloc[0] >= len(weeks)):
+            continue  # scored on these data, or on every week it forecast: a model is not rescored forever
+        mmm = model_lib.load_model(r["artifact_uri"])
+        rescored = tr.rescore(mmm, inputs.media, inputs.kpi, inputs.cpu, geos=inputs.geos,
+                              control_columns=inputs.config.control_columns,
+                              controls=inputs.controls if inputs.config.control_columns else None, weeks=weeks,
+                              seed=seed)
+        if not len(rescored):
+            continue
+        rows = tr.record(f, rescored).assign(market=market, variant=r["variant"], model_version=r["model_version"])
+        records.append((rows, version))
+        summaries.append({"variant": r["variant"], "model_version": r["model_version"], **tr.summary(rows)})
+    with warehouse.transaction() as con:
+        if new_forecasts:
+            df = pd.concat(new_forecasts, ignore_index=True)
+            append_history(con, "marts.kpi_forecast", df,
+                           version=fingerprint(TRACK_RECORD_CODE_VERSION, sorted(set(df["model_version"]))),
+                           partition_columns=("market", "model_version"), units=inputs.units)
+        for rows, version in records:
+            append_history(con, "marts.track_record", rows, version=version,
+                           partition_columns=("market", "model_version"), units=inputs.units)
+    meta = {"market": market, "forecasts_stored": len(new_forecasts), "models_scored": len(summaries),
+            "track_record": dg.MetadataValue.md(pd.DataFrame(summaries).to_markdown(index=False) if summaries else
+                                                "No earlier model's forecast weeks have arrived yet.")}
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(fingerprint(
+        TRACK_RECORD_CODE_VERSION, sorted(current), [v for _, v in records], inputs.data_version)))

@@ -15,8 +15,9 @@ import pandas as pd
 from assets.metadata import OWNERS, plots_metadata, source_version, table_metadata
 from assets.automation import DOWNSTREAM
 from assets.models import MARKETS, market_inputs, mmm_calibrated, mmm_uncalibrated
+from mmm_pipeline.decisions.allocation import plan_variant  # noqa: F401  (the assets' API too)
 from mmm_pipeline.schema import Units
-from mmm_pipeline.warehouse import append_history, fingerprint
+from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Each output's code version follows the modules that compute it (and what they import: the model
@@ -50,20 +51,6 @@ def gate_reason(run: dict) -> str:
     if run["profile"] != "full":
         return f"{run['profile']} profile: its gate only warns (use the full profile to publish)"
     return f"convergence gate failed: {run.get('gate_failures') or '?'}"
-
-
-def plan_variant(wanted: str, fits: dict) -> tuple[str, str]:
-    """(the variant a plan uses, why it is not `wanted` or ""): the wanted one when it is fitted
-    and gated, else a gated other variant; an ungated model plans only when none is gated."""
-    if wanted in fits and fits[wanted]["gated"]:
-        return wanted, ""
-    gated = [v for v in ("calibrated", "uncalibrated") if v in fits and fits[v]["gated"]]
-    if gated:
-        why = "was not fitted" if wanted not in fits else f"is not gated ({fits[wanted]['gate_reason']})"
-        return gated[0], f"the {wanted} model {why}"
-    if wanted in fits:
-        return wanted, ""
-    return "uncalibrated", f"the {wanted} model was not fitted"
 
 
 def _stamp(df: pd.DataFrame, market: str, variant: str, fit: dict) -> pd.DataFrame:
@@ -163,7 +150,6 @@ def _refresh_drift(warehouse: WarehouseResource, threshold: float, market: str, 
     """Write marts.refresh_drift: each variant's ROAS and media share against the previous gated model of
     the market and variant (mmm_pipeline.decisions.drift); returns a markdown summary."""
     from mmm_pipeline.decisions import drift
-    from mmm_pipeline.warehouse import table_exists
 
     lines = []
     with warehouse.transaction() as con:
@@ -196,11 +182,13 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
 
     mine = [s for s in (config.scenarios or []) if s.get("market") == market]
     if not mine:
-        return [allocation.default_scenario(market, current, horizon_weeks=config.planning_horizon_weeks)]
+        return [allocation.default_scenario(market, current, horizon_weeks=config.planning_horizon_weeks,
+                                            min_probability_of_gain=config.plan_min_probability_of_gain)]
     geos, channels = set(current["geo"]), set(current["channel"])
     out = []
     for i, spec in enumerate(mine):
-        spec = {"horizon_weeks": config.planning_horizon_weeks, "allocation_id": f"scenario_{i + 1}", **spec}
+        spec = {"horizon_weeks": config.planning_horizon_weeks, "allocation_id": f"scenario_{i + 1}",
+                "min_probability_of_gain": config.plan_min_probability_of_gain, **spec}
         where = f"pipeline.yaml scenarios[{spec['allocation_id']}]"
         try:
             scenario = allocation.Scenario.model_validate(spec)
@@ -219,12 +207,16 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
     return out
 
 
-@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, "cost_per_unit_forecast", response_curves],
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, "cost_per_unit_forecast", response_curves, "calibration_report"],
           kinds={"pymc", "duckdb"},
           description="marts.budget_allocation: for each scenario of the market (pipeline.yaml `scenarios`, "
           "default: today's spend over the planning horizon, each cell within +/-50%), pymc-marketing's "
           "budget optimizer in money with the forecast cost per unit: optimal spend, the units it buys and "
-          "the expected response (mean, 94% HDI) next to the current plan. Sums to the budget within 0.1%.",
+          "the expected response (mean, 94% HDI) next to the current plan. Sums to the budget within 0.1%. "
+          "A cell moves, and the plan leaves the current mix, only with posterior probability of gain >= "
+          "pipeline.yaml `plan_min_probability_of_gain` (else `hold` / keep the current mix); each cell names "
+          "the lift tests behind it and flags a move against a test's held-out prediction. When the wanted "
+          "variant is not gated, its plan is written beside the chosen one (`chosen = false`).",
           code_version=ALLOCATION_CODE_VERSION, **{k: v for k, v in COMMON.items() if k != "deps"})
 def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -236,6 +228,9 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         config, geos = inputs.pipeline, inputs.geos
         fits = _fitted_models(con, market)
         forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
+        lift_tests, holdout = (con.execute(f"SELECT * FROM {t} WHERE market = ?", [market]).df()
+                               if table_exists(con, t) else pd.DataFrame()
+                               for t in ("marts.lift_tests_latest", "marts.lift_test_holdout_latest"))
         curves_now = con.execute(
             "SELECT geo, channel, variant, current_weekly_spend, max_weekly_spend FROM marts.response_curves_latest "
             "WHERE market = ?", [market]).df().drop_duplicates(["geo", "channel", "variant"])
@@ -243,26 +238,11 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     current = curves_now.drop_duplicates(["geo", "channel"])
     results, figures, plans = [], {}, []
     for scenario in market_scenarios(config, market, current):
-        variant, why = plan_variant(scenario.variant, fits)
-        if why:
-            context.log.warning(f"{scenario.allocation_id}: {why}; allocating with the {variant} model")
-        fit = fits[variant]
-        context.log.info(f"allocating {scenario.allocation_id} ({variant} model, "
-                         f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
-        df, plan = allocation.allocate(fit["mmm"], scenario, forecast, current, max_weekly_spend=current,
-                                       return_summary=True)
-        plans.append({**plan, "variant": variant, "model_version": fit["model_version"], "gated": fit["gated"],
-                      "gate_reason": fit["gate_reason"]})
-        if not df["optimizer_converged"].all():
-            context.log.warning(f"{scenario.allocation_id}: the optimizer stopped before converging "
-                                f"({df['optimizer_message'].iloc[0]}); its last point satisfies the budget and "
-                                "the bounds and is kept")
-        df["model_version"] = fit["model_version"]
-        df["gated"] = fit["gated"]
-        df["gate_reason"] = fit["gate_reason"]
-        df["variant"] = variant
-        results.append(df)
-        figures[f"allocation_{scenario.allocation_id}"] = allocation.plot_allocation(df)
+        rows, scenario_plans = allocation.plan_scenario(scenario, fits, forecast, current, lift_tests=lift_tests,
+                                                        holdout=holdout, log=context.log)
+        results.append(rows)
+        plans.extend(scenario_plans)
+        figures[f"allocation_{scenario.allocation_id}"] = allocation.plot_allocation(rows[rows["chosen"]])
     alloc = pd.concat(results, ignore_index=True)
     version = fingerprint(ALLOCATION_CODE_VERSION, alloc.drop(columns=[c for c in alloc if c.endswith("_weekly_spend")],
                                                           errors="ignore").round(6).to_json())
@@ -273,12 +253,17 @@ def budget_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         append_history(con, "marts.allocation_plan", pd.DataFrame(plans), version=version,
                        partition_columns=("market", "allocation_id"), units=inputs.units)
     meta = table_metadata(alloc, "marts.budget_allocation")
-    totals = alloc.groupby("allocation_id")[["current_spend", "optimal_spend", "current_response_mean",
-                                             "expected_response_mean"]].sum()
+    mine = alloc[alloc["chosen"]]
+    totals = mine.groupby("allocation_id")[["current_spend", "optimal_spend", "current_response_mean",
+                                            "expected_response_mean"]].sum()
+    decisions = pd.DataFrame(plans)[["allocation_id", "variant", "chosen", "decision", "probability_of_gain",
+                                     "gain_mean", "gain_hdi_low", "gain_hdi_high", "held_cells"]]
     meta.update({"market": market, "history_appended": appended,
                  "totals": dg.MetadataValue.md(totals.reset_index().to_markdown(index=False)),
-                 "gated": bool(alloc["gated"].all()),
-                 "optimizer_converged": bool(alloc["optimizer_converged"].all()),
-                 "extrapolated_cells": int(alloc["extrapolated"].sum())})
+                 "decisions": dg.MetadataValue.md(decisions.to_markdown(index=False)),
+                 "gated": bool(mine["gated"].all()),
+                 "optimizer_converged": bool(mine["optimizer_converged"].all()),
+                 "extrapolated_cells": int(mine["extrapolated"].sum()),
+                 "lift_test_conflicts": int(mine["lift_test_conflict"].notna().sum())})
     meta.update(plots_metadata(artifacts, figures, ("allocation", market)))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version))

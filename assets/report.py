@@ -20,7 +20,7 @@ from assets.pools import DUCKDB, pool
 from assets.automation import DOWNSTREAM
 from assets.costs import cost_per_unit, cost_per_unit_forecast
 from assets.calibration import calibration_report
-from assets.holdout import model_validation
+from assets.holdout import forecast_track_record, model_validation
 from assets.models import MARKETS, lift_tests_model_units, mmm_calibrated, mmm_uncalibrated
 from assets.outputs import budget_allocation, channel_roas, market_scenarios, response_curves
 from mmm_pipeline.reporting import publish
@@ -49,8 +49,8 @@ def _scenario_bounds(config, market: str, alloc: pd.DataFrame) -> dict:
         return {}
 
 
-@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, model_validation, response_curves,
-                channel_roas, budget_allocation],
+@dg.asset(deps=[mmm_uncalibrated, mmm_calibrated, calibration_report, model_validation, forecast_track_record,
+                response_curves, channel_roas, budget_allocation],
           kinds={"html", "duckdb"}, group_name="reporting", owners=OWNERS, partitions_def=MARKETS,
           code_version=REPORT_CODE_VERSION, automation_condition=DOWNSTREAM, freshness_policy=REFRESH_FRESHNESS,
           description="One self-contained HTML report per market (health card, headline, fit, contribution "
@@ -104,8 +104,8 @@ def warehouse_table(con, qualified: str) -> bool:
 
 
 PUBLISHED_FROM = [cost_per_unit, cost_per_unit_forecast, lift_tests_model_units, mmm_uncalibrated, mmm_calibrated,
-                  calibration_report, model_validation, response_curves, channel_roas, budget_allocation,
-                  market_report]
+                  calibration_report, model_validation, forecast_track_record, response_curves, channel_roas,
+                  budget_allocation, market_report]
 
 
 @dg.asset(deps=PUBLISHED_FROM, kinds={"duckdb", "html"}, pool=pool(DUCKDB), group_name="reporting", owners=OWNERS,

@@ -159,6 +159,8 @@ def extract(db: Path, input_dir: Path) -> dict:
         alloc = table(con, "marts.budget_allocation_latest", "WHERE allocation_id = 'default'")
         forecast = table(con, "marts.cost_per_unit_forecast_latest")
         curves_now = table(con, "marts.response_curves_latest")
+    # the plan the product recommends (a failed variant's plan may be written beside it, chosen = false)
+    plans, alloc = ((df[df["chosen"].fillna(True).astype(bool)] if "chosen" in df else df) for df in (plans, alloc))
     for r in runs.to_dict("records"):
         hist = json.loads(r["attempt_history"]) if r.get("attempt_history") else []
         out["runs"].append({"market": r["market"], "variant": r["variant"], "passed_gates": bool(r["passed_gates"]),

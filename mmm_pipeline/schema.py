@@ -51,6 +51,7 @@ KPI_PER_MONEY = Unit("`kpi_unit` per `currency`", money=True, kpi=True)
 BY_ROW = Unit("the row's quantity", money=True, kpi=True)
 MEDIA_UNITS = Unit("media units")
 SHARE = Unit("share (0-1)")
+PROBABILITY = Unit("probability (0-1)")
 PERCENT = Unit("%")
 POINTS = Unit("percentage points")
 RELATIVE = Unit("relative change")
@@ -344,6 +345,30 @@ TABLES: tuple[Table, ...] = (
            column("hdi_high", D, f"Upper bound of the forecast's {HDI}.", KPI),
            column("baseline", D, "The naive forecast of the week.", KPI),
            "market", *KPI_COLUMNS),
+    _table("marts.kpi_forecast", MODELS, "model x forecast week x geo (and `market`)",
+           "Each fitted model's forecast of the planning horizon's weeks after its training, under the media it "
+           "expects (each geo and channel's mean weekly media of the last 13 training weeks continued; controls "
+           "at their mean of those weeks): what marts.track_record scores when the weeks arrive.",
+           "market", "variant", "model_version", "week_start",
+           column("geo", V, "The geo, or `market` for the market's total (draws summed per sample)."),
+           *_interval("forecast", "The week's KPI forecast", KPI),
+           *KPI_COLUMNS),
+    _table("marts.track_record", MODELS, "earlier model x arrived week x geo (and `market`)",
+           "Each earlier model, once the data reach the weeks it forecast: its stored forecast and its "
+           "posterior re-evaluated on the media and controls that happened, against the KPI that came.",
+           "market", "variant",
+           column("model_version", V, "The earlier model scored (joins `marts.model_runs`)."),
+           "week_start",
+           column("geo", V, "The geo, or `market` for the market's total."),
+           column("actual", D, "The KPI that came.", KPI),
+           *_interval("forecast", "The stored forecast under the media the model expected", KPI),
+           column("forecast_error", D, "forecast_mean - actual.", KPI),
+           column("forecast_covered", B, "True when the actual KPI is inside the forecast's 94% HDI."),
+           *_interval("rescored", "The model's posterior re-evaluated on the media and controls that happened",
+                      KPI),
+           column("rescored_error", D, "rescored_mean - actual.", KPI),
+           column("rescored_covered", B, "True when the actual KPI is inside the re-evaluation's 94% HDI."),
+           *KPI_COLUMNS),
     _table("marts.model_health", MODELS, "market x check x variant",
            "The report's health card: each check of the market's models and data, green / amber / red with a "
            "sentence (mmm_pipeline/reporting/health.py; written by `market_report`).",
@@ -566,6 +591,22 @@ TABLES: tuple[Table, ...] = (
            column("optimal_weekly_spend", D, "The optimal plan's weekly spend.", MONEY),
            column("current_weekly_spend", D, "The current plan's weekly spend.", MONEY),
            column("max_weekly_spend", D, "The largest weekly spend in the data.", MONEY),
+           column("move", V, "`increase`, `decrease`, `unchanged`, or `hold`: the optimizer moved the cell but "
+                  "the posterior probability that the move gains was below `plan_min_probability_of_gain`, or "
+                  "the whole plan's was (keep the current mix); a held cell keeps its current spend."),
+           column("probability_move_gains", D, "Posterior probability that the cell's move gains: its extra KPI "
+                  "per extra money beats the KPI per money lost where the money comes from (a cut: loses less "
+                  "per money than the money earns where it goes). Empty for a cell that does not move, or when "
+                  "the scenario's budget change forces every move.", PROBABILITY),
+           column("at_bound", V, "`lower` or `upper` when the optimal spend sits at the cell's bound (the plan "
+                  "would go further if allowed), else empty."),
+           column("lift_tests", V, "The lift tests behind the cell's channel in this geo (national tests "
+                  "included), comma-separated; empty when none."),
+           column("lift_test_conflict", V, "Set when the move goes against a lift test the model predicted "
+                  "badly without it (marts.lift_test_holdout |z| > 2): more money where the test measured "
+                  "less than predicted, or less where it measured more."),
+           column("chosen", B, "True for the plan the report recommends; false for the wanted variant's plan, "
+                  "written beside it when that variant failed its gate (marked not gated)."),
            "model_version", "gated", "gate_reason", *UNIT_COLUMNS),
     _table("marts.allocation_plan", DECISIONS, "scenario",
            "Each scenario's plan as a whole: response and gain over the horizon with the posterior's intervals "
@@ -577,6 +618,18 @@ TABLES: tuple[Table, ...] = (
            *_interval("expected_response", "KPI over the horizon from the optimal plan", KPI),
            *_interval("current_response", "KPI over the horizon from the current plan", KPI),
            *_interval("gain", "Expected minus current response, per draw", KPI),
+           column("decision", V, "`move` (the plan differs from the current mix), `keep_current_mix` (the "
+                  "optimizer's plan gained with posterior probability below `plan_min_probability_of_gain`: "
+                  "the cells keep their current spend and gain_* is 0) or `fixed_plan` (a what-if)."),
+           column("probability_of_gain", D, "Posterior probability that the optimizer's plan (after holding the "
+                  "unconvincing cells) beats the current plan.", PROBABILITY),
+           *_interval("candidate_gain", "The optimizer's plan (after holds) minus the current plan, per draw: "
+                      "the gain declined when the decision is keep_current_mix", KPI),
+           column("min_probability_of_gain", D, "The threshold the decision used (empty: none).", PROBABILITY),
+           column("held_cells", I, "Cells held at their current spend.", COUNT),
+           column("chosen", B, "True for the plan the report recommends (see budget_allocation.chosen)."),
+           column("fallback_reason", V, "Why the chosen plan uses another variant than the scenario asked for "
+                  "('' when it does not)."),
            "variant", "model_version", "gated", "gate_reason", *UNIT_COLUMNS),
     Table("marts._published", "Publication", "publication", "When this BI file was published.",
           (column("published_at", TS, "When the BI file was written (UTC)."),), None),

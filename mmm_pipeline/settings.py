@@ -182,6 +182,9 @@ class PipelineConfig(BaseModel):
     reporting_currency: str | None = None
     markets: dict[str, list[str]] | None = None
     planning_horizon_weeks: int = Field(8, ge=1, le=104)
+    # A plan moves a cell, and a budget-neutral plan leaves the current mix, only with at least this
+    # posterior probability of gaining (0 takes the optimizer's plan as it is).
+    plan_min_probability_of_gain: float = Field(0.9, ge=0, lt=1)
     # Warn when the newest ad-reporting or KPI day is older than this many days.
     freshness_days: int = Field(8, ge=1, le=3650)
     geo_weights: dict[str, float] | None = None
@@ -240,8 +243,8 @@ def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
 # Settings that only the model, the plans or the freshness check read: a change to them must not
 # re-version the weekly staging data (which would refit every model of every market). The
 # source-volume check's settings (ingest.retired_files, max_row_drop_share) change no row either.
-NOT_STAGING_SETTINGS = {**dict.fromkeys(("model", "planning_horizon_weeks", "scenarios", "freshness_days",
-                                         "lift_tests"), True),
+NOT_STAGING_SETTINGS = {**dict.fromkeys(("model", "planning_horizon_weeks", "plan_min_probability_of_gain",
+                                         "scenarios", "freshness_days", "lift_tests"), True),
                         "ingest": {"retired_files": True, "max_row_drop_share": True}}
 
 

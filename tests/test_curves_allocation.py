@@ -414,3 +414,30 @@ def test_refresh_drift_flags_cells_whose_roas_or_share_moved_past_the_threshold(
     # ROAS unchanged but the media share moved 50% -> 80%: flagged on the share
     assert out.loc[("b", "tv"), "share_change_pp"] == pytest.approx(30.0) and out.loc[("b", "tv"), "flagged"]
     assert (out["previous_model_version"] == "v1").all()
+
+
+def test_a_fallback_plan_is_written_beside_the_failed_variants_own_plan(mmm, tables, curves):
+    """The calibrated model failed its gate: the plan uses the gated uncalibrated one, and the
+    calibrated model's plan is written beside it, not chosen and not gated (issue 31). Both plans
+    hold what the posterior cannot vouch for."""
+    fits = {"calibrated": {"mmm": mmm, "model_version": "c1", "gated": False, "gate_reason": "R-hat 1.02"},
+            "uncalibrated": {"mmm": mmm, "model_version": "u1", "gated": True, "gate_reason": ""}}
+    sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON, min_probability_of_gain=0.9)
+    tests = pd.DataFrame({"test_id": ["T1"], "channel": [curves["channel"].iloc[0]], "geo": [curves["geo"].iloc[0]]})
+    rows, plans = A.plan_scenario(sc, fits, tables["forecast"], curves, lift_tests=tests, holdout=pd.DataFrame())
+    by = {p["variant"]: p for p in plans}
+    assert by["uncalibrated"]["chosen"] and not by["calibrated"]["chosen"] and not by["calibrated"]["gated"]
+    assert by["uncalibrated"]["fallback_reason"] == "the calibrated model is not gated (R-hat 1.02)"
+    assert by["calibrated"]["fallback_reason"].startswith("not chosen: ")
+    assert rows.groupby("variant")["chosen"].first().to_dict() == {"calibrated": False, "uncalibrated": True}
+    assert rows["lift_tests"].eq("T1").sum() == 2  # the tested cell, in both plans
+    for p in plans:
+        cells = rows[rows["variant"] == p["variant"]]
+        assert cells["optimal_spend"].sum() == pytest.approx(sc.total_budget, rel=1e-3)
+        held = cells[cells["move"] == "hold"]
+        assert len(held) == p["held_cells"] and np.allclose(held["optimal_spend"], held["current_spend"])
+        if p["decision"] == "move":
+            assert p["probability_of_gain"] >= 0.9
+        else:
+            assert p["decision"] == "keep_current_mix" and p["gain_mean"] == 0
+            assert np.allclose(cells["optimal_spend"], cells["current_spend"])

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mmm_pipeline import model as M
+from mmm_pipeline.model import track_record as tr
 from mmm_pipeline.model.holdout import baseline_forecasts, holdout_validation, refit_config
 
 pytestmark = pytest.mark.fit
@@ -68,6 +69,31 @@ def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong
     # the forecast is in KPI units: within 25% of the actual every week (these tables leave the sample's
     # promotion control out, so promotion weeks are missed by up to its lift)
     assert ((fc["forecast_mean"] - fc["actual"]).abs() / fc["actual"]).max() < 0.25
+
+    # The track record (mmm_pipeline.model.track_record) on the same refit, as a later run sees it: the
+    # refit's re-evaluation on the spend that happened is the holdout forecast itself (one function, one
+    # seed), and its forecast under the spend it expected covers the same weeks.
+    seed = M.load_model_config("fast", TINY).random_seed
+    again = tr.rescore(good.fit.mmm, tables["media"], tables["kpi"], tables["cpu"], geos=west, seed=seed)
+    per_geo = again[again["geo"] != tr.MARKET].merge(fc, on=["week_start", "geo"])
+    assert len(per_geo) == 24
+    np.testing.assert_allclose(per_geo["rescored_mean"], per_geo["forecast_mean"], rtol=1e-9)
+    np.testing.assert_allclose(per_geo["actual_x"], per_geo["actual_y"], rtol=1e-12)
+    ahead = tr.forecast(good.fit.mmm, 8, seed=seed)
+    assert sorted(set(ahead["week_start"])) == sorted(set(fc["week_start"])) and set(ahead["geo"]) == {*west, "market"}
+    assert (ahead["forecast_hdi_low"] <= ahead["forecast_mean"]).all()
+    assert (ahead["forecast_mean"] <= ahead["forecast_hdi_high"]).all()
+    totals = ahead[ahead["geo"] != "market"].groupby("week_start")["forecast_mean"].sum()
+    np.testing.assert_allclose(ahead[ahead["geo"] == "market"].set_index("week_start")["forecast_mean"], totals,
+                               rtol=1e-9)
+    record = tr.record(ahead, again)
+    assert len(record) == 32 and record["forecast_covered"].notna().all()
+    np.testing.assert_allclose(record["rescored_error"], record["rescored_mean"] - record["actual"])
+    summary = tr.summary(record)
+    assert summary["weeks"] == 8 and 0 < summary["forecast_mape"] < 0.5 and 0 <= summary["rescored_coverage"] <= 1
+    # nothing to score before the weeks exist
+    early = tables["kpi"][pd.to_datetime(tables["kpi"]["week_start"]) < pd.Timestamp(fc["week_start"].min())]
+    assert tr.rescore(good.fit.mmm, tables["media"], early, tables["cpu"], geos=west, seed=seed).empty
     # deliberately wrong: no seasonality and no carryover, so the Q4 weeks it forecasts are off (20 seeds:
     # MAPE / naive MAPE 1.66-1.72, 4.4-4.7 points above the good model's)
     wrong_cfg = M.load_model_config("fast", {**TINY, "yearly_seasonality": None, "l_max": 1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -325,6 +326,19 @@ def test_outputs_speak_money_and_are_marked_ungated_in_fast_profile(sample_run):
         df = {"response_curves": curves, "channel_roas": roas, "budget_allocation": alloc}[table]
         assert set(cols) <= set(df.columns), (table, set(cols) - set(df.columns))
         assert not df.gated.any()
+    # the plan moves a cell only where the posterior is confident the move gains (else it holds it)
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        plans = con.execute("SELECT * FROM marts.allocation_plan_latest").df()
+    assert alloc.chosen.all() and plans.chosen.all() and len(plans) == 2
+    for p in plans.itertuples():
+        cells = alloc[(alloc.market == p.market) & (alloc.allocation_id == p.allocation_id)]
+        assert p.min_probability_of_gain == 0.9 and p.decision in ("move", "keep_current_mix")
+        assert p.decision == "keep_current_mix" or p.probability_of_gain >= 0.9, p
+        held = cells[cells.move == "hold"]
+        assert len(held) == p.held_cells and np.allclose(held.optimal_spend, held.current_spend)
+        up, down = cells[cells.move == "increase"], cells[cells.move == "decrease"]
+        assert (up.optimal_spend > up.current_spend).all() and (down.optimal_spend < down.current_spend).all()
+        assert cells.lift_tests.notna().any()  # the sample's tests stand behind some cells
     # curves: per model, geo and channel, from zero spend and non-decreasing, in money
     for _, c in curves.groupby(["market", "variant", "geo", "channel"]):
         c = c.sort_values("spend")
@@ -410,3 +424,51 @@ def test_too_short_a_history_for_the_holdout_warns_and_does_not_stop_the_run(sam
              if e.asset_check_evaluation_data.check_name == "beats_naive_forecast"][0]
     assert not check.passed and check.severity.value == "WARN"
     assert "needs at least 78 complete weeks" in check.metadata["reason"].value
+
+
+@pytest.mark.slow
+def test_a_later_run_scores_the_earlier_models_forecast_on_the_weeks_that_came(sample_dir, copy_input, tmp_path):
+    """Issue 31's track record: a run stores its model's forecast of the coming weeks; a later run, whose
+    KPI reaches them, re-evaluates that model on the spend that happened and compares both with the KPI
+    that came. The first run sees the KPI without its last 8 weeks (media complete: a week is modelled
+    when both are), the second the whole file (the ingest and the track record: no refit, to keep the
+    test short; a refit's new model is forecast, not scored, until its own weeks come)."""
+    folder = copy_input(sample_dir)
+    kpi_file = folder / "kpi" / "kpi.csv"
+    kpi = pd.read_csv(kpi_file)
+    days = pd.to_datetime(kpi["date_day"])
+    last_monday = days.max() - pd.to_timedelta(days.max().weekday(), unit="D")
+    cutoff = last_monday - pd.Timedelta(weeks=8)
+    kpi[days < cutoff].to_csv(kpi_file, index=False)
+    db, art = tmp_path / "w.duckdb", tmp_path / "art"
+    select = ["mmm_uncalibrated", "forecast_track_record"]
+    assert materialize(folder, db, art, markets=["west"], select=select).success
+    with warehouse.connect(db) as con:
+        forecast = con.execute("SELECT * FROM marts.kpi_forecast_latest").df()
+        first = con.execute("SELECT model_version FROM marts.model_runs_latest").fetchone()[0]
+        scored = warehouse.table_exists(con, "marts.track_record")
+    assert set(forecast["model_version"]) == {first} and not scored
+    weeks = sorted(pd.to_datetime(forecast["week_start"]).unique())
+    assert len(weeks) == 8 and weeks[0] == cutoff and set(forecast["geo"]) == {"US-CA", "US-TX", "US-WA", "market"}
+
+    kpi.to_csv(kpi_file, index=False)  # the weeks arrive; the weekly ingest runs, the model is not refitted
+    result = materialize(folder, db, art, markets=["west"], select=["forecast_track_record"])
+    assert result.success
+    with warehouse.connect(db) as con:
+        record = con.execute("SELECT * FROM marts.track_record_latest").df()
+        actual = con.execute("SELECT week_start, geo, kpi_value FROM staging.kpi_weekly_latest").df()
+        forecasts = con.execute("SELECT DISTINCT model_version FROM marts.kpi_forecast").df()
+    assert set(forecasts["model_version"]) == {first} and set(record["model_version"]) == {first}
+    assert sorted(pd.to_datetime(record["week_start"]).unique()) == weeks[:len(record["week_start"].unique())]
+    assert len(record["week_start"].unique()) >= 7   # the last week may be incomplete in the data
+    on_day = lambda df: df.assign(week_start=pd.to_datetime(df["week_start"]).dt.date)  # noqa: E731
+    per_geo = on_day(record[record["geo"] != "market"]).merge(on_day(actual), on=["week_start", "geo"])
+    assert len(per_geo) == 3 * len(record["week_start"].unique())
+    np.testing.assert_allclose(per_geo["actual"], per_geo["kpi_value"], rtol=1e-9)
+    for p in ("forecast", "rescored"):
+        np.testing.assert_allclose(record[f"{p}_error"], record[f"{p}_mean"] - record["actual"], rtol=1e-9)
+        inside = (record["actual"] >= record[f"{p}_hdi_low"]) & (record["actual"] <= record[f"{p}_hdi_high"])
+        assert (record[f"{p}_covered"].astype(bool) == inside).all()
+    meta = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in events(result, "ASSET_MATERIALIZATION")}
+    assert meta["forecast_track_record"]["models_scored"].value == 1

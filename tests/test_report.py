@@ -64,7 +64,7 @@ def test_report_reads_marts_only_and_takes_under_ten_seconds(sample_run, monkeyp
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # CPU time: other test processes on the machine stretch the wall clock, not the work
     assert cpu < 10, f"report took {cpu:.1f} s of CPU ({seconds:.1f} s wall)"
-    assert len(rep.sections) == len(report.SECTIONS) == 12  # health, shares and drift included
+    assert len(rep.sections) == len(report.SECTIONS) == 13  # health, shares, drift and the track record included
     # the headline numbers are the marts' own
     roas, alloc = inp.t("roas"), inp.t("allocation")
     spend = roas.loc[roas["variant"] == rep.variant, "spend"].sum()

@@ -42,6 +42,22 @@ How pymc-marketing 1.3 is used
   own legacy effect cancels). ``current_response_mean`` is the same at the
   current weekly spend.
 
+Hold when the posterior cannot tell
+-----------------------------------
+The optimizer maximises the posterior mean. A move it proposes is kept only where the posterior
+is confident it pays (``Scenario.min_probability_of_gain``, product default 0.9 from pipeline.yaml
+``plan_min_probability_of_gain``):
+
+* per cell, the **probability that its move gains** (:func:`move_probabilities`): for a cell that
+  gets more money, the share of draws in which its extra KPI per extra money beats the KPI per
+  money lost where the plan takes that money from; for a cell that gives money, the share in which
+  the KPI it loses per money is below what the money earns where it goes. A cell under the
+  threshold is **held** at its current spend and the others re-optimised, until every move left
+  is convincing (unless the plan is convincing only as a whole: then its moves stay);
+* for the plan, the **probability of gain** (share of draws in which the plan's response beats
+  the current plan's). A budget-neutral plan under the threshold becomes **keep the current
+  mix**: the cells stay at their current spend and the declined plan's gain is reported.
+
 Invariants (``AllocationError`` names the constraint and by how much)
 ---------------------------------------------------------------------
 Before optimising: every model cell has a current spend; bounds are
@@ -57,7 +73,8 @@ import contextlib
 import io
 import math
 import warnings
-from typing import Any, Literal, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -67,14 +84,15 @@ from mmm_pipeline.model.config import HDI_PROB, NATIONAL
 from mmm_pipeline.model.summaries import hdi_bounds
 
 __all__ = ["AllocationError", "Scenario", "default_scenario", "allocate", "plot_allocation",
-           "ALLOCATION_COLUMNS", "SUM_TOLERANCE"]
+           "move_probabilities", "lift_test_evidence", "plan_variant", "plan_scenario", "ALLOCATION_COLUMNS",
+           "SUM_TOLERANCE"]
 
 ALLOCATION_COLUMNS = [
     "allocation_id", "market", "variant", "geo", "channel", "current_spend", "optimal_spend",
     "optimal_units", "cost_per_unit", "expected_response_mean", "expected_response_hdi_low",
     "expected_response_hdi_high", "current_response_mean", "extrapolated", "total_budget",
     "horizon_weeks", "optimized", "optimizer_converged", "optimizer_message", "start_week", "optimal_weekly_spend", "current_weekly_spend",
-    "max_weekly_spend",
+    "max_weekly_spend", "move", "probability_move_gains", "at_bound",
 ]
 SUM_TOLERANCE = 1e-3   # sum of optimal_spend vs total_budget (relative)
 _BOUND_TOL = 1e-6       # bound violation allowed from the solver (relative to the weekly budget)
@@ -88,6 +106,9 @@ OPTIMIZER_MAX_DRAWS = 500
 # 48 s after a refit, where 1e-3 stopped in 2.5 s at the same plan (every cell's spend within one
 # currency unit, expected response equal to 1e-12 relative; both markets, 2026-12-05).
 OPTIMIZER_MINIMIZE_KWARGS = {"method": "SLSQP", "options": {"ftol": 1e-3, "maxiter": 1_000}}
+# A cell "moves" when its weekly spend changes by more than this share of its current weekly spend
+# (SLSQP leaves cells it did not mean to move a rounding error away from where they started).
+MOVE_TOLERANCE = 0.005
 
 
 class AllocationError(ValueError):
@@ -134,6 +155,9 @@ class Scenario(BaseModel):
     bounds: dict[Cell, tuple[float, float]] | None = None
     variant: Literal["calibrated", "uncalibrated"] = "calibrated"
     fixed_allocation: dict[Cell, float] | None = None
+    # None or 0: the optimizer's plan as it is. Otherwise a cell moves, and a budget-neutral plan
+    # differs from the current mix, only with at least this posterior probability of gaining.
+    min_probability_of_gain: float | None = Field(None, ge=0, lt=1)
 
     @field_validator("bounds", "fixed_allocation", mode="before")
     @classmethod
@@ -178,7 +202,7 @@ class Scenario(BaseModel):
 
 def default_scenario(market: str, current_spend: pd.DataFrame, *, horizon_weeks: int = 8,
                      allocation_id: str = "default", variant: str = "calibrated",
-                     bound_fraction: float = 0.5) -> Scenario:
+                     bound_fraction: float = 0.5, min_probability_of_gain: float | None = None) -> Scenario:
     """Budget = current spend of all cells over the horizon; each cell within +/-50 % of its current spend.
 
     `current_spend` has columns geo, channel, current_weekly_spend (e.g.
@@ -190,7 +214,8 @@ def default_scenario(market: str, current_spend: pd.DataFrame, *, horizon_weeks:
         raise AllocationError(f"market {market}: current spend is 0, so the default scenario has no budget")
     bounds = {cell: (1 - bound_fraction, 1 + bound_fraction) for cell in cur.index}
     return Scenario(allocation_id=allocation_id, market=market, total_budget=budget,
-                    horizon_weeks=horizon_weeks, bounds=bounds, variant=variant)
+                    horizon_weeks=horizon_weeks, bounds=bounds, variant=variant,
+                    min_probability_of_gain=min_probability_of_gain)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -217,6 +242,100 @@ def _project(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) -> np.
         else:
             b = m
     return np.clip(x + 0.5 * (a + b), lo, hi)
+
+
+def move_probabilities(delta_response: np.ndarray, delta_spend: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """Per cell, the posterior probability that its move gains against where the money comes from or goes.
+
+    delta_response: (draws, cells) the plan's response minus the current plan's, per cell and draw;
+    delta_spend: (cells,) the plan's spend minus the current spend; moved: (cells,) which cells move.
+    A cell given money gains in a draw when its extra KPI per extra money beats the KPI per money the
+    cells giving money lose; a cell giving money gains when the KPI it loses per money is below what
+    the receiving cells earn per money. NaN for a cell that does not move, and for every cell when
+    one side is empty (a budget change forces those moves; they are not a choice between cells).
+    """
+    delta_response = np.asarray(delta_response, dtype=float)
+    delta_spend = np.asarray(delta_spend, dtype=float)
+    up, down = moved & (delta_spend > 0), moved & (delta_spend < 0)
+    out = np.full(delta_spend.shape, np.nan)
+    if not (up.any() and down.any()):
+        return out
+    per_money = delta_response / np.where(moved, delta_spend, np.nan)             # (draws, cells)
+    taken_from = delta_response[:, down].sum(axis=1) / delta_spend[down].sum()    # KPI lost per money
+    given_to = delta_response[:, up].sum(axis=1) / delta_spend[up].sum()          # KPI won per money
+    out[up] = (per_money[:, up] > taken_from[:, None]).mean(axis=0)
+    out[down] = (per_money[:, down] < given_to[:, None]).mean(axis=0)
+    return out
+
+
+@dataclass
+class HoldDecision:
+    plan: np.ndarray                    # weekly spend per cell after the rule
+    plan_draws: np.ndarray              # (draws, cells) its response
+    held: np.ndarray                    # cells held at their current spend by the rule
+    moved: np.ndarray                   # cells the final plan moves
+    probability_move_gains: np.ndarray  # per cell (NaN where it never moved or the move was forced)
+    candidate_gain: np.ndarray          # (draws,) the optimizer's plan after holds minus the current plan
+    probability_of_gain: float
+    keep_current: bool
+    move_tolerance: np.ndarray
+    reoptimized: bool = False
+    converged: bool = True
+    message: str = ""
+
+
+def hold_unconvincing_moves(cur_w: np.ndarray, lo_w: np.ndarray, hi_w: np.ndarray, budget_w: float, horizon: int,
+                            threshold: float, plan_w: np.ndarray, plan_draws: np.ndarray, cur_draws: np.ndarray,
+                            optimize: Callable, response_draws: Callable, *, tol: float = 0.0) -> HoldDecision:
+    """The hold rule of the module docstring, on any optimizer and response.
+
+    optimize(lo, hi) -> (weekly plan, converged, message) re-solves with new weekly bounds;
+    response_draws(weekly) -> (draws, cells) the response per draw. `plan_w`, `plan_draws`: the
+    optimizer's first plan and its response; `cur_draws`: the current plan's. threshold 0: no rule.
+    """
+    move_tol = MOVE_TOLERANCE * np.where(cur_w > 0, cur_w, budget_w / len(cur_w))
+    may_hold = (cur_w >= lo_w - tol) & (cur_w <= hi_w + tol)   # holding must not break a bound
+    held = np.zeros(len(cur_w), dtype=bool)
+    out = dict(reoptimized=False, converged=True, message="")
+
+    def moving(w: np.ndarray) -> np.ndarray:
+        return (np.abs(w - cur_w) > move_tol) & ~held
+
+    moved = moving(plan_w)
+    p_move = move_probabilities(plan_draws - cur_draws, (plan_w - cur_w) * horizon, moved)
+    p_shown = p_move.copy()
+
+    def probability_of_gain(draws: np.ndarray) -> float:
+        return float(((draws - cur_draws).sum(axis=1) > 0).mean())
+
+    # each round pins at least one more cell (a re-solve on the same compiled objective, about a second
+    # on the sample), so it ends within one round per cell
+    for _ in range(len(cur_w) if threshold > 0 else 0):
+        if probability_of_gain(plan_draws) < threshold:
+            break   # the plan as a whole is not convincing: kept below, whatever its cells say
+        weak = moved & (p_move < threshold) & may_hold   # NaN (a forced move) is never weak
+        pin = held | weak
+        lo_h, hi_h = np.where(pin, cur_w, lo_w), np.where(pin, cur_w, hi_w)
+        # Holding every move would undo a plan that is convincing as a whole: keep it then.
+        if not weak.any() or not (moved & ~weak).any() or lo_h.sum() > budget_w * (1 + 1e-9) \
+                or hi_h.sum() < budget_w * (1 - 1e-9):
+            break
+        held = pin
+        plan_w, out["converged"], out["message"] = optimize(lo_h, hi_h)
+        out["reoptimized"] = True
+        plan_draws = response_draws(plan_w)
+        moved = moving(plan_w)
+        p_move = move_probabilities(plan_draws - cur_draws, (plan_w - cur_w) * horizon, moved)
+        p_shown = np.where(moved, p_move, p_shown)
+    candidate_gain = (plan_draws - cur_draws).sum(axis=1)
+    p_gain = float((candidate_gain > 0).mean())
+    budget_neutral = abs(budget_w - cur_w.sum()) <= SUM_TOLERANCE * budget_w
+    keep = bool(threshold > 0 and budget_neutral and moved.any() and p_gain < threshold and may_hold.all())
+    if keep:
+        held = held | moved
+        moved = np.zeros(len(cur_w), dtype=bool)
+        plan_w, plan_draws = cur_w.copy(), cur_draws
+    return HoldDecision(plan_w, plan_draws, held, moved, p_shown, candidate_gain, p_gain, keep, move_tol, **out)
 
 
 def _fmt(v: float) -> str:
@@ -382,16 +501,15 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         if opt.num_periods != H:
             raise AllocationError(f"{label}: the optimizer window has {opt.num_periods} decision weeks, "
                                   f"expected {H} (start {horizon[0].date()})")
-        converged, optimizer_message = True, "fixed plan: not optimized"
-        if fixed:
-            opt_w = plan_w.copy()
-        else:
-            bounds_da = xr.concat([cell_da(lo_w, "low"), cell_da(hi_w, "high")], dim="bound")
+        from pymc_marketing.mmm.budget_optimizer import MinimizeException
+
+        tol = _BOUND_TOL * max(budget_w, 1.0)
+
+        def optimize(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, bool, str]:
+            bounds_da = xr.concat([cell_da(lo, "low"), cell_da(hi, "high")], dim="bound")
             bounds_da = bounds_da.assign_coords(bound=["low", "high"]).transpose(*mask.dims, "bound")
             x0 = _project(np.where(cur_w.sum() > 0, cur_w * budget_w / max(cur_w.sum(), 1e-300),
-                                   budget_w / len(cells)), lo_w, hi_w, budget_w)
-            from pymc_marketing.mmm.budget_optimizer import MinimizeException
-
+                                   budget_w / len(cells)), lo, hi, budget_w)
             try:
                 # SLSQP can stop at its iteration limit next to the optimum; keep its last point
                 # and let the invariants below decide whether it is a valid allocation.
@@ -401,63 +519,79 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
                                           return_if_fail=True)
             except MinimizeException as exc:
                 raise AllocationError(f"{label}: the optimizer failed: {exc}") from exc
-            converged = bool(res.scipy_result.success)
-            optimizer_message = str(res.scipy_result.message)
             budgets = res.budgets
             if national:
-                opt_w = np.array([float(budgets.sel(channel=c)) for _, c in cells])
+                w = np.array([float(budgets.sel(channel=c)) for _, c in cells])
             else:
-                opt_w = np.array([float(budgets.sel(geo=g, channel=c)) for g, c in cells])
+                w = np.array([float(budgets.sel(geo=g, channel=c)) for g, c in cells])
+            return checked(w, lo, hi), bool(res.scipy_result.success), str(res.scipy_result.message)
 
-        # -- invariants
-        tol = _BOUND_TOL * max(budget_w, 1.0)
-        if (opt_w < -tol).any():
-            worst = int(np.argmin(opt_w))
-            raise AllocationError(f"{label}: negative spend {_fmt(opt_w[worst] * H)} for "
-                                  f"{cells[worst][0]}/{cells[worst][1]}")
-        opt_w = np.maximum(opt_w, 0.0)
-        if not fixed:
-            below, above = lo_w - opt_w, opt_w - hi_w
+        def checked(w: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+            """The invariants of an optimised plan; the plan clipped to its bounds."""
+            if (w < -tol).any():
+                worst = int(np.argmin(w))
+                raise AllocationError(f"{label}: negative spend {_fmt(w[worst] * H)} for "
+                                      f"{cells[worst][0]}/{cells[worst][1]}")
+            w = np.maximum(w, 0.0)
+            below, above = lo - w, w - hi
             for name, gap in (("lower", below), ("upper", above)):
                 if (gap > tol).any():
                     i = int(np.argmax(gap))
                     raise AllocationError(
                         f"{label}: the optimizer broke the {name} bound of {cells[i][0]}/{cells[i][1]} by "
                         f"{_fmt(gap[i] * H)} over the horizon")
-            opt_w = np.clip(opt_w, lo_w, hi_w)
-        elif bounded.any():
+            return np.clip(w, lo, hi)
+
+        # -- responses: (plan - zero plan) over carry-in + horizon + carry-over, in KPI units, per draw
+        target = mmm.idata.constant_data["target_scale"]
+
+        def response(weekly: np.ndarray):
+            return opt.evaluate_response_distribution(cell_da(weekly, "plan"),
+                                                      response_variable="channel_contribution")
+
+        zero = response(np.zeros(len(cells)))
+
+        def incremental(weekly: np.ndarray) -> np.ndarray:
+            d = ((response(weekly) - zero).sum("date") * target)
+            if "geo" not in d.dims:
+                d = d.expand_dims(geo=geos)
+            d = d.transpose("sample", "geo", "channel")
+            return d.sel(geo=geos, channel=channels).to_numpy().reshape(d.sizes["sample"], -1)
+
+        cur_draws = incremental(cur_w)
+        if fixed:
+            opt_w = np.maximum(plan_w.copy(), 0.0)
+            converged, optimizer_message = True, "fixed plan: not optimized"
             for i in np.flatnonzero(bounded):
                 if opt_w[i] < lo_w[i] - tol or opt_w[i] > hi_w[i] + tol:
                     lo_f, hi_f = scenario.bound_for(*cells[i])
                     raise AllocationError(
                         f"{label}: fixed_allocation {cells[i][0]}/{cells[i][1]} = {_fmt(opt_w[i] * H)} is outside "
                         f"its bound [{_fmt(lo_w[i] * H)}, {_fmt(hi_w[i] * H)}] ({lo_f:g}..{hi_f:g} x current)")
+        else:
+            opt_w, converged, optimizer_message = optimize(lo_w, hi_w)
+        opt_draws = incremental(opt_w)
+
+        # -- hold what the posterior cannot vouch for (module docstring)
+        threshold = 0.0 if fixed else float(scenario.min_probability_of_gain or 0.0)
+        d = hold_unconvincing_moves(cur_w, lo_w, hi_w, budget_w, H, threshold, opt_w, opt_draws, cur_draws,
+                                    optimize, incremental, tol=tol)
+        opt_w, opt_draws, held, moved, p_shown = d.plan, d.plan_draws, d.held, d.moved, d.probability_move_gains
+        candidate_gain, p_gain, keep_current = d.candidate_gain, d.probability_of_gain, d.keep_current
+        if d.reoptimized:
+            converged, optimizer_message = d.converged, d.message
+        move_tol = d.move_tolerance
         total = float(opt_w.sum()) * H
         if abs(total - budget) > SUM_TOLERANCE * budget:
             raise AllocationError(
                 f"{label}: optimal spend sums to {_fmt(total)}, not total_budget {_fmt(budget)} (off by "
                 f"{_fmt(total - budget)}, {100 * (total - budget) / budget:+.3f} %; tolerance 0.1 %)")
-
-        # -- responses: (plan - zero plan) over carry-in + horizon + carry-over, in KPI units
-        def response(weekly: np.ndarray) -> np.ndarray:
-            r = opt.evaluate_response_distribution(cell_da(weekly, "plan"), response_variable="channel_contribution")
-            return r
-
-        zero = response(np.zeros(len(cells)))
-        r_opt = response(opt_w)
-        r_cur = response(cur_w)
-    target = mmm.idata.constant_data["target_scale"]
-
-    def incremental(r) -> np.ndarray:
-        d = ((r - zero).sum("date") * target)
-        if "geo" not in d.dims:
-            d = d.expand_dims(geo=geos)
-        d = d.transpose("sample", "geo", "channel")
-        return d.sel(geo=geos, channel=channels).to_numpy().reshape(d.sizes["sample"], -1)
-
-    opt_draws = incremental(r_opt)
-    cur_draws = incremental(r_cur)
     lo_r, hi_r = hdi_bounds(opt_draws, HDI_PROB)
+    move = np.where(held, "hold", np.where(moved & (opt_w > cur_w), "increase",
+                                           np.where(moved, "decrease", "unchanged")))
+    at_bound = [None if fixed or held[i] or lo_w[i] >= hi_w[i] - move_tol[i] else
+                "lower" if opt_w[i] <= lo_w[i] + move_tol[i] else
+                "upper" if opt_w[i] >= hi_w[i] - move_tol[i] else None for i in range(len(cells))]
 
     rate_arr = rate.to_numpy().reshape(H, len(cells))            # (week, cell)
     units = (opt_w[None, :] / rate_arr).sum(axis=0)
@@ -486,19 +620,109 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
         "optimal_weekly_spend": opt_w,
         "current_weekly_spend": cur_w,
         "max_weekly_spend": top_w,
+        "move": move,
+        "probability_move_gains": p_shown,
+        "at_bound": at_bound,
     })
     out = out[ALLOCATION_COLUMNS]
     if not return_summary:
         return out
     # The plan as a whole, per draw (a sum of per-cell intervals is not the plan's interval).
     summary = {"allocation_id": scenario.allocation_id, "market": scenario.market, "total_budget": budget,
-               "horizon_weeks": H}
+               "horizon_weeks": H,
+               "decision": "fixed_plan" if fixed else "move" if moved.any() else "keep_current_mix",
+               "probability_of_gain": p_gain, "min_probability_of_gain": threshold or None,
+               "held_cells": int(held.sum())}
     for name, draws in (("expected_response", opt_draws.sum(axis=1)), ("current_response", cur_draws.sum(axis=1)),
-                        ("gain", (opt_draws - cur_draws).sum(axis=1))):
+                        ("gain", (opt_draws - cur_draws).sum(axis=1)), ("candidate_gain", candidate_gain)):
         lo, hi = hdi_bounds(draws[:, None], HDI_PROB)
         summary.update({f"{name}_mean": float(draws.mean()), f"{name}_hdi_low": float(lo[0]),
                         f"{name}_hdi_high": float(hi[0])})
     return out, summary
+
+
+# --------------------------------------------------------------------------- a scenario's plans
+
+
+def plan_variant(wanted: str, fits: dict) -> tuple[str, str]:
+    """(the variant a plan uses, why it is not `wanted` or ""): the wanted one when it is fitted
+    and gated, else a gated other variant; an ungated model plans only when none is gated."""
+    if wanted in fits and fits[wanted]["gated"]:
+        return wanted, ""
+    gated = [v for v in ("calibrated", "uncalibrated") if v in fits and fits[v]["gated"]]
+    if gated:
+        why = "was not fitted" if wanted not in fits else f"is not gated ({fits[wanted]['gate_reason']})"
+        return gated[0], f"the {wanted} model {why}"
+    if wanted in fits:
+        return wanted, ""
+    return "uncalibrated", f"the {wanted} model was not fitted"
+
+
+def plan_scenario(scenario: Scenario, fits: dict[str, dict], cost_per_unit_forecast: pd.DataFrame,
+                  current: pd.DataFrame, *, lift_tests: pd.DataFrame, holdout: pd.DataFrame,
+                  log=None) -> tuple[pd.DataFrame, list[dict]]:
+    """The scenario's plan with the variant :func:`plan_variant` chooses (`chosen`), and, when that is
+    a fallback from a fitted but ungated wanted variant, that variant's own plan beside it
+    (`chosen = false`): a fallback is never silent. fits: variant -> {mmm, model_version, gated,
+    gate_reason}. Returns (marts.budget_allocation rows, marts.allocation_plan rows)."""
+    variant, why = plan_variant(scenario.variant, fits)
+    beside = [scenario.variant] if why and scenario.variant in fits else []
+    if why and log:
+        log.warning(f"{scenario.allocation_id}: {why}; allocating with the {variant} model"
+                    + (f" (the {scenario.variant} plan is written beside it, chosen = false)" if beside else ""))
+    frames, plans = [], []
+    for v in [variant, *beside]:
+        fit, chosen = fits[v], v == variant
+        if log:
+            log.info(f"allocating {scenario.allocation_id} ({v} model, "
+                     f"{'gated' if fit['gated'] else 'UNGATED'}): budget {scenario.total_budget}")
+        df, plan = allocate(fit["mmm"], scenario, cost_per_unit_forecast, current, max_weekly_spend=current,
+                            return_summary=True)
+        if log and not df["optimizer_converged"].all():
+            log.warning(f"{scenario.allocation_id}: the optimizer stopped before converging "
+                        f"({df['optimizer_message'].iloc[0]}); its last point satisfies the budget and the "
+                        "bounds and is kept")
+        stamp = {"variant": v, "model_version": fit["model_version"], "gated": fit["gated"],
+                 "gate_reason": fit["gate_reason"], "chosen": chosen}
+        plans.append({**plan, **stamp, "fallback_reason": why if chosen else f"not chosen: {why}"})
+        frames.append(lift_test_evidence(df, lift_tests, holdout).assign(**stamp))
+    return pd.concat(frames, ignore_index=True), plans
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+# |z| of a lift test's held-out prediction beyond which a plan moving against it is flagged
+# (marts.lift_test_holdout: z = (measured - predicted) / sqrt(predicted sd^2 + sigma^2)).
+CONFLICT_Z = 2.0
+
+
+def lift_test_evidence(alloc: pd.DataFrame, lift_tests: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
+    """`alloc` with `lift_tests` (the ids of the tests behind each cell's channel in that geo, national
+    tests included; None when none) and `lift_test_conflict` (None, or why the move goes against a
+    test the model predicted badly when it was held out: more money where the test measured less
+    than predicted, or less money where it measured more, |z| > CONFLICT_Z)."""
+    out = alloc.copy()
+    tests = lift_tests[["test_id", "channel", "geo"]].drop_duplicates() if len(lift_tests) else \
+        pd.DataFrame(columns=["test_id", "channel", "geo"])
+    ids = tests.groupby(["geo", "channel"])["test_id"].agg(lambda t: ", ".join(sorted(set(map(str, t)))))
+    out["lift_tests"] = [ids.get((g, c)) for g, c in zip(out["geo"], out["channel"])]
+    conflicts = []
+    scored = holdout.dropna(subset=["z"]) if len(holdout) and "z" in holdout else pd.DataFrame()
+    for g, c, move, cell_tests in zip(out["geo"], out["channel"], out["move"], out["lift_tests"]):
+        notes = []
+        for r in (scored[scored["channel"] == c].itertuples() if len(scored) else ()):
+            if cell_tests is None or str(r.test_id) not in cell_tests.split(", "):
+                continue
+            if move == "increase" and r.z < -CONFLICT_Z:
+                notes.append(f"raises spend although test {r.test_id} measured {r.measured:,.0f}, below the "
+                             f"{r.predicted_mean:,.0f} the model predicts without it (z = {r.z:.1f})")
+            elif move == "decrease" and r.z > CONFLICT_Z:
+                notes.append(f"cuts spend although test {r.test_id} measured {r.measured:,.0f}, above the "
+                             f"{r.predicted_mean:,.0f} the model predicts without it (z = {r.z:.1f})")
+        conflicts.append("; ".join(notes) or None)
+    out["lift_test_conflict"] = conflicts
+    return out
 
 
 # --------------------------------------------------------------------------- plot

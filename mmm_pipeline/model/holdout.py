@@ -21,9 +21,6 @@ nothing a marketer can act on, whatever its in-sample R-squared says.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +28,7 @@ import pandas as pd
 
 from mmm_pipeline.model.config import HDI_PROB, ModelConfig, ModelError
 from mmm_pipeline.model.data import prepare_model_data
+from mmm_pipeline.model.track_record import predictive_draws
 
 SEASON_WEEKS = 52
 TRAILING_WEEKS = 8
@@ -109,19 +107,9 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
                                control_columns=cfg.control_columns, controls=controls,
                                control_transform=(fit.data.control_references, fit.data.control_scales))
     X_test = later.X[pd.to_datetime(later.X["date"]).isin(test_weeks)].reset_index(drop=True)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        pred = fit.mmm.sample_posterior_predictive(X_test, extend_idata=False, include_last_observations=True,
-                                                   combined=True, progressbar=False,
-                                                   random_seed=cfg.random_seed)
-    from mmm_pipeline.model.summaries import target_scale
-
-    y = pred["y"] * target_scale(fit.mmm)  # `y` is in model units (the KPI over its per-geo max)
-    dims = ("sample", "date", "geo") if "geo" in y.dims else ("sample", "date")
-    draws = np.asarray(y.transpose(*dims).to_numpy(), dtype=float)
-    if draws.ndim == 2:
-        draws = draws[:, :, None]
-    geo_labels = [str(g) for g in (y.coords["geo"].values if "geo" in y.dims else full.geos)]
+    draws, geo_labels = predictive_draws(fit.mmm, X_test, seed=cfg.random_seed)
+    if "geo" not in X_test:
+        geo_labels = list(full.geos)
 
     y_all = pd.DataFrame(full.y.to_numpy().reshape(len(full.weeks), len(full.geos)), index=full.weeks,
                          columns=full.geos)[geo_labels]

@@ -50,8 +50,9 @@ SECTIONS = [
     ("calibration", "8. Do the lift tests agree?"),
     ("held_out", "9. Does the model predict experiments it has not seen?"),
     ("drift", "10. What changed since the previous model?"),
-    ("plan", "11. The budget plan"),
-    ("data", "12. The data behind it"),
+    ("track_record", "11. Do earlier forecasts hold?"),
+    ("plan", "12. The budget plan"),
+    ("data", "13. The data behind it"),
 ]
 
 # Every query reads one market's rows; the market is always a bound parameter.
@@ -75,6 +76,8 @@ _MARKET_TABLES = {
     "health": "marts.model_health_latest",
     "shares": "marts.channel_share_latest",
     "drift": "marts.refresh_drift_latest",
+    "forecast": "marts.kpi_forecast_latest",
+    "track_record": "marts.track_record_latest",
 }
 
 
@@ -145,6 +148,12 @@ def load_inputs(con, market: str, *, currency: str, freshness_days: int = 8, bou
     for key, table in _MARKET_TABLES.items():
         if _table_exists(con, table):
             tables[key] = con.execute(f"SELECT * FROM {table} WHERE market = ?", [market]).df()
+    # The plan a report recommends (chosen) apart from a failed variant's plan written beside it.
+    for key in ("allocation", "plan"):
+        df = tables.get(key)
+        if df is not None and "chosen" in df:
+            chosen = df["chosen"].fillna(True).astype(bool)
+            tables[key], tables[f"{key}_beside"] = df[chosen], df[~chosen]
     runs = tables.get("runs", pd.DataFrame())
     if runs.empty:
         raise ReportError(f"market {market!r} has no fitted model in marts.model_runs_latest")
@@ -230,6 +239,50 @@ def _plan_row(inp: "ReportInputs", allocation_id: str):
     plans = inp.t("plan")
     hit = plans[plans["allocation_id"] == allocation_id] if len(plans) else plans
     return hit.iloc[0] if len(hit) else None
+
+
+def _known(row, column: str) -> bool:
+    return row is not None and column in row and pd.notna(row[column])
+
+
+def _plan_decision(plan_row, beside: pd.DataFrame, main_plan, k) -> dict:
+    """What the headline says about the plan's decision: keep the current mix or move (with the
+    probability of gain), and a fallback from a failed variant with that variant's plan beside it."""
+    out = {"keep": False, "fact": "", "text": "", "beside": None}
+    if main_plan is None or plan_row is None:
+        return out
+    kfmt = k.amount
+    p = plan_row["probability_of_gain"] if _known(plan_row, "probability_of_gain") else None
+    threshold = plan_row["min_probability_of_gain"] if _known(plan_row, "min_probability_of_gain") else None
+    held = int(plan_row["held_cells"]) if _known(plan_row, "held_cells") else 0
+    if _known(plan_row, "decision") and plan_row["decision"] == "keep_current_mix":
+        out["keep"] = True
+        out["fact"] = (f"the best plan found would gain {kfmt(plan_row['candidate_gain_mean'], signed=True)} "
+                       f"({HDI_LABEL} {kfmt(plan_row['candidate_gain_hdi_low'])} to "
+                       f"{kfmt(plan_row['candidate_gain_hdi_high'])}) with probability {pct(p)} of any gain, "
+                       f"below the {pct(threshold)} a move needs")
+        out["text"] = (f"Keep the current mix: the model cannot tell that moving the budget pays (the best plan "
+                       f"found gains with probability {pct(p)}, below the {pct(threshold)} required). ")
+    elif p is not None:
+        out["fact"] = (f"; probability of any gain {pct(p)}"
+                       + (f"; {held} cell(s) held at current spend where the model could not tell" if held else ""))
+        out["text"] = (f"The plan gains with probability {pct(p)}"
+                       + (f"; {held} cell(s) it would have moved are held where the model could not tell. "
+                          if held else ". "))
+    if _known(plan_row, "fallback_reason") and plan_row["fallback_reason"]:
+        other = beside[beside["allocation_id"] == plan_row["allocation_id"]] if len(beside) else beside
+        note = f"The plan uses the {plan_row['variant']} model because {plan_row['fallback_reason']}. "
+        if len(other):
+            o = other.iloc[0]
+            op = pct(o["probability_of_gain"]) if _known(o, "probability_of_gain") else "unknown"
+            out["beside"] = (f"The {o['variant']} model's plan (NOT gated, shown beside)",
+                             kfmt(o["gain_mean"], signed=True),
+                             f"{HDI_LABEL} {kfmt(o['gain_hdi_low'])} to {kfmt(o['gain_hdi_high'])}; probability "
+                             f"of any gain {op}; decision {str(o.get('decision') or 'move').replace('_', ' ')}")
+            note += (f"The {o['variant']} model's own plan (not gated) would gain {kfmt(o['gain_mean'], signed=True)} "
+                     f"with probability {op}. ")
+        out["text"] = note + out["text"]
+    return out
 
 
 def _channel_totals(roas: pd.DataFrame) -> pd.DataFrame:
@@ -364,14 +417,20 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                           marginal_range(best["channel"])))
             facts.append((f"Highest {k.marginal_name}", f"{worst['channel']}: {k.return_text(worst['mroas'])}",
                           marginal_range(worst["channel"])))
-    if main_plan:
+    decision = _plan_decision(plan_row, inp.t("plan_beside"), main_plan, k)
+    if decision["keep"]:
+        facts.append((f"Recommended plan ({main_plan['id']}, {main_plan['weeks']} weeks)", "keep the current mix",
+                      decision["fact"]))
+    elif main_plan:
         facts.append((f"Recommended plan vs current ({main_plan['id']}, {main_plan['weeks']} weeks)",
                       kfmt(main_plan["gain"], signed=True),
                       (f"{HDI_LABEL} {kfmt(plan_row['gain_hdi_low'])} to {kfmt(plan_row['gain_hdi_high'])}; expected "
                        f"{kfmt(plan_row['expected_response_mean'])} vs {kfmt(plan_row['current_response_mean'])} on the "
                        "current plan" if plan_row is not None else
                        f"expected {kfmt(main_plan['expected'])} vs {kfmt(main_plan['current'])} now; the interval of "
-                       "the gain is not in the marts for this run")))
+                       "the gain is not in the marts for this run") + decision["fact"]))
+    if decision["beside"]:
+        facts.append(decision["beside"])
     facts.append(("Model", f"{variant} ({model_version})", "gated: passed its convergence gates" if gated
                   else "NOT gated: " + ("fast profile" if prim.get("profile") != "full" else "failed its gates")))
     if best is None:
@@ -384,12 +443,15 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         next_money = (f"At today's weekly spend, one more {k.one} costs least through {best['channel']} "
                       f"({k.return_text(best['mroas'])}) and most through {worst['channel']} "
                       f"({k.return_text(worst['mroas'])}): what a lift test of extra spend measures. ")
-    if main_plan:
+    if decision["keep"]:
+        plan_text = decision["text"]
+    elif main_plan:
         gain_word = "add" if main_plan["gain"] >= 0 else "lose"
         plan_text = (f"Moving the same budget as recommended is expected to {gain_word} "
                      f"{k.phrase(abs(main_plan['gain']))} over {main_plan['weeks']} weeks"
                      + (f" ({HDI_LABEL} of the change {kfmt(plan_row['gain_hdi_low'])} to "
-                        f"{kfmt(plan_row['gain_hdi_high'])}). " if plan_row is not None else ". "))
+                        f"{kfmt(plan_row['gain_hdi_high'])}). " if plan_row is not None else ". ")
+                     + decision["text"])
     else:
         plan_text = "No budget scenario was run. "
     head_text = (
@@ -545,14 +607,24 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                 b = bound(r.geo, r.channel) if bound else None
                 ratio_ = r.optimal_spend / r.current_spend if r.current_spend else float("nan")
                 at_bound.append(bool(b) and any(abs(ratio_ - x) < 1e-3 for x in b))
+            if "at_bound" in a and "move" in a:  # the mart's own flags (older rows: recomputed above)
+                at_bound = a["at_bound"].notna().tolist()
             a["at_bound"] = at_bound
             a["change"] = a["optimal_spend"] - a["current_spend"]
             a["expected_94"] = [interval(lo, hi, kfmt) for lo, hi in
                                 zip(a["expected_response_hdi_low"], a["expected_response_hdi_high"])]
-            t = a[["geo", "channel", "current_spend", "optimal_spend", "change", "current_response_mean",
-                   "expected_response_mean", "expected_94", "at_bound", "extrapolated"]].rename(columns={
+            for col in ("move", "probability_move_gains", "lift_tests", "lift_test_conflict"):
+                if col not in a:
+                    a[col] = None
+            a["p_gain"] = [pct(v) if pd.notna(v) else "" for v in a["probability_move_gains"]]
+            a["tests"] = a["lift_tests"].fillna("none")
+            conflicts = a[a["lift_test_conflict"].notna()]
+            t = a[["geo", "channel", "current_spend", "optimal_spend", "change", "move", "p_gain",
+                   "current_response_mean", "expected_response_mean", "expected_94", "at_bound", "extrapolated",
+                   "tests"]].rename(columns={
                        "optimal_spend": "recommended spend", "current_response_mean": f"{kpi}, current plan",
-                       "expected_response_mean": f"{kpi}, recommended", "expected_94": f"recommended, {HDI_LABEL}"})
+                       "expected_response_mean": f"{kpi}, recommended", "expected_94": f"recommended, {HDI_LABEL}",
+                       "p_gain": "probability the move gains", "tests": "lift tests behind it"})
             pr = _plan_row(inp, p["id"])
             parts_.append(
                 f"<h3>Scenario {html.escape(str(p['id']))}</h3><p>Budget {m(p['budget'])} over {p['weeks']} weeks, "
@@ -563,17 +635,24 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                    if pr is not None else
                    f"against {kfmt(p['current'])} on the current plan: {kfmt(p['gain'], signed=True)} "
                    "(the plan's interval is not in the marts for this run). ")
-                + "Highlighted rows sit at a bound of the scenario or beyond the largest weekly spend seen "
-                "(extrapolated).</p>"
+                + "Highlighted rows sit at a bound of the scenario (the plan would go further if allowed), beyond "
+                "the largest weekly spend seen (extrapolated), or move against a lift test. A cell moves only "
+                "where the posterior probability that its move gains reaches the threshold; else it is held "
+                "(<code>hold</code>) at its current spend.</p>"
                 + html_table(t, {c_: m for c_ in ("current_spend", "recommended spend", "change")}
                              | {c_: kfmt for c_ in (f"{kpi}, current plan", f"{kpi}, recommended")},
-                             flag_rows=a["at_bound"] | a["extrapolated"].astype(bool)))
+                             flag_rows=a["at_bound"] | a["extrapolated"].astype(bool) | a["lift_test_conflict"].notna())
+                + ("<p><b>Moves against a lift test:</b></p><ul>" + "".join(
+                    f"<li>{html.escape(f'{r.geo}/{r.channel}: {r.lift_test_conflict}')}</li>"
+                    for r in conflicts.itertuples()) + "</ul>" if len(conflicts) else ""))
             imgs.append(png_image(plot_plan(a, cur, f"Scenario {p['id']}: spend per channel and geo"), f"plan {p['id']}"))
         sections["plan"] = {"text": (f"Current vs recommended spend over the planning horizon in {cur}, with the "
                                      f"{kpi} each is expected to bring (incl. carryover)."),
                             "html": "".join(parts_), "images": imgs}
     else:
         sections["plan"] = {"text": "No budget scenario in the marts for this market.", "html": "", "images": []}
+
+    sections["track_record"] = _track_record_section(inp, variant)
 
     # 9. data
     sections["data"] = _data_section(inp)
@@ -600,7 +679,10 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                 "plan_weeks": main_plan["weeks"] if main_plan else None,
                 "plan_gain": main_plan["gain"] if main_plan else None,
                 "plan_gain_low": None if plan_row is None else float(plan_row["gain_hdi_low"]),
-                "plan_gain_high": None if plan_row is None else float(plan_row["gain_hdi_high"])}
+                "plan_gain_high": None if plan_row is None else float(plan_row["gain_hdi_high"]),
+                "plan_decision": str(plan_row["decision"]) if _known(plan_row, "decision") else None,
+                "plan_probability_of_gain": float(plan_row["probability_of_gain"])
+                if _known(plan_row, "probability_of_gain") else None}
     return Report(inp.market, model_version, variant, gated, page, summary, [s for s, _ in SECTIONS], headline)
 
 
@@ -849,6 +931,48 @@ def _validated_at(run_time: str) -> str:
         return run_time
 
 
+def _track_record_section(inp: ReportInputs, variant: str) -> dict:
+    """Each earlier model's forecast of the weeks that have since arrived, and its posterior re-evaluated on
+    the spend that happened, against the KPI that came (marts.track_record); else what this run forecast."""
+    from mmm_pipeline.model import track_record as tr
+
+    k = inp.kpi
+    rec, fc = inp.t("track_record"), inp.t("forecast")
+    intro = ("Each run stores its model's forecast of the coming weeks under the spend it expects. When later "
+             "data bring those weeks, the earlier model is re-evaluated on the spend that actually happened and "
+             "both are compared with the KPI that came: whether the model's forward predictions hold is worth "
+             "knowing before acting on its plans. ")
+    if len(rec):
+        rows = []
+        for (v, mv), g in rec.groupby(["variant", "model_version"], sort=False):
+            sm = tr.summary(g)
+            m = g[g["geo"] == tr.MARKET]
+            rows.append({"variant": v, "model": mv, "weeks": sm["weeks"],
+                         "from": day(pd.to_datetime(m["week_start"]).min()), "to": day(pd.to_datetime(m["week_start"]).max()),
+                         "forecast MAPE": pct(sm["forecast_mape"]), "forecast 94% coverage": pct(sm["forecast_coverage"]),
+                         "on actual spend: MAPE": pct(sm["rescored_mape"]),
+                         "on actual spend: 94% coverage": pct(sm["rescored_coverage"])})
+        table = pd.DataFrame(rows)
+        worst = table.iloc[0]
+        text = intro + (f"{len(table)} earlier model(s) scored; the {worst['variant']} model {worst['model']} "
+                        f"forecast {worst['weeks']} week(s) of the market's {k.label} with MAPE {worst['forecast MAPE']} "
+                        f"({worst['forecast 94% coverage']} of weeks inside its 94% interval) and, re-evaluated on "
+                        f"the spend that happened, MAPE {worst['on actual spend: MAPE']} "
+                        f"({worst['on actual spend: 94% coverage']} covered).")
+        return {"text": text, "html": html_table(table), "images": []}
+    text = intro + "No earlier model's forecast weeks have arrived yet: the first comparison comes with a run whose data reach them."
+    mine = fc[(fc["variant"] == variant) & (fc["geo"] == tr.MARKET)] if len(fc) else fc
+    if len(mine):
+        t = mine.sort_values("week_start")[["week_start", "forecast_mean", "forecast_hdi_low", "forecast_hdi_high"]]
+        t = t.assign(week_start=[day(w) for w in t["week_start"]],
+                     interval=[interval(lo, hi, k.amount) for lo, hi in zip(t["forecast_hdi_low"], t["forecast_hdi_high"])])
+        t = t[["week_start", "forecast_mean", "interval"]].rename(columns={
+            "week_start": "week", "forecast_mean": f"forecast {k.label}", "interval": HDI_LABEL})
+        text += f" This run's forecast of the market's {k.label} ({variant} model), to be scored then:"
+        return {"text": text, "html": html_table(t, {f"forecast {k.label}": k.amount}), "images": []}
+    return {"text": text, "html": "", "images": []}
+
+
 def _data_section(inp: ReportInputs) -> dict:
     q = inp.quarantine
     imp = inp.imputed
@@ -1000,6 +1124,12 @@ def _index_row(entry: dict, dagster_ui_url: str | None) -> dict:
         if h.get("plan_gain_low") is not None and h.get("plan_gain_high") is not None else " (no interval stored)")
     if h.get("plan_weeks"):
         plan += f" over {h['plan_weeks']} weeks"
+    if h.get("plan_decision") == "keep_current_mix":
+        plan = "keep the current mix" + (f" (the best plan found gains with probability "
+                                         f"{pct(h['plan_probability_of_gain'])})"
+                                         if h.get("plan_probability_of_gain") is not None else "")
+    elif h.get("plan_probability_of_gain") is not None and gain is not None:
+        plan += f", probability of gain {pct(h['plan_probability_of_gain'])}"
     run_id = entry.get("run_id") or ""
     return {**entry, "generated": entry["generated_at"][:16].replace("T", " ") + " UTC", "period": period,
             "spend": money(h.get("spend"), k.currency).strip(), "media_share": pct(h.get("media_share")),

@@ -138,3 +138,19 @@ def test_the_headline_says_keep_the_current_mix_and_names_a_fallback():
     assert "calibrated model's own plan (not gated)" in fell["text"]
     label, value, note = fell["beside"]
     assert "NOT gated" in label and "30" in note and "keep current mix" in note
+
+
+def test_the_index_says_keep_the_current_mix_or_the_gain_with_its_probability():
+    from mmm_pipeline.reporting.report import _index_row
+
+    base = {"market": "west", "generated_at": "2026-12-07T03:00:00", "run_id": "",
+            "headline": {"kpi": "revenue", "currency": "USD", "plan_gain": 0.0, "plan_gain_low": 0.0,
+                         "plan_gain_high": 0.0, "plan_weeks": 8}}
+    keep = _index_row({**base, "headline": {**base["headline"], "plan_decision": "keep_current_mix",
+                                            "plan_probability_of_gain": 0.62}}, None)
+    assert keep["plan"].startswith("keep the current mix") and "62" in keep["plan"]
+    move = _index_row({**base, "headline": {**base["headline"], "plan_gain": 1000.0, "plan_gain_high": 2000.0,
+                                            "plan_decision": "move", "plan_probability_of_gain": 0.97}}, None)
+    assert move["plan"].startswith("+1,000") and "probability of gain 97" in move["plan"]
+    old = _index_row(base, None)  # a sidecar from before the decision existed
+    assert "probability" not in old["plan"] and "keep" not in old["plan"]

@@ -108,21 +108,19 @@ def rescore(mmm, media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cost_per_
     training (only `weeks` when given), beside the KPI that came: week_start, geo, actual,
     rescored_mean / _hdi_low / _hdi_high (per geo and the market). Empty when no such week has data yet."""
     end = train_end(mmm)
-    full = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos, control_columns=control_columns,
-                              controls=controls)
-    wanted = {pd.Timestamp(w) for w in weeks} if weeks is not None else None
-    new_weeks = [w for w in full.weeks if w > end and (wanted is None or w in wanted)]
-    if not new_weeks:
-        return pd.DataFrame(columns=["week_start", "geo", "actual", "rescored_mean", "rescored_hdi_low",
-                                     "rescored_hdi_high"])
     transform = None
     if control_columns:  # controls scaled as the model's training weeks scaled them
         before = lambda df: None if df is None else df[pd.to_datetime(df["week_start"]) <= end]  # noqa: E731
         trained = prepare_model_data(before(media_weekly), before(kpi_weekly), before(cost_per_unit), geos=geos,
                                      control_columns=control_columns, controls=before(controls))
         transform = (trained.control_references, trained.control_scales)
-        full = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,
-                                  control_columns=control_columns, controls=controls, control_transform=transform)
+    full = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos, control_columns=control_columns,
+                              controls=controls, control_transform=transform)
+    wanted = {pd.Timestamp(w) for w in weeks} if weeks is not None else None
+    new_weeks = [w for w in full.weeks if w > end and (wanted is None or w in wanted)]
+    if not new_weeks:
+        return pd.DataFrame(columns=["week_start", "geo", "actual", "rescored_mean", "rescored_hdi_low",
+                                     "rescored_hdi_high"])
     X_new = full.X[pd.to_datetime(full.X["date"]).isin(new_weeks)].reset_index(drop=True)
     draws, labels = predictive_draws(mmm, X_new, seed=seed)
     out = _summarise(draws, new_weeks, labels, "rescored")

@@ -24,8 +24,9 @@ TRACK_RECORD_CODE_VERSION = source_version("mmm_pipeline.model.track_record", gl
           check_specs=[dg.AssetCheckSpec(
               "beats_naive_forecast", asset="model_validation",
               description="The model refitted without the last model.validation.holdout_weeks (8) complete weeks "
-              "forecasts them with a lower market MAPE than the better naive forecast (same week last year, "
-              "or the mean of the last 8 weeks); warns by default, an ERROR with model.validation.gate: error.")],
+              "converges (its own gate: R-hat <= 1.05, bulk ESS >= 100, after the retry ladder) and forecasts "
+              "them with a lower market MAPE than the better naive forecast (same week last year, or the mean "
+              "of the last 8 weeks); warns by default, an ERROR with model.validation.gate: error.")],
           kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT),
           description="marts.model_validation (per geo and for the market: out-of-sample MAPE, CRPS and 94% "
           "coverage of the held-out weeks against the better naive forecast) and marts.model_validation_weekly "
@@ -79,6 +80,7 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         check_results=[dg.AssetCheckResult(
             check_name="beats_naive_forecast", passed=validation.passed, severity=severity,
             metadata={"summary": msg, "model_mape": float(row["model_mape"]),
+                      "refit_converged": validation.refit_converged,
                       "baseline_mape": float(row["baseline_mape"]),
                       "geos_not_beating_it": dg.MetadataValue.json(validation.geos_not_beating_baseline)})])
 

@@ -333,8 +333,15 @@ TABLES: tuple[Table, ...] = (
            column("beats_baseline", B, "True when `model_mape` < `baseline_mape`."),
            column("kpi_mean", D, "Mean weekly KPI over the held-out weeks.", KPI),
            "market",
-           column("fit_passed_gates", B, "Whether the refit passed its own gate at the validation's lighter "
-                  "settings (informative only)."),
+           column("fit_passed_gates", B, "Whether the refit passed its own convergence gate (`model.validation` "
+                  "max_rhat 1.05, min_ess_bulk 100, max_divergence_share 0.01, never stricter than the profile's), "
+                  "after the retry ladder. When false the forecast is on record but proves nothing, and "
+                  "`beats_naive_forecast` does not pass."),
+           column("fit_attempts", I, "Refit attempts up the retry ladder (`model.retry`).", COUNT),
+           column("fit_max_rhat", D, "The last refit attempt's largest R-hat over the free parameters."),
+           column("fit_min_ess_bulk", D, "The last refit attempt's smallest bulk ESS over the free parameters."),
+           column("fit_divergences", I, "The last refit attempt's divergent transitions after warmup.", COUNT),
+           column("fit_gate_failures", V, "Why the refit failed its gate; empty when it passed."),
            *KPI_COLUMNS),
     _table("marts.model_validation_weekly", MODELS, "held-out week x geo (per market)",
            "The out-of-sample forecast of each held-out week.",

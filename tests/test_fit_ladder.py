@@ -11,14 +11,17 @@ from mmm_pipeline import model as M
 from mmm_pipeline.model.ladder import escalate, fit_with_ladder
 
 
-def _fake_fit(passes_from: int, seconds: float, clock: list[float], seen: list):
+def _fake_fit(passes_from: int, seconds: float, clock: list[float], seen: list, *, rhat: float = 1.03,
+              divergences: int = 0):
     def fit_once(cfg):
         seen.append(cfg.sampler)
         clock[0] += seconds * (cfg.sampler.tune + cfg.sampler.draws) / 2000
         ok = len(seen) >= passes_from
-        return SimpleNamespace(gate_passed=ok, gate_failures=[] if ok else ["max R-hat 1.03 > 1.01"],
+        return SimpleNamespace(gate_passed=ok, gate_failures=[] if ok else [f"max R-hat {rhat} > 1.01"],
                                fit_seconds=seconds, config=cfg,
-                               diagnostics={"max_rhat": 1.0 if ok else 1.03, "min_ess_bulk": 500, "divergences": 0})
+                               diagnostics={"max_rhat": 1.0 if ok else rhat, "min_ess_bulk": 500,
+                                            "divergences": 0 if ok else divergences,
+                                            "divergence_share": 0.0 if ok else divergences / 8000})
     return fit_once
 
 
@@ -26,7 +29,7 @@ def test_full_profile_ladder_escalates_tuning_and_steps_then_draws():
     cfg = M.load_model_config("full")
     rungs = [escalate(cfg, step).sampler for step in cfg.retry.ladder]
     assert [(r.tune, r.draws, r.thin, r.target_accept) for r in rungs] == [
-        (1000, 2000, 2, 0.95), (1000, 4000, 4, 0.95)]
+        (1000, 2000, 2, 0.95), (1000, 4000, 4, 0.95), (1000, 8000, 8, 0.95)]
     assert M.load_model_config("fast").retry.ladder == ()  # the smoke profile never retries
 
 
@@ -37,7 +40,28 @@ def test_ladder_stops_at_the_first_passing_attempt_and_records_every_attempt():
     assert [(a["rung"], a["passed"]) for a in attempts] == [
         ("as configured", False), ("smaller steps", False), ("more draws", True)]
     assert attempts[1]["tune"] == 1000 and attempts[1]["target_accept"] == 0.95 and attempts[2]["draws"] == 4000
-    assert "retry 1 of 2: 'smaller steps'" in lines[0]
+    assert "retry 1 of 3: 'smaller steps'" in lines[0]
+
+
+def test_longer_chains_run_only_for_a_fit_just_over_the_rhat_limit_without_divergences():
+    """The last rung (4x draws) is for chains too short on a ridge: R-hat a little over 1.01 and no
+    divergences. A fit that diverges, or is far off (a stuck chain), is not helped by length alone."""
+    cfg = M.load_model_config("full")
+    for rhat, divergences, expected in ((1.013, 0, ["as configured", "smaller steps", "more draws", "longer chains"]),
+                                        (1.013, 12, ["as configured", "smaller steps", "more draws"]),
+                                        (1.26, 0, ["as configured", "smaller steps", "more draws"])):
+        clock, seen, lines = [0.0], [], []
+        fit, attempts = fit_with_ladder(_fake_fit(99, 10, clock, seen, rhat=rhat, divergences=divergences), cfg,
+                                        log=lines.append, clock=lambda: clock[0])
+        assert [a["rung"] for a in attempts] == expected, (rhat, divergences)
+        assert not fit.gate_passed
+        skipped = [line for line in lines if "'longer chains' skipped" in line]
+        assert len(skipped) == (len(expected) == 3)
+    assert attempts[-1]["draws"] == 4000 and seen[-1].thin == 4
+    clock, seen = [0.0], []
+    fit, attempts = fit_with_ladder(_fake_fit(4, 10, clock, seen, rhat=1.012), cfg, clock=lambda: clock[0])
+    assert fit.gate_passed and attempts[-1]["rung"] == "longer chains"
+    assert (attempts[-1]["draws"], attempts[-1]["thin"]) == (8000, 8)  # the stored posterior keeps its size
 
 
 def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():

@@ -39,11 +39,49 @@ def test_the_refit_samples_lighter_than_the_profile_but_never_heavier():
     2 chains x 300 tune + 500 draws, unthinned; a lighter profile keeps its own settings."""
     full = refit_config(M.load_model_config("full"))
     assert (full.sampler.chains, full.sampler.tune, full.sampler.draws, full.sampler.thin) == (2, 300, 500, 1)
-    assert full.model_copy(update={"sampler": M.load_model_config("full").sampler}) == M.load_model_config("full")
+    profile = M.load_model_config("full")
+    assert full.model_copy(update={"sampler": profile.sampler, "gates": profile.gates}) == profile
     fast = refit_config(M.load_model_config("fast", TINY))
     assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws, fast.sampler.thin) == (2, 150, 200, 1)
     wide = refit_config(M.load_model_config("full", {"validation": {"chains": 4, "tune": 1000}}))
     assert (wide.sampler.chains, wide.sampler.tune) == (4, 500)
+    # its own gate: loose enough for 2 x 500 draws, tight enough for a stuck chain (R-hat 1.26, ESS 6);
+    # never stricter than the profile's (the fast profile keeps its R-hat 1.1 and ESS 20)
+    g = full.gates
+    assert (g.max_rhat, g.min_ess_bulk, g.max_divergence_share) == (1.05, 100, 0.01)
+    g = fast.gates
+    assert (g.max_rhat, g.min_ess_bulk, g.max_divergence_share) == (1.1, 20, 0.01)
+    assert full.retry == M.load_model_config("full").retry  # a refit that fails climbs the same ladder
+    diag = {"max_rhat": 1.26, "min_ess_bulk": 6, "divergences": 0, "divergence_share": 0.0, "r2": 0.9,
+            "coverage_94": 0.94}
+    ok, failures, _ = M.gate_result(diag, full)
+    assert not ok and "max R-hat 1.2600 > 1.05" in failures[0] and "min bulk ESS 6 < 100" in failures[1]
+    assert M.gate_result({**diag, "max_rhat": 1.03, "min_ess_bulk": 150}, full)[0]
+
+
+def test_a_refit_that_did_not_converge_proves_nothing():
+    """The check does not pass on a stuck refit's forecast, however good its MAPE; the health card and
+    the summary say why. Rows stored before the refit's gate was recorded keep their verdict."""
+    from mmm_pipeline.model.market import Validation
+    from mmm_pipeline.reporting.health import model_health
+
+    table = pd.DataFrame({"geo": ["A", "market"], "holdout_weeks": 8, "first_week": "2025-01-06",
+                          "last_week": "2025-02-24", "model_mape": [0.04, 0.03], "baseline_mape": [0.06, 0.05],
+                          "coverage_94": 1.0, "baseline": "mean of the last 8 weeks", "beats_baseline": True})
+    assert Validation("v", table, False).passed  # an old row: no refit gate recorded
+    stuck = table.assign(fit_passed_gates=False, fit_max_rhat=1.26, fit_min_ess_bulk=6.0,
+                         fit_gate_failures="max R-hat 1.2600 > 1.05")
+    v = Validation("v", stuck, True)
+    assert not v.refit_converged and not v.passed
+    assert "the refit did not converge (max R-hat 1.2600 > 1.05)" in v.summary()
+    assert Validation("v", stuck.assign(fit_passed_gates=True), True).passed
+    runs = pd.DataFrame({"variant": ["uncalibrated"], "profile": ["full"], "gated": [True], "max_rhat": [1.003],
+                         "min_ess_bulk": [900.0], "divergences": [0], "gate_failures": [""]})
+    card = model_health("all", runs, lambda p: M.load_model_config(p).gates, validation=stuck)
+    oos = card[card["check_name"] == "out_of_sample"].iloc[0]
+    assert oos["status"] == "amber" and "refit did not converge (R-hat 1.260, bulk ESS 6)" in oos["sentence"]
+    card = model_health("all", runs, lambda p: M.load_model_config(p).gates, validation=table)
+    assert card[card["check_name"] == "out_of_sample"].iloc[0]["status"] == "green"
 
 
 def test_the_refit_compiles_at_the_fits_numba_level():
@@ -99,6 +137,7 @@ def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong
     wrong_cfg = M.load_model_config("fast", {**TINY, "yearly_seasonality": None, "l_max": 1})
     wrong = holdout_validation(tables["media"], tables["kpi"], tables["cpu"], wrong_cfg, geos=west)
     assert not wrong.market_row["beats_baseline"], wrong.table
+    assert [a["rung"] for a in wrong.attempts] == ["as configured"]  # the fast profile never retries
     assert wrong.market_row["model_mape"] > m["model_mape"]
 
 

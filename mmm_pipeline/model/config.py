@@ -127,6 +127,13 @@ class ValidationConfig(_Strict):
     # what failing to beat the better naive forecast (market MAPE) does: `warn` reports it on the
     # `beats_naive_forecast` check; `error` fails that check as an ERROR
     gate: Literal["warn", "error"] = "warn"
+    # The refit's own convergence gate, never stricter than the profile's (`refit_config`): loose enough
+    # for 2 x 500 draws, tight enough to catch a broken refit (a stuck chain: R-hat 1.26, bulk ESS 6 was
+    # seen off-family), whose forecast says nothing about the model. A refit that fails it climbs the
+    # retry ladder like a fit; one that still fails is reported, and the check does not pass on it.
+    max_rhat: float = Field(1.05, gt=1)
+    min_ess_bulk: float = Field(100, ge=0)
+    max_divergence_share: float = Field(0.01, ge=0, lt=1)
 
 
 class TimeVaryingMediaConfig(_Strict):
@@ -161,6 +168,9 @@ class RetryStep(_Strict):
     draws_multiplier: float = Field(1.0, ge=1)
     thin_multiplier: int = Field(1, ge=1, le=20)
     target_accept: float | None = Field(None, gt=0, lt=1)
+    # Run this rung only when the attempt before it failed on convergence alone (divergences within the
+    # gate) with max R-hat at most this: chains just short on a ridge need length, not smaller steps.
+    only_below_rhat: float | None = Field(None, gt=1)
 
 
 class RetryConfig(_Strict):
@@ -181,6 +191,10 @@ DEFAULT_LADDER = (
     # measured on two channels correlated ~0.99: 8,000 draws thinned by 8 passed where 4,000 did not
     {"name": "more draws", "tune_multiplier": 2, "target_accept": 0.95, "draws_multiplier": 2,
      "thin_multiplier": 2},
+    # the geo-lift notebook's process (two channels correlated ~0.99): every attempt above ended free of
+    # divergences at R-hat 1.012-1.014; on such a ridge only longer chains bring R-hat under 1.01
+    {"name": "longer chains", "tune_multiplier": 2, "target_accept": 0.95, "draws_multiplier": 4,
+     "thin_multiplier": 4, "only_below_rhat": 1.05},
 )
 
 

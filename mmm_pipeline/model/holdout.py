@@ -14,6 +14,11 @@ training weeks (``include_last_observations``). Per geo and for the market:
   earlier (52 weeks) when the history has it. A point forecast's CRPS is its
   absolute error.
 
+The refit has a convergence gate of its own (``model.validation`` ``max_rhat`` 1.05, ``min_ess_bulk``
+100, ``max_divergence_share`` 0.01, never stricter than the profile's) and climbs the retry ladder
+when it fails it; a refit that still fails leaves the forecast on record but proves nothing
+(:attr:`mmm_pipeline.model.market.Validation.passed`).
+
 ``beats_baseline`` is the model's MAPE below the baseline's. A model that
 cannot forecast its own KPI better than last year's number has learned
 nothing a marketer can act on, whatever its in-sample R-squared says.
@@ -40,7 +45,8 @@ COLUMNS = ["geo", "holdout_weeks", "first_week", "last_week", "model_mape", "mod
 class HoldoutResult:
     table: pd.DataFrame          # one row per geo plus `market` (COLUMNS)
     forecast: pd.DataFrame       # week_start, geo, actual, forecast_mean, hdi_low, hdi_high, baseline
-    fit: object                  # the training-weeks FitResult
+    fit: object                  # the training-weeks FitResult (the last attempt up the retry ladder)
+    attempts: list[dict] | None = None    # mmm_pipeline.model.ladder.attempt_record of each refit attempt
 
     @property
     def market_row(self) -> pd.Series:
@@ -79,17 +85,22 @@ def _metrics(actual: np.ndarray, draws: np.ndarray | None, point: np.ndarray) ->
 
 def refit_config(cfg: ModelConfig) -> ModelConfig:
     """The refit's config: the model as configured, sampled as `cfg.validation` says (each setting at
-    most the profile's, unthinned)."""
-    v, s = cfg.validation, cfg.sampler
+    most the profile's, unthinned), gated by the validation's own convergence gate, never stricter
+    than the profile's (the fast profile's looser R-hat and ESS limits stay)."""
+    v, s, g = cfg.validation, cfg.sampler, cfg.gates
     sampler = s.model_copy(update={"chains": min(s.chains, v.chains), "tune": min(s.tune, v.tune),
                                    "draws": min(s.draws, v.draws), "thin": 1})
-    return cfg.model_copy(update={"sampler": sampler})
+    gates = g.model_copy(update={"max_rhat": max(g.max_rhat, v.max_rhat),
+                                 "min_ess_bulk": min(g.min_ess_bulk, v.min_ess_bulk),
+                                 "max_divergence_share": max(g.max_divergence_share, v.max_divergence_share)})
+    return cfg.model_copy(update={"sampler": sampler, "gates": gates})
 
 
 def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame,
                        cfg: ModelConfig, *, holdout_weeks: int = 8, geos=None,
                        controls: pd.DataFrame | None = None, progress_callback=None, scales=None) -> HoldoutResult:
     from mmm_pipeline.model.fit import fit_model
+    from mmm_pipeline.model.ladder import fit_with_ladder
     from mmm_pipeline.model.summaries import hdi_bounds
 
     full = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,
@@ -99,9 +110,14 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
                          f"({holdout_weeks} held out + 26 to fit on); the data has {len(full.weeks)}")
     test_weeks, train_weeks = full.weeks[-holdout_weeks:], full.weeks[:-holdout_weeks]
     cutoff = test_weeks[0]
-    fit = fit_model(_before(media_weekly, cutoff), _before(kpi_weekly, cutoff), _before(cost_per_unit, cutoff),
-                    refit_config(cfg), geos=geos, controls=_before(controls, cutoff),
-                    progress_callback=progress_callback, scales=scales)
+
+    def fit_once(c: ModelConfig):
+        return fit_model(_before(media_weekly, cutoff), _before(kpi_weekly, cutoff), _before(cost_per_unit, cutoff),
+                         c, geos=geos, controls=_before(controls, cutoff), progress_callback=progress_callback,
+                         scales=scales)
+
+    # a refit that fails its gate climbs the same ladder as a fit: a stuck chain's forecast is not evidence
+    fit, attempts = fit_with_ladder(fit_once, refit_config(cfg), log=progress_callback or (lambda _: None))
     # the held-out weeks in the fitted model's units (controls scaled as in training)
     later = prepare_model_data(media_weekly, kpi_weekly, cost_per_unit, geos=geos,
                                control_columns=cfg.control_columns, controls=controls,
@@ -144,4 +160,4 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
     table["first_week"], table["last_week"] = test_weeks[0].date(), test_weeks[-1].date()
     table["baseline"] = baseline_name
     table["beats_baseline"] = table["model_mape"] < table["baseline_mape"]
-    return HoldoutResult(table[COLUMNS], pd.concat(frames, ignore_index=True), fit)
+    return HoldoutResult(table[COLUMNS], pd.concat(frames, ignore_index=True), fit, attempts)

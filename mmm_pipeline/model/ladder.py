@@ -5,7 +5,9 @@
 the stored posterior keeps its size, a higher target_accept). The rungs run in order until an
 attempt passes, the ladder ends, or the next attempt would not finish within
 `model.retry.time_budget_seconds` (estimated from the first attempt's time, scaled by the
-rung's tune + draws). Every attempt is returned, so the model run records what was tried.
+rung's tune + draws). A rung with `only_below_rhat` runs only when the attempt before it failed on
+convergence alone, just over the R-hat limit (chains too short on a ridge), and is skipped otherwise.
+Every attempt is returned, so the model run records what was tried.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def attempt_record(n: int, rung: str, cfg: ModelConfig, fit: FitResult) -> dict:
             "failures": "; ".join(fit.gate_failures)}
 
 
+def just_short_on_a_ridge(fit: FitResult, cfg: ModelConfig, max_rhat: float) -> bool:
+    """The fit failed its gate on R-hat or ESS alone (divergences within the gate), R-hat <= `max_rhat`."""
+    d, g = fit.diagnostics, cfg.gates
+    share = d.get("divergence_share", d["divergences"] / max(d.get("chains", 1) * d.get("draws", 1), 1))
+    return (not d["divergences"] or share <= g.max_divergence_share) and float(d["max_rhat"]) <= max_rhat
+
+
 def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConfig, *,
                     log: Callable[[str], None] = lambda _: None,
                     clock: Callable[[], float] = time.monotonic) -> tuple[FitResult, list[dict]]:
@@ -55,6 +64,11 @@ def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConf
     for step in cfg.retry.ladder:
         if fit.gate_passed:
             break
+        if step.only_below_rhat is not None and not just_short_on_a_ridge(fit, cfg, step.only_below_rhat):
+            log(f"retry '{step.name}' skipped: it is for fits just over the R-hat limit without divergences "
+                f"(max R-hat {float(fit.diagnostics['max_rhat']):.4f}, {int(fit.diagnostics['divergences'])} "
+                "divergences)")
+            continue
         nxt = escalate(cfg, step)
         elapsed = clock() - start
         estimate = first_seconds * _cost(nxt) / _cost(cfg)

@@ -296,8 +296,15 @@ class Validation:
         return self.table[self.table["geo"] == "market"].iloc[0]
 
     @property
+    def refit_converged(self) -> bool:
+        """The refit passed its own gate (`model.validation`); rows stored before it was recorded count."""
+        flag = self.market_row.get("fit_passed_gates")
+        return True if flag is None or pd.isna(flag) else bool(flag)
+
+    @property
     def passed(self) -> bool:
-        return bool(self.market_row["beats_baseline"])
+        """The refit converged and its forecast beats the naive one: a stuck refit proves nothing."""
+        return self.refit_converged and bool(self.market_row["beats_baseline"])
 
     @property
     def geos_not_beating_baseline(self) -> list[str]:
@@ -307,9 +314,13 @@ class Validation:
     def summary(self) -> str:
         row = self.market_row
         worst = self.table[self.table["geo"] != "market"].sort_values("model_mape").iloc[-1]
-        return (f"held-out weeks {row['first_week']} to {row['last_week']}: model MAPE {row['model_mape']:.1%} vs "
+        said = (f"held-out weeks {row['first_week']} to {row['last_week']}: model MAPE {row['model_mape']:.1%} vs "
                 f"{row['baseline']} {row['baseline_mape']:.1%}; 94% coverage {row['coverage_94']:.0%}; worst geo "
                 f"{worst['geo']} {worst['model_mape']:.1%}")
+        if not self.refit_converged:
+            said += (f"; the refit did not converge ({row.get('fit_gate_failures') or 'gate failed'}): "
+                     "its forecast is not evidence either way")
+        return said
 
 
 def validation_version(inputs: MarketInputs, scales, *, code_version: str) -> str:
@@ -343,7 +354,11 @@ def run_validation(inputs: MarketInputs, scales, version: str, *,
                                  progress_callback=log, scales=scales)
     except ModelError as exc:
         raise MarketError(str(exc)) from exc
-    table = res.table.assign(market=inputs.market, fit_passed_gates=res.fit.gate_passed)
+    d = res.fit.diagnostics
+    table = res.table.assign(market=inputs.market, fit_passed_gates=res.fit.gate_passed,
+                             fit_attempts=len(res.attempts or [None]), fit_max_rhat=float(d["max_rhat"]),
+                             fit_min_ess_bulk=float(d["min_ess_bulk"]), fit_divergences=int(d["divergences"]),
+                             fit_gate_failures="; ".join(res.fit.gate_failures))
     return Validation(version, table, True), res.forecast.assign(market=inputs.market)
 
 

@@ -86,6 +86,13 @@ def _out_of_sample(market: str, variant: str, val: pd.DataFrame) -> dict:
     held = f"its last {weeks} weeks" if weeks else "its last weeks"
     said = (f"Refitted without {held}, the model forecasts them with a MAPE of {pct(model)} against {pct(naive)} for "
             "the naive forecast")
+    converged = r.get("fit_passed_gates")
+    if converged is not None and not pd.isna(converged) and not bool(converged):
+        return _row(market, variant, "out_of_sample", "amber", model, threshold,
+                    said + f", but the refit did not converge (R-hat {float(r['fit_max_rhat']):.3f}, bulk ESS "
+                    f"{float(r['fit_min_ess_bulk']):.0f}): that forecast is not evidence either way."
+                    if "fit_max_rhat" in r and pd.notna(r["fit_max_rhat"]) else
+                    said + ", but the refit did not converge: that forecast is not evidence either way.")
     if model < naive:
         return _row(market, variant, "out_of_sample", "green", model, threshold, said + ": it beats it.")
     if model <= OOS_AMBER_RATIO * naive:

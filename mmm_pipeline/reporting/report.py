@@ -487,11 +487,16 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
     if len(val) and (val["geo"] == "market").any():
         mkt_val = val[val["geo"] == "market"].iloc[0]
         verdict = "beats" if bool(mkt_val["beats_baseline"]) else "does <b>not</b> beat"
+        converged = mkt_val.get("fit_passed_gates")
+        stuck = ("" if converged is None or pd.isna(converged) or bool(converged) else
+                 " <b>The refit did not converge</b> (" + html.escape(str(mkt_val.get("fit_gate_failures") or
+                                                                           "its gate failed")[:300])
+                 + "): this forecast is not evidence either way.")
         oos = (f"<p>Out-of-sample: refitted without its last {int(mkt_val['holdout_weeks'])} complete weeks "
                f"({day(mkt_val['first_week'])} to {day(mkt_val['last_week'])}), the model forecasts them from their "
                f"media with a market MAPE of {pct(mkt_val['model_mape'])} against {pct(mkt_val['baseline_mape'])} for "
                f"the naive forecast ({html.escape(str(mkt_val['baseline']))}): it {verdict} it; "
-               f"{pct(mkt_val['coverage_94'])} of the held-out weeks fall inside its {HDI_LABEL}.</p>"
+               f"{pct(mkt_val['coverage_94'])} of the held-out weeks fall inside its {HDI_LABEL}.{stuck}</p>"
                + html_table(val[["geo", "model_mape", "baseline_mape", "coverage_94", "model_crps", "baseline_crps",
                                  "beats_baseline"]], {"model_mape": pct, "baseline_mape": pct, "coverage_94": pct,
                                                       "model_crps": kfmt, "baseline_crps": kfmt},

@@ -115,3 +115,85 @@ def test_roi_model_fits_and_round_trips_through_save_and_load(tables, tmp_path):
     a = res.mmm.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)
     b = loaded.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)
     np.testing.assert_allclose(a["y"].to_numpy(), b["y"].to_numpy(), rtol=1e-8)
+
+
+def test_the_hill_saturation_derives_kappa_and_beta_from_the_typical_week(tables):
+    """`saturation: hill`: kappa = x0 x ratio and beta = response0 / Hill(x0), so the curve passes
+    through the typical week's ROI exactly as the logistic does; the window lift likelihood evaluates
+    the Hill curve by its own variables; the numpy Hill equals pymc-marketing's."""
+    import pytensor.tensor as pt
+    from pymc_marketing.mmm import HillSaturation
+    from pytensor.xtensor import as_xtensor
+
+    from mmm_pipeline.model.saturation import hill_saturation
+
+    cfg = _cfg(tables, saturation="hill")
+    data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
+    mmm = M.build_mmm(data, cfg, lift_tests=tables["lift_west"])
+    model = mmm.model
+    assert type(mmm.saturation).__name__ == "HillSaturation"
+    free = {v.name for v in model.free_RVs}
+    assert {"saturation_slope_raw_offset", "saturation_relative_kappa_raw_offset",
+            "saturation_relative_roi_channel_raw"} <= free
+    assert not any(n.startswith(("saturation_beta", "saturation_kappa", "saturation_lam")) for n in free)
+    assert "lift_window_obs" in model.named_vars
+
+    point = {k: v + 0.3 * np.random.default_rng(3).standard_normal(np.shape(v))
+             for k, v in model.initial_point().items()}
+    rel, roi, slope, kappa, ratio, beta = _values(model, (
+        "saturation_relative_roi", "saturation_roi", "saturation_slope", "saturation_kappa",
+        "saturation_relative_kappa", "saturation_beta"), point)
+    weeks = set(data.weeks)
+    media = tables["media"].merge(tables["cpu"][["week_start", "geo", "channel", "cost_per_unit"]],
+                                  on=["week_start", "geo", "channel"])
+    media = media[media["geo"].isin(WEST) & media["week_start"].isin(weeks)]
+    media = media.assign(money=media["units"] * media["cost_per_unit"])
+    mean = media.groupby(["geo", "channel"])[["units", "money"]].mean()
+    channel_scale = media.groupby("channel")["units"].max()
+    kpi = tables["kpi"][tables["kpi"]["geo"].isin(WEST) & tables["kpi"]["week_start"].isin(weeks)]
+    target_scale = kpi["kpi_value"].max()
+    for i, geo in enumerate(WEST):
+        for j, ch in enumerate(CHANNELS):
+            x0 = mean.loc[(geo, ch), "units"] / channel_scale[ch]
+            assert kappa[i, j] == pytest.approx(x0 * ratio[i, j], rel=1e-6)
+            response = float(hill_saturation(x0, slope[i, j], kappa[i, j], beta[i, j])) * target_scale
+            assert response == pytest.approx(roi[i, j] * mean.loc[(geo, ch), "money"], rel=1e-6)
+
+    x = np.array([0.0, 0.01, 0.3, 1.0, 4.0])
+    lib = HillSaturation().function(as_xtensor(pt.as_tensor(x), dims=("i",)), slope=1.7, kappa=0.4, beta=2.0)
+    np.testing.assert_allclose(hill_saturation(x, 1.7, 0.4, 2.0), lib.values.eval(), rtol=1e-12)
+    with pytest.raises(ValueError, match="saturation: hill needs saturation_parameterization: roi"):
+        M.load_model_config("fast", {"saturation": "hill", "saturation_parameterization": "beta"})
+
+
+@pytest.mark.slow
+def test_a_hill_model_fits_round_trips_and_gives_curves_and_lifts(tables, tmp_path):
+    from mmm_pipeline.decisions.curves import marginal_response_draws, response_draws
+    from mmm_pipeline.model.lift_likelihood import implied_lift_draws
+
+    cfg = _cfg(tables, saturation="hill", sampler={"chains": 2, "tune": 100, "draws": 100})
+    res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg, geos=WEST,
+                      lift_tests=tables["lift_west"])
+    post = res.mmm.idata.posterior
+    assert {"saturation_slope", "saturation_kappa", "saturation_beta", "saturation_roi"} <= set(post.data_vars)
+    assert {"saturation_slope", "saturation_kappa"} <= set(M.parameter_summary(res.mmm)["parameter"])
+    loaded = M.load_model(M.save_model(res.mmm, tmp_path / "west.nc"))
+    assert type(loaded.saturation).__name__ == "HillSaturation"
+    assert "saturation_relative_kappa_raw_offset" in {v.name for v in loaded.model.free_RVs}
+    X = res.data.X
+    a = res.mmm.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)
+    b = loaded.sample_posterior_predictive(X, extend_idata=False, random_seed=7, progressbar=False)
+    np.testing.assert_allclose(a["y"].to_numpy(), b["y"].to_numpy(), rtol=1e-8)
+    # the curves' numpy Hill path: zero at zero spend, rising, and mROAS its central difference in money
+    units = np.array([0.0, 5e4, 1e5, 2e5])
+    r = response_draws(loaded, "US-CA", "social", units)
+    assert r.shape == (200, 4) and (r[:, 0] == 0).all() and (np.diff(r, axis=1) > 0).all()
+    m = marginal_response_draws(loaded, "US-CA", "social", 1e5 * 2.0, 2.0)
+    np.testing.assert_allclose(m, (response_draws(loaded, "US-CA", "social", np.array([1e5 * (1 + 1e-4)]))[:, 0]
+                                   - response_draws(loaded, "US-CA", "social", np.array([1e5 * (1 - 1e-4)]))[:, 0])
+                               / (2 * 1e5 * 1e-4 * 2.0), rtol=1e-6)
+    # the lift likelihood's implied lifts read the Hill variables: draws equal the fitted Deterministic
+    design = res.calibration.lift_design
+    np.testing.assert_allclose(implied_lift_draws(res.mmm, design),
+                               post["lift_window_implied"].stack(s=("chain", "draw")).transpose("s", ...).to_numpy(),
+                               rtol=1e-6)

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from mmm_pipeline.model.config import HDI_PROB, NATIONAL
-from mmm_pipeline.model.saturation import logistic_saturation
+from mmm_pipeline.model.saturation import hill_saturation, logistic_saturation
 from mmm_pipeline.model.summaries import hdi_bounds
 
 __all__ = [
@@ -167,6 +167,9 @@ def response_draws(mmm, geo: str, channel: str, units: np.ndarray) -> np.ndarray
         lam = _pick(post["saturation_lam"], geo, channel)[:, None]
         beta = _pick(post["saturation_beta"], geo, channel)[:, None]
         return logistic_saturation(x, lam, beta) * target
+    if name == "HillSaturation":
+        slope, kappa, beta = (_pick(post[f"saturation_{v}"], geo, channel)[:, None] for v in ("slope", "kappa", "beta"))
+        return hill_saturation(x, slope, kappa, beta) * target
     # Generic path: the saturation's own function on numpy inputs.
     import pytensor.tensor as pt
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 NATIONAL = "national"
 # LinearTrendEffect prefix: its posterior holds `trend_effect_contribution` (date, geo) in scaled KPI.
 TREND_PREFIX = "trend"
-MEDIA_PARAMETERS = ("adstock_alpha", "saturation_lam", "saturation_beta")
+MEDIA_PARAMETERS = ("adstock_alpha", "saturation_lam", "saturation_slope", "saturation_kappa", "saturation_beta")
 HDI_PROB = 0.94
 
 
@@ -58,6 +58,12 @@ class PriorsConfig(_Strict):
     # softplus: about linear above 1, so channels bought together trade ROI along a straight ridge;
     # exp: log-normal (Meridian's), curved ridge, divergences on correlated channels (bench/README.md)
     relative_roi_link: Literal["exp", "softplus"] = "softplus"
+    # `saturation: hill` (pymc-marketing's HillSaturation, x^s / (x^s + kappa^s)): log(slope) with median
+    # e^0.4 = 1.5, 2 sd covering 0.55 .. 4 (below 1 concave, above 1 S-shaped); the half-saturation point
+    # kappa as a multiple of the typical week's units x0 (log ratio median 0: kappa = x0, 2 sd covering
+    # x0 / 4 .. 4 x0), so the prior means the same for every channel, unit and geo size.
+    hill_slope: HierarchicalPrior = HierarchicalPrior(mu_loc=0.4, mu_scale=0.5, geo_sigma=0.1)
+    hill_kappa_ratio: HierarchicalPrior = HierarchicalPrior(mu_loc=0.0, mu_scale=0.7, geo_sigma=0.2)
     relative_roi_unit: float = Field(0.1, gt=0)
     geo_sigma_per_channel: bool = False
     # How the geo spread sigma (link scale) is treated: "fixed" = sigma is `geo_sigma`
@@ -220,6 +226,10 @@ class ModelConfig(_Strict):
     # What the media prior is on (mmm_pipeline.model.roi_prior): `beta` = lam and beta (the curve's
     # ceiling) free; `roi` = lam and the ROI of a typical week free, beta derived (Meridian's ROI prior).
     saturation_parameterization: Literal["beta", "roi"] = "roi"
+    # The saturation family: `logistic` (pymc-marketing's LogisticSaturation, concave: the most return
+    # per unit at zero spend) or `hill` (HillSaturation: concave or S-shaped, learned per channel);
+    # `hill` needs the ROI parameterization (its kappa is a multiple of the typical week's units).
+    saturation: Literal["logistic", "hill"] = "logistic"
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()
@@ -240,6 +250,8 @@ class ModelConfig(_Strict):
             raise ValueError("gates.min_coverage must not exceed gates.max_coverage")
         if len(set(self.control_columns)) != len(self.control_columns):
             raise ValueError("control_columns has duplicates")
+        if self.saturation == "hill" and self.saturation_parameterization != "roi":
+            raise ValueError("saturation: hill needs saturation_parameterization: roi")
         return self
 
 

@@ -200,15 +200,16 @@ def implied_lift_tensor(mmm, design: LiftDesign):
     dims = tuple(mmm.dims)
     ch_scale, tg_scale = _scales(mmm, design)
     alpha = _row_values(model["adstock_alpha"], dims, design.geo_idx, design.channel_idx)
-    lam = _row_values(model["saturation_lam"], dims, design.geo_idx, design.channel_idx)
-    beta = _row_values(model["saturation_beta"], dims, design.geo_idx, design.channel_idx)
+    # the saturation's own parameters (logistic: lam, beta; Hill: slope, kappa, beta), per design row
+    sat_params = {short: as_xtensor(_row_values(model[var], dims, design.geo_idx, design.channel_idx),
+                                    dims=("_lift_row",))
+                  for short, var in mmm.saturation.variable_mapping.items()}
     row_dims = ("date", "_lift_row")
 
     def contribution(units):
         x = as_xtensor(pt.as_tensor(units / ch_scale[None, :]), dims=row_dims)
         ad = mmm.adstock.function(x, alpha=as_xtensor(alpha, dims=("_lift_row",)), dim="date")
-        sat = mmm.saturation.function(ad, lam=as_xtensor(lam, dims=("_lift_row",)),
-                                      beta=as_xtensor(beta, dims=("_lift_row",)), dim="date")
+        sat = mmm.saturation.function(ad, **sat_params, dim="date")
         return sat.transpose(*row_dims).values
 
     diff = contribution(design.treated) - contribution(design.untreated)  # (T, R), scaled KPI
@@ -250,7 +251,7 @@ def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:
     import pytensor
 
     post = mmm.idata.posterior
-    names = ["adstock_alpha", "saturation_lam", "saturation_beta"]
+    names = ["adstock_alpha", *mmm.saturation.variable_mapping.values()]
     if getattr(mmm, "time_varying_media", False):
         names.append("media_temporal_latent_multiplier")
     model = mmm.model

@@ -47,10 +47,18 @@ def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
     def hier(spec: HierarchicalPrior, transform: str):
         return media_prior(cfg, dims, spec, transform)
 
+    if cfg.saturation == "hill":
+        # kappa's own prior is a placeholder: the ROI parameterization (roi_prior) replaces kappa by a
+        # multiple of the typical week's units and beta by the typical week's response, as it does beta
+        saturation = {"saturation_slope": hier(p.hill_slope, "exp"),
+                      "saturation_kappa": hier(p.hill_kappa_ratio, "exp"),
+                      "saturation_beta": hier(p.saturation_beta, "exp")}
+    else:
+        saturation = {"saturation_lam": hier(p.saturation_lam, "exp"),
+                      "saturation_beta": hier(p.saturation_beta, "exp")}
     config: dict[str, Any] = {
         "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
-        "saturation_lam": hier(p.saturation_lam, "exp"),
-        "saturation_beta": hier(p.saturation_beta, "exp"),
+        **saturation,
         "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
         "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
                             dims=("date", *dims)),

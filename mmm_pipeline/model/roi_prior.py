@@ -1,4 +1,4 @@
-"""ROI parameterization of the logistic saturation: the prior is on ROI, beta is derived.
+"""ROI parameterization of the saturation (logistic or Hill): the prior is on ROI, beta is derived.
 
 Meridian's idea (its ``media_prior_type: roi``; the default here), for pymc-marketing's logistic
 ``beta * tanh(lam * x / 2)``. With beta and lam both free, a channel that is not
@@ -38,6 +38,12 @@ the ridge is straight and of constant width, and the same fit had 0 divergences 
 Geos differ by a factor (``exp``, ~25% at geo_sigma 0.25), so a channel with a small ROI does not
 get a large absolute geo spread.
 
+With ``saturation: hill`` (pymc-marketing's ``HillSaturation``, ``beta * x^s / (x^s + kappa^s)``) the
+same holds with the Hill curve at the typical week: kappa is sampled as a multiple of x0
+(``saturation_relative_kappa``, log-normal, non-centered over geos), so
+``Hill(x0) = 1 / (1 + ratio^s)`` and ``beta = response0 / Hill(x0)``; the slope keeps pymc-marketing's
+variable (``saturation_slope``, a log-normal hierarchy from ``priors.hill_slope``).
+
 ``saturation_beta`` stays in the model as a Deterministic, so the curves, lift
 likelihood, optimizer and reports read it as before.
 
@@ -56,6 +62,7 @@ import pandas as pd
 
 VARIABLE = "saturation_roi"  # KPI per unit of money in the typical week (a Deterministic)
 RELATIVE = "saturation_relative_roi"
+KAPPA_RATIO = "saturation_relative_kappa"  # Hill: the half-saturation point / the typical week's units
 
 
 def typical_week(mmm, data) -> dict[str, Any]:
@@ -110,11 +117,16 @@ def _filled(values: np.ndarray, default: float) -> np.ndarray:
 
 
 def prior_spec(cfg) -> dict[str, Any]:
-    """The prior of the relative ROI from a ModelConfig (stored with the model)."""
+    """The prior of the relative ROI (and, for the Hill saturation, of kappa / x0) from a ModelConfig
+    (stored with the model)."""
     p = cfg.priors
-    return {"mu_loc": p.relative_roi.mu_loc, "mu_scale": p.relative_roi.mu_scale,
+    spec = {"mu_loc": p.relative_roi.mu_loc, "mu_scale": p.relative_roi.mu_scale,
             "geo_sigma": p.relative_roi.geo_sigma, "link": p.relative_roi_link, "unit": p.relative_roi_unit,
-            "geo_sigma_prior": p.geo_sigma_prior, "geo_sigma_per_channel": p.geo_sigma_per_channel}
+            "geo_sigma_prior": p.geo_sigma_prior, "geo_sigma_per_channel": p.geo_sigma_per_channel,
+            "saturation": cfg.saturation}
+    if cfg.saturation == "hill":
+        spec["kappa_ratio"] = p.hill_kappa_ratio.model_dump()
+    return spec
 
 
 def _apply(mmm, spec: dict[str, Any], week: dict[str, Any]) -> None:
@@ -143,13 +155,30 @@ def _apply(mmm, spec: dict[str, Any], week: dict[str, Any]) -> None:
                            transform="exp").create_variable(f"{RELATIVE}_geo", xdist=True)
             relative = relative * factor
         relative = Deterministic(RELATIVE, relative.transpose(*dims))
-    lam = mmm.model["saturation_lam"]
     response0 = relative * const("share", dims) * const("kpi0", geo_dims)  # the typical week's, scaled KPI
-    beta = response0 / pxm.tanh(lam * const("x0", dims) / 2)
+    replaced = {}
+    if spec.get("saturation", "logistic") == "hill":
+        # kappa = x0 x ratio, so f(x0) = 1 / (1 + ratio^slope): the Hill curve at the typical week
+        k = spec["kappa_ratio"]
+        with mmm.model:
+            if geo_dims:
+                sigma = geo_spread(spec["geo_sigma_prior"], k["geo_sigma"], spec["geo_sigma_per_channel"])
+                mu = Prior("Normal", mu=k["mu_loc"], sigma=k["mu_scale"], dims=("channel",))
+                ratio = Prior("Normal", mu=mu, sigma=sigma, dims=dims, centered=False, transform="exp")
+            else:
+                ratio = Prior("Normal", mu=k["mu_loc"], sigma=k["mu_scale"], dims=dims, transform="exp")
+            ratio = ratio.create_variable(KAPPA_RATIO, xdist=True).transpose(*dims)
+        slope = mmm.model["saturation_slope"]
+        replaced["saturation_kappa"] = (const("x0", dims) * ratio).transpose(*dims)
+        beta = response0 / pxm.sigmoid(-slope * pxm.log(ratio))
+    else:
+        lam = mmm.model["saturation_lam"]
+        beta = response0 / pxm.tanh(lam * const("x0", dims) / 2)
+    replaced["saturation_beta"] = beta.transpose(*dims)
     # not prune_vars=True: that also drops pymc-marketing's leaf deterministics (the contributions in
-    # original scale the optimizer reads); only beta's own free variables go
-    model = pm.do(mmm.model, {"saturation_beta": beta.transpose(*dims)}, prune_vars=False)
-    mmm.model = _without(model, [n for n in model.named_vars if n.startswith("saturation_beta_")])
+    # original scale the optimizer reads); only the replaced variables' own free variables go
+    model = pm.do(mmm.model, replaced, prune_vars=False)
+    mmm.model = _without(model, [n for n in model.named_vars if any(n.startswith(f"{r}_") for r in replaced)])
     with mmm.model:
         relative = as_xtensor(mmm.model[RELATIVE], dims=dims)
         Deterministic(VARIABLE, (relative * const("kpi_per_spend", geo_dims)).transpose(*dims))

@@ -1,4 +1,4 @@
-"""pymc-marketing's logistic saturation on numpy arrays.
+"""pymc-marketing's saturations (logistic, Hill) on numpy arrays.
 
 ``LogisticSaturation.function`` is a pytensor (xtensor) expression; the curves,
 the reports and the sample generator evaluate it on plain arrays of posterior
@@ -40,3 +40,17 @@ def logistic_saturation(x, lam, beta=1.0) -> np.ndarray:
     out = _compiled()(np.ascontiguousarray(xb).ravel(), np.ascontiguousarray(lb).ravel(),
                       np.ascontiguousarray(bb).ravel())
     return np.asarray(out, dtype=float).reshape(xb.shape)
+
+
+def hill_saturation(x, slope, kappa, beta=1.0) -> np.ndarray:
+    """``HillSaturation().function(x, slope=slope, kappa=kappa, beta=beta)`` on numpy inputs (broadcast).
+
+    The library's own form, ``beta * sigmoid(slope * (log x - log kappa))`` and 0 at x = 0, in numpy:
+    the curves call it on thousands of draws per cell, where compiling the pytensor expression per
+    call would dominate. ``tests/test_roi_prior.py`` checks it against the library's function."""
+    from scipy.special import expit
+
+    xb, sb, kb, bb = np.broadcast_arrays(np.asarray(x, float), np.asarray(slope, float), np.asarray(kappa, float),
+                                         np.asarray(beta, float))
+    safe = np.maximum(xb, np.finfo(np.float64).tiny)
+    return np.where(xb > 0, bb * expit(sb * (np.log(safe) - np.log(kb))), 0.0)

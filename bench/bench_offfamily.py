@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_offfamily.py [--structures hill_daily,weibull_lag,notebook,sample,corr,spread]
                                               [--seeds 10 | --quick] [--profile full|fast]
                                               [--out-csv bench/offfamily_results.csv] [--readme]
-                                              [--workdir DIR] [--resume] [--keep]
+                                              [--workdir DIR] [--resume] [--keep] [--candidate JSON]
 
 Per structure and generator seed it writes an input folder (off-family: mmm_pipeline.sample.offfamily;
 in-family `sample`, `corr`, `spread`: mmm_pipeline.sample's generator with the recovery benchmark's
@@ -93,6 +93,19 @@ def prepare(structure: str, k: int, folder: Path) -> dict:
     return truth
 
 
+def with_candidate(folder: Path, settings: dict) -> None:
+    """Merge a candidate product default into the folder's pipeline.yaml `model:` (the same for every
+    dataset, so the benchmark judges the setting, not knowledge of the generator)."""
+    import yaml
+
+    from mmm_pipeline.model.config import _deep_merge
+
+    path = folder / "pipeline.yaml"
+    spec = yaml.safe_load(path.read_text()) or {}
+    spec["model"] = _deep_merge(spec.get("model") or {}, settings)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 # --------------------------------------------------------------------------- worker (own process)
 
 
@@ -139,6 +152,7 @@ def extract(db: Path, input_dir: Path) -> dict:
     from mmm_pipeline import model as model_lib
     from mmm_pipeline import warehouse
     from mmm_pipeline.decisions import allocation, curves
+    from mmm_pipeline.model import market as market_lib
 
     out: dict = {"runs": [], "cells": [], "lift": [], "plans": [], "errors": [], "notes": []}
     if not db.exists():
@@ -254,6 +268,157 @@ def extract(db: Path, input_dir: Path) -> dict:
                                                      "optimal_weekly_spend"]].itertuples(index=False)]})
             except Exception as exc:  # noqa: BLE001
                 out["errors"].append(f"plan {market}/{variant}: {exc!r}")
+
+    # the fair test of calibration (issue 28 item 4): what reweighting needs, per market, beside the answers
+    out["calibration"] = []
+    for market in sorted(runs["market"].unique()) if len(runs) else []:
+        if not {(market, "uncalibrated"), (market, "calibrated")} <= models.keys():
+            continue
+        try:
+            profile = str(runs[runs["market"] == market]["profile"].iloc[0])
+            with warehouse.connect(db) as con:
+                inputs = market_lib.read_inputs(con, config, market, profile=profile, input_dir=input_dir)
+            arrays = calibration_arrays(mmm_of(market, "uncalibrated"), mmm_of(market, "calibrated"),
+                                        inputs.media[inputs.media["geo"].isin(inputs.geos)],
+                                        inputs.cpu[inputs.cpu["geo"].isin(inputs.geos)], horizon)
+            if arrays is not None:
+                path = db.parent / f"calibration_{market}.npz"
+                np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+                out["calibration"].append({"market": market, "geos": list(inputs.geos), "path": str(path)})
+        except Exception as exc:  # noqa: BLE001
+            out["errors"].append(f"calibration arrays {market}: {exc!r}")
+    return out
+
+
+def calibration_arrays(unc, cal, media, cpu, horizon: int) -> dict | None:
+    """One market's draws for the fair test of calibration: the uncalibrated posterior's implied lift of
+    every lift term of the calibrated model, the other calibration terms' log density, the tested cells'
+    mROAS, response to +10% and ROAS, and the real calibrated fit's means (which the reweighting at the
+    actual readouts must match). None when the calibrated model has no window lift term."""
+    import numpy as np
+
+    from mmm_pipeline.decisions import curves
+    from mmm_pipeline.model.calibration import Calibration
+    from mmm_pipeline.reporting import calibration_checks as cc
+    from mmm_pipeline.reporting.model_report import model_lift_draws
+
+    calib = Calibration.from_attrs(cal.idata.attrs)
+    design = calib.lift_design
+    if design is None or not len(design.test_ids):
+        return None
+    terms = cc.calibration_terms(unc, calib)
+    k = len(terms.lift_ids)
+    cells = cc.tested_cells(calib)
+    weeks = curves.model_weeks(unc)
+    now = curves.spend_summary(media, weeks).set_index(["geo", "channel"])
+    rates = curves.spend_summary(cpu, weeks).set_index(["geo", "channel"])
+
+    def cell_table(mmm):
+        d = cc.cell_draws(mmm, cells, media, cpu)
+        for geo, channel in cells:
+            if (geo, channel) not in now.index:
+                continue
+            w, cpu_used = float(now.loc[(geo, channel), "current_weekly_spend"]), \
+                float(rates.loc[(geo, channel), "cost_per_unit_used"])
+            r = curves.response_draws(mmm, geo, channel, np.array([w, 1.1 * w]) / cpu_used)
+            d[("plus10", geo, channel)] = (r[:, 1] - r[:, 0]) * horizon
+        return d
+
+    unc_cells, cal_cells = cell_table(unc), cell_table(cal)
+    keys = sorted(unc_cells.keys() & cal_cells.keys())
+    meta = design.rows.drop_duplicates("test_id").set_index("test_id")
+    return {"test_ids": np.array(terms.lift_ids), "test_channels": np.array([str(meta.loc[t, "channel"])
+                                                                            for t in terms.lift_ids]),
+            "sigma": design.sigma, "observed": design.observed, "chains": int(unc.idata.posterior.sizes["chain"]),
+            "likelihood": np.array(calib.lift_likelihood), "nu": float(calib.lift_nu),
+            "implied_unc": terms.lift_implied, "other_loglik": terms.loglik[:, k:].sum(axis=1),
+            "implied_cal_mean": model_lift_draws(cal, design).mean(axis=0),
+            "cell_keys": np.array(["|".join(key) for key in keys]),
+            "cells_unc": np.column_stack([unc_cells[key] for key in keys]) if keys else np.zeros((len(terms.lift_implied), 0)),
+            "cells_cal_mean": np.array([float(np.mean(cal_cells[key])) for key in keys])}
+
+
+def predicted_update(s: float, sigma: float, n: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """What an exact Normal update of a well-calibrated posterior (sd `s`) by a readout of noise `sigma`
+    gives a test's implied lift: (P(updated mean closer to the truth), E err^2 updated / E err^2 before).
+    err before = -d, after = -(1 - g) d + g e, d ~ N(0, s^2), e ~ N(0, sigma^2), gain g = s^2 / (s^2 + sigma^2)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    d, e = rng.normal(0, s, n), rng.normal(0, sigma, n)
+    g = s * s / (s * s + sigma * sigma)
+    return float(np.mean(np.abs(-(1 - g) * d + g * e) < np.abs(d))), sigma * sigma / (s * s + sigma * sigma)
+
+
+def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 200, seed: int = 0) -> dict:
+    """The fair test of calibration on one market (issue 28 item 4): `n_readouts` readouts of every test
+    drawn around its true lift with its sigma, each turned into a calibrated posterior by reweighting the
+    uncalibrated draws with the model's lift likelihood (Pareto-smoothed), scored against the truth beside
+    the uncalibrated answer. `true_lift`: test id -> true lift in the scope the market's term measures
+    (None: not scored, e.g. a national test split over markets); `true_cells`: (quantity, geo, channel)
+    -> truth. Returns pooled sums and counts, so datasets pool by adding."""
+    import numpy as np
+
+    from mmm_pipeline.reporting import calibration_checks as cc
+
+    rng = np.random.default_rng(seed)
+    ids = [str(t) for t in a["test_ids"]]
+    channels = [str(c) for c in a["test_channels"]]
+    imp, sigma, observed = np.asarray(a["implied_unc"], float), np.asarray(a["sigma"], float), np.asarray(a["observed"], float)
+    chains, other = int(a["chains"]), np.asarray(a["other_loglik"], float)
+    like, nu = str(a["likelihood"]), float(a["nu"])
+    scored = [j for j, t in enumerate(ids) if true_lift.get(t) is not None]
+    truth = np.array([true_lift[ids[j]] if j in scored else np.nan for j in range(len(ids))])
+    unc_mean, unc_sd = imp.mean(axis=0), imp.std(axis=0)
+    keys = [tuple(k.split("|")) for k in a["cell_keys"]]
+    cell_unc = np.asarray(a["cells_unc"], float)
+    cell_truth = np.array([true_cells.get(k, np.nan) for k in keys], float)
+
+    def loglik(y):
+        return cc._lift_loglik(imp, type("D", (), {"observed": y, "sigma": sigma}), like, nu)
+
+    out = {k: 0.0 for k in ("lift_pairs", "lift_closer", "lift_pred_closer", "lift_sq_cal", "lift_sq_unc",
+                            "lift_pred_sq", "lift_pred_sq_unc", "heldout_pairs", "heldout_err_cal", "heldout_err_unc",
+                            "readouts", "khat_bad")}
+    for q in ("mroas", "plus10", "roas"):
+        out.update({f"{q}_pairs": 0.0, f"{q}_err_cal": 0.0, f"{q}_err_unc": 0.0})
+    for j in scored:
+        p_closer, mse_ratio = predicted_update(float(unc_sd[j]), float(sigma[j]), seed=j)
+        out["lift_pred_closer"] += p_closer * n_readouts
+        out["lift_pred_sq"] += mse_ratio * unc_sd[j] ** 2 * n_readouts
+        out["lift_pred_sq_unc"] += unc_sd[j] ** 2 * n_readouts
+    siblings = {j: [i for i in scored if i != j and channels[i] == channels[j]] for j in scored}
+    for _ in range(n_readouts):
+        y = observed.copy()
+        y[scored] = truth[scored] + sigma[scored] * rng.standard_normal(len(scored))
+        ll = loglik(y)
+        w, khat = cc.psis_weights(ll.sum(axis=1) + other, chains)
+        out["readouts"] += 1
+        out["khat_bad"] += float(khat >= cc.PARETO_K_MAX)
+        cal = w @ imp
+        for j in scored:
+            e_cal, e_unc = cal[j] - truth[j], unc_mean[j] - truth[j]
+            out["lift_pairs"] += 1
+            out["lift_closer"] += float(abs(e_cal) < abs(e_unc))
+            out["lift_sq_cal"] += e_cal ** 2
+            out["lift_sq_unc"] += e_unc ** 2
+            if siblings[j]:  # the test held out: the others' readouts only
+                w_j, _ = cc.psis_weights(ll.sum(axis=1) - ll[:, j] + other, chains)
+                out["heldout_pairs"] += 1
+                out["heldout_err_cal"] += abs(w_j @ imp[:, j] - truth[j]) / abs(truth[j])
+                out["heldout_err_unc"] += abs(e_unc) / abs(truth[j])
+        cell_cal = w @ cell_unc if cell_unc.shape[1] else np.zeros(0)
+        for m, key in enumerate(keys):
+            if not np.isfinite(cell_truth[m]) or cell_truth[m] == 0:
+                continue
+            q = key[0]
+            out[f"{q}_pairs"] += 1
+            out[f"{q}_err_cal"] += abs(cell_cal[m] / cell_truth[m] - 1)
+            out[f"{q}_err_unc"] += abs(cell_unc[:, m].mean() / cell_truth[m] - 1)
+    # confirmation by the real calibrated fit: the reweighting at the actual readouts against its means
+    w, _ = cc.psis_weights(loglik(observed).sum(axis=1) + other, chains)
+    diffs = np.abs(w @ imp - np.asarray(a["implied_cal_mean"], float)) / np.where(unc_sd > 0, unc_sd, np.nan)
+    out["confirm_max_diff_sd"] = float(np.nanmax(diffs)) if len(diffs) else np.nan
     return out
 
 
@@ -307,6 +472,23 @@ def score(structure: str, k: int, truth: dict, answers: dict) -> tuple[list[dict
                        "covered": bool(acc["lo"] <= true <= acc["hi"]),
                        "source": "mart" if len(acc["markets"]) == 1 else
                        f"sum of {len(acc['markets'])} markets' predictions (HDI bounds added)"})
+    fair: dict = {}
+    for c in answers.get("calibration", []):
+        a = dict(np.load(c["path"]))
+        national_split = set(c["geos"]) != set(geos)  # a national test's term is this market's share
+        true_lift = {}
+        for tid in map(str, a["test_ids"]):
+            t = tests.get(tid)
+            true_lift[tid] = None if t is None or (t.get("national") and national_split) else \
+                float(t["true_delta_y_reported_scope"])
+        true_cells = {(q, g, ch): float(tc[(g, ch)][key]) for (g, ch) in tc
+                      for q, key in (("mroas", "mroas"), ("plus10", "response_plus10"), ("roas", "roas"))}
+        res = fair_test(a, true_lift, true_cells, seed=k)
+        for key, v in res.items():
+            fair[key] = max(fair.get(key, 0.0), v) if key == "confirm_max_diff_sd" else fair.get(key, 0.0) + v
+    if fair:
+        detail.append({**base, "kind": "fair", "market": "+".join(c["market"] for c in answers["calibration"]),
+                       "variant": "calibrated", **fair})
     for r in answers["runs"]:
         detail.append({**base, "kind": "fit", "market": r["market"], "variant": r["variant"],
                        "gate_first": r["first_attempt_passed"], "gate_final": r["passed_gates"],
@@ -364,6 +546,24 @@ def summarise_dataset(base: dict, detail: list[dict], answers: dict) -> list[dic
         else:
             row.update(plan_true_gain_pct=np.nan, plan_best_gain_pct=np.nan, plan_captured=np.nan,
                        plan_pred_gain_pct=np.nan, plan_gain_covered=np.nan, plan_source="")
+        fair = [y for y in d if y["kind"] == "fair"]
+        if fair:
+            f = fair[0]
+
+            def ratio(a, b):
+                return f[a] / f[b] if f.get(b) else np.nan
+
+            row.update(fair_lift_closer=ratio("lift_closer", "lift_pairs"),
+                       fair_lift_closer_pred=ratio("lift_pred_closer", "lift_pairs"),
+                       fair_lift_rmse_ratio=float(np.sqrt(ratio("lift_sq_cal", "lift_sq_unc"))),
+                       fair_lift_rmse_ratio_pred=float(np.sqrt(ratio("lift_pred_sq", "lift_pred_sq_unc"))),
+                       fair_heldout_err_cal=ratio("heldout_err_cal", "heldout_pairs"),
+                       fair_heldout_err_unc=ratio("heldout_err_unc", "heldout_pairs"),
+                       fair_khat_bad=ratio("khat_bad", "readouts"),
+                       fair_confirm_max_diff_sd=f.get("confirm_max_diff_sd", np.nan))
+            for q in ("mroas", "plus10", "roas"):
+                row[f"fair_{q}_err_cal"] = ratio(f"{q}_err_cal", f"{q}_pairs")
+                row[f"fair_{q}_err_unc"] = ratio(f"{q}_err_unc", f"{q}_pairs")
         row["errors"] = len(answers.get("errors", []))
         rows.append(row)
     return rows
@@ -378,6 +578,16 @@ METRICS = [("roas_err", "ROAS err", "pct"), ("roas_cov", "ROAS cov", "share"),
            ("lift_err", "lift err", "pct"), ("lift_cov", "lift cov", "share"),
            ("gate_first", "gates 1st", "share"), ("gate_final", "gates ladder", "share"),
            ("fit_seconds", "fit s", "num")]
+# the fair test of calibration (issue 28 item 4), beside what an exact Normal update would give
+FAIR_METRICS = [("fair_lift_closer", "lift: calibrated closer", "share"),
+                ("fair_lift_closer_pred", "(Normal update)", "share"),
+                ("fair_lift_rmse_ratio", "lift RMSE cal/uncal", "share"),
+                ("fair_lift_rmse_ratio_pred", "(Normal update)", "share"),
+                ("fair_mroas_err_cal", "mROAS err cal", "pct"), ("fair_mroas_err_unc", "uncal", "pct"),
+                ("fair_plus10_err_cal", "+10% err cal", "pct"), ("fair_plus10_err_unc", "uncal", "pct"),
+                ("fair_heldout_err_cal", "held-out lift err cal", "pct"), ("fair_heldout_err_unc", "uncal", "pct"),
+                ("fair_roas_err_cal", "tested ROAS err cal", "pct"), ("fair_roas_err_unc", "uncal", "pct"),
+                ("fair_khat_bad", "k-hat >= 0.7", "share"), ("fair_confirm_max_diff_sd", "vs real fit (sd)", "num2")]
 PLAN_METRICS = [("plan_true_gain_pct", "plan true gain %", "pp"), ("plan_best_gain_pct", "best plan gain %", "pp"),
                 ("plan_captured", "share captured", "share"), ("plan_pred_gain_pct", "predicted gain %", "pp"),
                 ("plan_gain_covered", "gain HDI covers", "share")]
@@ -411,6 +621,8 @@ def _fmt(kind: str, v: tuple) -> str:
         return f"{p:+.1f} [{lo:+.1f}, {hi:+.1f}]"
     if kind == "share":
         return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+    if kind == "num2":
+        return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
     return f"{p:.0f} [{lo:.0f}, {hi:.0f}]"
 
 
@@ -422,14 +634,18 @@ def tables(summary) -> str:
     structures = list(dict.fromkeys(summary["structure"]))
     variants = [v for v in ("uncalibrated", "calibrated") if v in set(summary["variant"])]
     out = []
+    fair_title = ("Fair test of calibration (200 readouts per dataset drawn around the true lifts, each a "
+                  "reweighted calibrated posterior; tested cells; beside each criterion the Normal update's value)")
     for title, metrics in (("Accuracy (mean over cells / tests / fits; |error| relative to the truth)", METRICS),
                            ("Default budget plan under the true response (% of the current plan's true response)",
-                            PLAN_METRICS)):
+                            PLAN_METRICS), (fair_title, FAIR_METRICS)):
+        if metrics is FAIR_METRICS and "fair_lift_closer" not in summary:
+            continue
         out.append(f"**{title}**\n")
         out.append("| structure | variant | seeds | " + " | ".join(m[1] for m in metrics) + " |")
         out.append("|---|---|---:|" + "---:|" * len(metrics))
         for s in structures + (["pooled"] if len(structures) > 1 else []):
-            for v in variants:
+            for v in (["calibrated"] if metrics is FAIR_METRICS else variants):
                 sub = summary[summary["variant"] == v]
                 parts = [sub[sub["structure"] == s]] if s != "pooled" else [sub[sub["structure"] == x] for x in structures]
                 n = sum(len(p) for p in parts)
@@ -452,7 +668,8 @@ def commit_label() -> str:
 def readme_entry(summary, args, notes: list[str], elapsed: float) -> str:
     head = (f"#### {date.today().isoformat()}, commit {commit_label()}: `{' '.join(sys.argv[1:])}`\n\n"
             f"Profile {args.profile}; {len(summary) // max(summary['variant'].nunique(), 1)} datasets in "
-            f"{elapsed / 3600:.1f} h on {os.cpu_count()} cores; raw rows in `{args.out_csv}`.\n")
+            f"{elapsed / 3600:.1f} h on {os.cpu_count()} cores; raw rows in `{args.out_csv}`"
+            + (f"; candidate model settings `{args.candidate}`" if args.candidate else "") + ".\n")
     note = "".join(f"- {n}\n" for n in sorted(set(notes)))
     return head + ("\n" + note if note else "") + "\n" + tables(summary) + "\n"
 
@@ -479,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="keep each dataset's folder, truth and answers here")
     ap.add_argument("--resume", action="store_true", help="reuse answers.json already in --workdir")
     ap.add_argument("--keep", action="store_true", help="keep each dataset's warehouse and artifacts")
+    ap.add_argument("--candidate", default=None, metavar="JSON",
+                    help="model settings to judge as a new product default, merged into every dataset's "
+                    "pipeline.yaml `model:` alike (e.g. '{\"yearly_seasonality\": 10}'); never the generator's")
     ap.add_argument("--worker", nargs=2, metavar=("INPUT_DIR", "WORK_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -507,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
             answers_path = ds / "work" / "answers.json"
             truth = prepare(s, k, folder) if not (a.resume and answers_path.exists()) else \
                 json.loads((ds / "input.truth.json").read_text())
+            if a.candidate and not (a.resume and answers_path.exists()):
+                with_candidate(folder, json.loads(a.candidate))
             if not (a.resume and answers_path.exists()):
                 work = ds / "work"
                 if work.exists():

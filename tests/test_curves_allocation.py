@@ -441,3 +441,31 @@ def test_a_fallback_plan_is_written_beside_the_failed_variants_own_plan(mmm, tab
         else:
             assert p["decision"] == "keep_current_mix" and p["gain_mean"] == 0
             assert np.allclose(cells["optimal_spend"], cells["current_spend"])
+
+
+@pytest.mark.slow
+def test_a_hill_model_gives_curves_and_a_plan_through_the_same_code(tables):
+    """`saturation: hill` (docs/models.md "Saturation family"): the curves read the Hill variables,
+    and pymc-marketing's optimizer plans on the model's own graph, within budget and bounds."""
+    cfg = M.load_model_config("fast", {"geo_scaling": "market", "saturation": "hill", "yearly_seasonality": 1,
+                                       "sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2}})
+    hill = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg).mmm
+    assert type(hill.saturation).__name__ == "HillSaturation"
+    curves = C.response_curves(hill, tables["cpu"], recent_weeks=13, n_points=11, max_multiple=2.0)
+    for _, d in curves.groupby(["geo", "channel"]):
+        d = d.sort_values("spend")
+        assert d["response_mean"].iloc[0] == 0 and (np.diff(d["response_mean"].to_numpy()) >= 0).all()
+    sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON)
+    out = A.allocate(hill, sc, tables["forecast"], curves, max_weekly_spend=curves)
+    assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
+    assert (out["optimal_spend"] >= 0.5 * out["current_spend"] * (1 - 1e-6)).all()
+    assert (out["optimal_spend"] <= 1.5 * out["current_spend"] * (1 + 1e-6)).all()
+    assert out["expected_response_mean"].sum() >= out["current_response_mean"].sum() * (1 - 1e-6)
+    # the optimizer's current response (its graph) equals the curves' (numpy Hill) at the current spend,
+    # summed over the horizon as a steady state
+    cur = curves.drop_duplicates(["geo", "channel"]).set_index(["geo", "channel"])
+    for r in out.to_dict("records"):
+        c = cur.loc[(r["geo"], r["channel"])]
+        steady = C.response_draws(hill, r["geo"], r["channel"],
+                                  np.array([c["current_weekly_spend"] / c["cost_per_unit_used"]])).mean()
+        assert r["current_response_mean"] == pytest.approx(steady * HORIZON, rel=0.25), r

@@ -1,0 +1,70 @@
+"""The fair test of calibration (bench/bench_offfamily.py, issue 28 item 4) on a conjugate toy where
+the exact answer is known: an uncalibrated posterior N(m0, s^2) that is well calibrated (the truth is a
+draw from it), tests of noise sigma. Reweighting must then reproduce the exact Normal update."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.bench_offfamily import fair_test, predicted_update
+
+
+def _toy(rng, s: float, sigma: float, n_draws: int = 4000, n_tests: int = 1):
+    truth = rng.normal(10.0, s, n_tests)                          # the truth, as a draw from the posterior
+    draws = 10.0 + s * rng.standard_normal((n_draws, n_tests))     # the uncalibrated posterior
+    exact_cal = 10.0 + s * s / (s * s + sigma * sigma) * (truth + 0.0 - 10.0)  # for the record only
+    a = {"test_ids": np.array([f"T{j}" for j in range(n_tests)]), "test_channels": np.array(["tv"] * n_tests),
+         "sigma": np.full(n_tests, sigma), "observed": truth.copy(), "chains": 4, "likelihood": np.array("normal"),
+         "nu": 5.0, "implied_unc": draws, "other_loglik": np.zeros(n_draws),
+         "cell_keys": np.array([], dtype=str), "cells_unc": np.zeros((n_draws, 0)), "cells_cal_mean": np.zeros(0)}
+    return a, {f"T{j}": float(truth[j]) for j in range(n_tests)}, exact_cal
+
+
+def test_the_normal_update_prediction_is_the_textbook_one():
+    p, ratio = predicted_update(1.0, 1.0, n=200000)
+    assert ratio == pytest.approx(0.5)                 # sigma^2 / (s^2 + sigma^2)
+    assert p == pytest.approx(0.65, abs=0.01)          # the 65% the issue quotes for sigma = s
+    assert predicted_update(1.0, 0.5, n=200000)[0] == pytest.approx(0.75, abs=0.01)
+    assert predicted_update(1.0, 2.0, n=200000)[0] == pytest.approx(0.58, abs=0.01)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_reweighting_a_calibrated_posterior_matches_the_exact_update_pooled_over_datasets(sigma):
+    rng = np.random.default_rng(7)
+    tot: dict = {}
+    for k in range(40):
+        a, truth, _ = _toy(rng, 1.0, sigma)
+        a["implied_cal_mean"] = a["implied_unc"].mean(axis=0)   # filled below by the reweighting itself
+        out = fair_test(a, truth, {}, n_readouts=40, seed=k)
+        for key, v in out.items():
+            tot[key] = tot.get(key, 0.0) + (0.0 if key == "confirm_max_diff_sd" else v)
+    closer, pred_closer = tot["lift_closer"] / tot["lift_pairs"], tot["lift_pred_closer"] / tot["lift_pairs"]
+    ratio = np.sqrt(tot["lift_sq_cal"] / tot["lift_sq_unc"])
+    pred_ratio = np.sqrt(tot["lift_pred_sq"] / tot["lift_pred_sq_unc"])
+    # 1,600 (test, readout) pairs from 40 truths: the seed-to-seed spread of the share is about 0.05
+    assert abs(closer - pred_closer) < 0.08, (closer, pred_closer)
+    assert abs(ratio - pred_ratio) < 0.15, (ratio, pred_ratio)
+    assert tot["khat_bad"] == 0
+
+
+def test_held_out_tests_and_the_real_fit_confirmation():
+    rng = np.random.default_rng(3)
+    a, _, _ = _toy(rng, 1.0, 0.5, n_tests=2)
+    # truths inside the bulk of the posterior (far in its tails the weights degenerate: k-hat >= 0.7)
+    a["observed"] = np.array([10.6, 9.3])
+    truth = {"T0": 10.6, "T1": 9.3}
+    # the real calibrated fit's means: here the exact posterior means at the actual readouts
+    s2, g2 = 1.0, 0.25
+    a["implied_cal_mean"] = 10.0 + s2 / (s2 + g2) * (a["observed"] - 10.0)
+    out = fair_test(a, truth, {}, n_readouts=20, seed=1)
+    assert out["heldout_pairs"] == 40                  # each test has a sibling of its channel
+    # the two tests' implied lifts are independent here: holding one out leaves its own posterior
+    # as it was, so its held-out error is the uncalibrated one
+    assert out["heldout_err_cal"] == pytest.approx(out["heldout_err_unc"], rel=0.05)
+    assert out["confirm_max_diff_sd"] < 0.1            # reweighting agrees with the exact update
+    a["implied_cal_mean"] = a["implied_cal_mean"] + 1.0  # a calibrated fit that moved elsewhere
+    assert fair_test(a, truth, {}, n_readouts=2, seed=1)["confirm_max_diff_sd"] > 0.9
+    # a test whose truth is not in this market's scope (a national split) is not scored
+    out = fair_test(a, {"T0": truth["T0"], "T1": None}, {}, n_readouts=5, seed=1)
+    assert out["lift_pairs"] == 5 and out["heldout_pairs"] == 0

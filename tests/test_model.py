@@ -97,7 +97,7 @@ def test_profiles_and_overrides():
     assert full.sampler.target_accept == pytest.approx(0.9)
     assert (fast.sampler.chains, fast.sampler.tune, fast.sampler.draws, fast.sampler.thin) == (2, 200, 200, 1)
     assert fast.gates.max_rhat == 1.1 and fast.gates.min_ess_bulk == 20  # smoke-test gate
-    assert full.l_max == 8 and full.yearly_seasonality == 2 and full.control_columns == ()
+    assert full.l_max == 8 and full.yearly_seasonality == 10 and full.control_columns == ()
     assert full.time_varying_media is False
     assert (full.gates.max_rhat, full.gates.min_ess_bulk, full.gates.max_divergence_share) == (1.01, 400, 0)
     assert (full.gates.min_r2, full.gates.min_coverage, full.gates.max_coverage) == (0.5, 0.85, 0.99)

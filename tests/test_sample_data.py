@@ -149,8 +149,9 @@ def test_columns_exact(sample, ads):
                    "markets": {"west": ["US-CA", "US-TX", "US-WA"], "east": ["US-NY", "US-FL", "US-IL"]},
                    "lift_tests": {"baseline": "window"},
                    # the sample draws geo effects independently of geo size: one scale per market;
-                   # its baseline drifts 5% over the two years: a linear trend
-                   "model": {"geo_scaling": "market", "trend": "linear"}}
+                   # its baseline drifts 5% over the two years: a linear trend; its season is two
+                   # harmonics without a holiday peak: 2 Fourier modes, not the default 10
+                   "model": {"yearly_seasonality": 2, "geo_scaling": "market", "trend": "linear"}}
     for df in ads.values():
         assert df["clicks"].dtype.kind == "i" and df["impressions"].dtype.kind == "i"
         assert np.allclose(df["spend"], df["spend"].round(2))
@@ -372,14 +373,15 @@ def test_main_cli(tmp_path, capsys):
 
 def test_the_sample_has_a_mild_trend_and_its_pipeline_yaml_models_it(sample, tmp_path):
     """Issue 12: the embedded sample's baseline drifts 5% over two years; its pipeline.yaml says
-    trend: linear (and geo_scaling: market); generated data without a trend or with size effects
-    keeps the defaults it implies."""
+    trend: linear (and geo_scaling: market, and the 2 Fourier modes of its smooth, holiday-free
+    season); generated data without a trend or with size effects keeps the defaults it implies."""
     out, truth = sample
     assert truth["trend"]["share_over_two_years"] == 0.05
-    assert yaml.safe_load((out / "pipeline.yaml").read_text())["model"] == {"geo_scaling": "market",
-                                                                           "trend": "linear"}
+    assert yaml.safe_load((out / "pipeline.yaml").read_text())["model"] == {
+        "yearly_seasonality": 2, "geo_scaling": "market", "trend": "linear"}
     plain = generate_sample(tmp_path / "plain", seed=11, size_effects=True)
-    assert "trend" not in plain and "model" not in yaml.safe_load((tmp_path / "plain" / "pipeline.yaml").read_text())
+    assert "trend" not in plain
+    assert yaml.safe_load((tmp_path / "plain" / "pipeline.yaml").read_text())["model"] == {"yearly_seasonality": 2}
 
 
 def test_trend_and_ramp_structure_for_the_recovery_bench(tmp_path):

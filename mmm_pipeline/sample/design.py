@@ -59,14 +59,15 @@ SAMPLE_STRUCTURE = {"trend": 0.05}
 
 def pipeline_model_yaml(*, size_effects: bool, trend: float) -> str:
     """The `model:` section of a generated folder's pipeline.yaml: what its generator implies."""
-    lines = []
+    # the generator's season is two harmonics and its KPI has no holiday peak: 2 modes, not the default 10
+    lines = ["  yearly_seasonality: 2"]
     if not size_effects:
         # effects drawn independently of geo size (the sample's geos differ 2.2x): one scale per market
         # is the right model; data with `size_effects` keeps the default (`size`)
         lines.append("  geo_scaling: market")
     if trend:
         lines.append("  trend: linear")
-    return "model:\n" + "\n".join(lines) + "\n" if lines else ""
+    return "model:\n" + "\n".join(lines) + "\n"
 
 BASE_COLUMNS = [
     "source_relation", "date_day", "platform", "account_id", "account_name",

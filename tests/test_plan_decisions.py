@@ -112,6 +112,13 @@ def test_lift_tests_behind_a_cell_and_a_move_against_a_held_out_test():
     assert out["lift_test_conflict"].iloc[1:].isna().all()
     none = lift_test_evidence(alloc, tests.iloc[0:0], pd.DataFrame())
     assert none["lift_tests"].isna().all() and none["lift_test_conflict"].isna().all()
+    # a cell of a tested channel without a test of its own (off-family hill_daily seed 1 failed here:
+    # pandas 3 stores the missing ids as NaN in a string column)
+    more = pd.concat([alloc, pd.DataFrame({"geo": ["B"], "channel": ["search"], "move": ["increase"]})],
+                     ignore_index=True)
+    out = lift_test_evidence(more, tests, holdout)
+    assert out["lift_tests"].iloc[:3].tolist() == ["T1", "T2", "T1"] and out["lift_tests"].isna().iloc[3]
+    assert out["lift_test_conflict"].isna().iloc[3]
 
 
 def _plan_row(**kw):

@@ -712,7 +712,8 @@ def lift_test_evidence(alloc: pd.DataFrame, lift_tests: pd.DataFrame, holdout: p
     for g, c, move, cell_tests in zip(out["geo"], out["channel"], out["move"], out["lift_tests"]):
         notes = []
         for r in (scored[scored["channel"] == c].itertuples() if len(scored) else ()):
-            if cell_tests is None or str(r.test_id) not in cell_tests.split(", "):
+            # a cell without tests is None, or NaN once pandas 3 infers the column as strings
+            if not isinstance(cell_tests, str) or str(r.test_id) not in cell_tests.split(", "):
                 continue
             if move == "increase" and r.z < -CONFLICT_Z:
                 notes.append(f"raises spend although test {r.test_id} measured {r.measured:,.0f}, below the "

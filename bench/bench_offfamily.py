@@ -357,6 +357,8 @@ def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 2
     the uncalibrated answer. `true_lift`: test id -> true lift in the scope the market's term measures
     (None: not scored, e.g. a national test split over markets); `true_cells`: (quantity, geo, channel)
     -> truth. Returns pooled sums and counts, so datasets pool by adding."""
+    from types import SimpleNamespace
+
     import numpy as np
 
     from mmm_pipeline.reporting import calibration_checks as cc
@@ -375,7 +377,7 @@ def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 2
     cell_truth = np.array([true_cells.get(k, np.nan) for k in keys], float)
 
     def loglik(y):
-        return cc._lift_loglik(imp, type("D", (), {"observed": y, "sigma": sigma}), like, nu)
+        return cc._lift_loglik(imp, SimpleNamespace(observed=y, sigma=sigma), like, nu)
 
     out = {k: 0.0 for k in ("lift_pairs", "lift_closer", "lift_pred_closer", "lift_sq_cal", "lift_sq_unc",
                             "lift_pred_sq", "lift_pred_sq_unc", "heldout_pairs", "heldout_err_cal", "heldout_err_unc",

@@ -32,6 +32,19 @@ def _values(model, names, point):
     return [np.asarray(v) for v in fn(point)]
 
 
+def _typical_week(tables, data):
+    """By hand from the tables, west's fitted weeks: per geo x channel mean weekly units and money, the
+    channel scale (the sample: one per market), the KPI rows and the target scale."""
+    weeks = set(data.weeks)
+    media = tables["media"].merge(tables["cpu"][["week_start", "geo", "channel", "cost_per_unit"]],
+                                  on=["week_start", "geo", "channel"])
+    media = media[media["geo"].isin(WEST) & media["week_start"].isin(weeks)]
+    media = media.assign(money=media["units"] * media["cost_per_unit"])
+    mean = media.groupby(["geo", "channel"])[["units", "money"]].mean()
+    kpi = tables["kpi"][tables["kpi"]["geo"].isin(WEST) & tables["kpi"]["week_start"].isin(weeks)]
+    return mean, media.groupby("channel")["units"].max(), kpi, kpi["kpi_value"].max()
+
+
 def test_beta_is_derived_from_roi_and_the_typical_weeks_spend(tables):
     cfg = _cfg(tables)
     data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
@@ -51,15 +64,7 @@ def test_beta_is_derived_from_roi_and_the_typical_weeks_spend(tables):
              for k, v in model.initial_point().items()}
     rel, roi, lam, beta = _values(model, ("saturation_relative_roi", "saturation_roi", "saturation_lam",
                                           "saturation_beta"), point)
-    weeks = set(data.weeks)
-    media = tables["media"].merge(tables["cpu"][["week_start", "geo", "channel", "cost_per_unit"]],
-                                  on=["week_start", "geo", "channel"])
-    media = media[media["geo"].isin(WEST) & media["week_start"].isin(weeks)]
-    media = media.assign(money=media["units"] * media["cost_per_unit"])
-    mean = media.groupby(["geo", "channel"])[["units", "money"]].mean()
-    channel_scale = media.groupby("channel")["units"].max()  # the sample: one scale per market
-    kpi = tables["kpi"][tables["kpi"]["geo"].isin(WEST) & tables["kpi"]["week_start"].isin(weeks)]
-    target_scale = kpi["kpi_value"].max()
+    mean, channel_scale, kpi, target_scale = _typical_week(tables, data)
     for i, geo in enumerate(WEST):
         kpi_per_spend = kpi.loc[kpi["geo"] == geo, "kpi_value"].mean() / mean.loc[geo, "money"].sum()
         for j, ch in enumerate(CHANNELS):
@@ -143,15 +148,7 @@ def test_the_hill_saturation_derives_kappa_and_beta_from_the_typical_week(tables
     rel, roi, slope, kappa, ratio, beta = _values(model, (
         "saturation_relative_roi", "saturation_roi", "saturation_slope", "saturation_kappa",
         "saturation_relative_kappa", "saturation_beta"), point)
-    weeks = set(data.weeks)
-    media = tables["media"].merge(tables["cpu"][["week_start", "geo", "channel", "cost_per_unit"]],
-                                  on=["week_start", "geo", "channel"])
-    media = media[media["geo"].isin(WEST) & media["week_start"].isin(weeks)]
-    media = media.assign(money=media["units"] * media["cost_per_unit"])
-    mean = media.groupby(["geo", "channel"])[["units", "money"]].mean()
-    channel_scale = media.groupby("channel")["units"].max()
-    kpi = tables["kpi"][tables["kpi"]["geo"].isin(WEST) & tables["kpi"]["week_start"].isin(weeks)]
-    target_scale = kpi["kpi_value"].max()
+    mean, channel_scale, _, target_scale = _typical_week(tables, data)
     for i, geo in enumerate(WEST):
         for j, ch in enumerate(CHANNELS):
             x0 = mean.loc[(geo, ch), "units"] / channel_scale[ch]

@@ -9,13 +9,21 @@ import pandas as pd
 from assets.metadata import plots_metadata, source_version, table_metadata
 from assets.models import COMMON, market_inputs, mmm_calibrated, mmm_uncalibrated
 from mmm_pipeline.model import market as market_lib
+from mmm_pipeline.model import national_split
 from mmm_pipeline.units import run_units
 from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # The report's own code only re-runs the report (no refit).
 REPORT_CODE_VERSION = source_version("mmm_pipeline.reporting.model_report", "mmm_pipeline.reporting.calibration_checks",
-                                     "mmm_pipeline.model.market", glue=__name__)
+                                     "mmm_pipeline.model.market", "mmm_pipeline.model.national_split",
+                                     glue=__name__)
+
+
+def calibrated_version(runs: pd.DataFrame) -> str | None:
+    """The calibrated model's version among a market's marts.model_runs_latest rows (None: not fitted)."""
+    cal = runs.loc[runs["variant"] == "calibrated", "model_version"]
+    return str(cal.iloc[0]) if len(cal) else None
 
 
 @dg.asset(deps=[mmm_uncalibrated, mmm_calibrated], kinds={"duckdb", "pandas"},
@@ -45,6 +53,12 @@ def calibration_report(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         runs = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = ?", [market]).df()
         lift = con.execute("SELECT * FROM marts.lift_tests_latest WHERE market = ?", [market]).df() \
             if table_exists(con, "marts.lift_tests_latest") else pd.DataFrame()
+        # a national test shared with other markets: the calibrated model's own term for it
+        split = con.execute("SELECT * FROM marts.national_test_split_latest WHERE market = ? AND model_version = ?",
+                            [market, calibrated_version(runs)]).df() \
+            if table_exists(con, "marts.national_test_split_latest") else pd.DataFrame()
+    if len(split) and len(lift):
+        lift = national_split.apply_split(lift, split, market)
     models = {}
     for r in runs.to_dict("records"):
         models[r["variant"]] = (r["model_version"], model_lib.load_model(r["artifact_uri"]))

@@ -61,7 +61,7 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
                             "FROM raw.ad_reporting_current").df()
         converted, rejected = lift_lib.convert_lift_tests(tests, daily, geos, market=market,
-                                                          **config.lift_tests.model_dump())
+                                                          **config.lift_tests.conversion_kwargs())
         version = fingerprint(MODEL_CODE_VERSION, converted.to_json(), rejected.to_json())
         kind = f"lift_test_conversion:{market}"
         con.execute("DELETE FROM raw.quarantine WHERE kind = ?", [kind])
@@ -120,6 +120,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         with warehouse.get_connection() as con:
             inputs = market_inputs(con, settings, market)
             lift, targets = market_lib.calibration_inputs(con, inputs, variant)
+            split = None
+            if variant == "calibrated" and lift is not None and len(lift):
+                lift, split = market_lib.national_test_split(con, inputs, lift, log=context.log.info)
         with warehouse.transaction() as con:  # both variants may ask at once: the lock serialises them
             scales = market_lib.market_scales(con, inputs, f"{variant} fit of {inputs.data_version}")
         plan = market_lib.plan(inputs, variant, lift, targets, scales, code_version=MODEL_CODE_VERSION)
@@ -149,6 +152,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         rows = market_lib.mart_rows(inputs, plan, fitted, gates_enforced=checks_enforced)
     except MarketError as exc:
         raise dg.Failure(str(exc)) from None
+    if split is not None and len(split):
+        # this market's rows; each market's calibrated fit writes its own
+        rows["marts.national_test_split"] = split[split["market"] == market].assign(variant=variant)
     with warehouse.transaction() as con:
         appended = market_lib.write_marts(con, model_version, rows, inputs.units)
     diag, passed, failures, warns, attempts = (fitted.diagnostics, fitted.passed, fitted.failures, fitted.warnings,
@@ -168,6 +174,10 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     meta.update(plots_metadata(artifacts, model_report.model_figures(fitted.mmm, contributions,
                                                                      title=f"{market} {variant}"), (variant, market)))
     offenders = diag.get("rhat_offenders", []) + diag.get("ess_offenders", [])
+    if split is not None and len(split):
+        meta["national_test_split"] = dg.MetadataValue.md(split[
+            ["test_id", "market", "spend_share", "lift_share_mean", "lift_share_sd", "delta_y_test", "sigma_test",
+             "method"]].to_markdown(index=False))
     if len(attempts) > 1:
         meta["attempts"] = dg.MetadataValue.md(pd.DataFrame(attempts).to_markdown(index=False))
     if not passed:
@@ -226,9 +236,15 @@ def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     return _fit_variant(context, warehouse, settings, artifacts, "uncalibrated")
 
 
-@dg.asset(deps=[*STAGED, lift_tests_model_units],
+# A national test that spans markets may be split by every market's uncalibrated prediction of it
+# (lift_tests.national_split: predicted_lift), so each market's calibrated fit may read all markets'.
+@dg.asset(deps=[*STAGED, dg.AssetDep(lift_tests_model_units, partition_mapping=dg.AllPartitionMapping()),
+                dg.AssetDep("mmm_uncalibrated", partition_mapping=dg.AllPartitionMapping())],
           check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT),
-          description="Lift-test-calibrated (add_lift_test_measurements) " + MODEL_DESCRIPTION, **COMMON)
+          description="Lift-test-calibrated " + MODEL_DESCRIPTION + " The lift tests enter as a window "
+          "likelihood on each test's spend path; a national test shared with other markets is split by spend "
+          "share or, with lift_tests.national_split: predicted_lift, by the markets' uncalibrated predicted lifts "
+          "(marts.national_test_split).", **COMMON)
 def mmm_calibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
     return _fit_variant(context, warehouse, settings, artifacts, "calibrated")

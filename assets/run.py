@@ -2,8 +2,9 @@
 
 Runs in process against the Dagster instance at DAGSTER_HOME (so the runs show
 in `make ui`), with resources from the MMM_* environment variables: first
-`ingest_job`, then `model_job` once per market (the markets at the same time, one process each,
-unless MMM_PARALLEL_MARKETS=0). Exits non-zero when an asset
+`ingest_job`, then `model_job` per market (the markets at the same time, one process each,
+unless MMM_PARALLEL_MARKETS=0; with `lift_tests.national_split: predicted_lift` in two stages:
+every market's lift tests and uncalibrated fit first, since each calibrated fit then reads all of them). Exits non-zero when an asset
 fails or a blocking check fails (the rest still runs where it can).
 One run at a time per warehouse and per DAGSTER_HOME: a second waits for the first, naming it
 (`mmm_pipeline.run_lock`; MMM_RUN_WAIT_SECONDS bounds the wait, then exit code 75).
@@ -58,11 +59,46 @@ def fail_dead_runs(instance) -> list[str]:
     return failed
 
 
-def _run_market(model_job, instance, market: str, run_config) -> list:
-    """model_job for one market partition, then the report alone when a failed gate blocked it."""
+# What every market's calibrated fit reads of all markets when a national test shared between markets
+# is split by their uncalibrated predictions (lift_tests.national_split: predicted_lift): these run
+# first, for every market (the out-of-sample refit too, which needs no calibrated fit, so that a
+# market whose fit was quick has work while it waits).
+FIRST_STAGE = (dg.AssetKey("lift_tests_model_units"), dg.AssetKey("mmm_uncalibrated"),
+               dg.AssetKey("model_validation"))
+
+
+def markets_read_each_other(defs) -> bool:
+    """Whether each market's calibrated fit reads every market's uncalibrated fit (pipeline.yaml
+    `lift_tests.national_split: predicted_lift`), so that `make run` fits those first."""
+    from mmm_pipeline.settings import ConfigError
+
+    try:
+        config, _ = defs.resources["settings"].config()
+    except (KeyError, ConfigError):  # no settings resource, or a config ingest_job already refused
+        return False
+    return config.lift_tests.national_split == "predicted_lift"
+
+
+def _run_first_stage(model_job, instance, market: str, run_config) -> list:
+    return [model_job.execute_in_process(instance=instance, raise_on_error=False, partition_key=market,
+                                         run_config=run_config, asset_selection=list(FIRST_STAGE))]
+
+
+def _run_market(model_job, instance, market: str, run_config, first_stage: list | None = None) -> list:
+    """model_job for one market partition (the rest of it after `first_stage`, that stage's results),
+    then the report alone when a failed gate blocked it."""
+    selection = None
+    if first_stage is not None:
+        # A failure or a blocking check blocks only within its run: a failed uncalibrated step or gate
+        # runs again here (a saved fit is loaded, not refitted) so that it blocks what follows it.
+        failed = any(not r.success or failed_checks(r) for r in first_stage)
+        again = {dg.AssetKey("mmm_uncalibrated")} if failed else set()
+        selection = [k for k in model_job.asset_layer.selected_asset_keys
+                     if k not in FIRST_STAGE or k in again]
     result = model_job.execute_in_process(
-        instance=instance, raise_on_error=False, partition_key=market, run_config=run_config)
-    results = [result]
+        instance=instance, raise_on_error=False, partition_key=market, run_config=run_config,
+        asset_selection=selection)
+    results = [*(first_stage or []), result]
     if failed_checks(result) and not _materialized(result, "market_report"):
         # A failed gate blocked the outputs and so the report; the report still says so
         # (banner, and which earlier model the outputs come from), so render it on its own.
@@ -86,12 +122,19 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _market_process(market: str, run_config) -> list[str]:
-    """Spawned process: `assets.definitions.defs`' model_job for `market` on DAGSTER_HOME's instance."""
+def _market_process(market: str, run_config, stage: str = "all", first_stage_ids: tuple[str, ...] = ()) -> list[str]:
+    """Spawned process: `assets.definitions.defs`' model_job for `market` on DAGSTER_HOME's instance,
+    `stage` "first" (FIRST_STAGE), "rest" (after the first stage's runs `first_stage_ids`) or "all"."""
     from assets.definitions import defs
 
+    job = defs.resolve_job_def("model_job")
     with dg.DagsterInstance.get() as instance:
-        return [r.run_id for r in _run_market(defs.resolve_job_def("model_job"), instance, market, run_config)]
+        if stage == "first":
+            runs = _run_first_stage(job, instance, market, run_config)
+        else:
+            first = [StoredRun(instance, i) for i in first_stage_ids] if stage == "rest" else None
+            runs = _run_market(job, instance, market, run_config, first)
+        return [r.run_id for r in runs]
 
 
 class StoredRun:
@@ -121,15 +164,26 @@ def run_all(defs, instance, run_config=None, markets: list[str] | None = None, *
     if results[0].success and not failed_checks(results[0]):
         model_job = defs.resolve_job_def("model_job")
         keys = markets or model_job.partitions_def.get_partition_keys()
+        staged = len(keys) > 1 and markets_read_each_other(defs)
         if parallel and len(keys) > 1 and not instance.is_ephemeral:
             import concurrent.futures
             import multiprocessing
 
+            n = len(keys)
             with concurrent.futures.ProcessPoolExecutor(
-                    max_workers=len(keys), mp_context=multiprocessing.get_context("spawn"),
+                    max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_die_with_parent) as pool:
-                run_ids = list(pool.map(_market_process, keys, [run_config] * len(keys)))
+                if staged:  # the same worker processes run both stages: the second imports nothing again
+                    first = list(pool.map(_market_process, keys, [run_config] * n, ["first"] * n))
+                    run_ids = list(pool.map(_market_process, keys, [run_config] * n, ["rest"] * n,
+                                            [tuple(ids) for ids in first]))
+                else:
+                    run_ids = list(pool.map(_market_process, keys, [run_config] * n))
             results += [StoredRun(instance, run_id) for ids in run_ids for run_id in ids]
+        elif staged:
+            first = {market: _run_first_stage(model_job, instance, market, run_config) for market in keys}
+            for market in keys:
+                results += _run_market(model_job, instance, market, run_config, first[market])
         else:
             for market in keys:
                 results += _run_market(model_job, instance, market, run_config)

@@ -151,7 +151,7 @@ def _fit_one(args: dict) -> dict:
     t = weekly_tables(input_dir)
     geos = t["markets"][args["market"]]
     pipeline = load_pipeline_config(input_dir)[0]
-    lt = pipeline.lift_tests.model_dump()
+    lt = pipeline.lift_tests.conversion_kwargs()
     variant, _, extra = args["variant"].split("#")[0].partition("+")  # e.g. uncalibrated+trend, calibrated#s2
     if "spendsplit" in extra.split("+"):  # a national test split across markets by spend share alone
         lt["national_split_log_sd"] = 0.0

@@ -428,6 +428,29 @@ TABLES: tuple[Table, ...] = (
            column("geo_share", D, "The geo's share of the test's window spend (1 for a geo test).", SHARE),
            column("national", B, "True for a test without a geo (ran in every geo)."),
            *UNIT_COLUMNS),
+    _table("marts.national_test_split", CALIBRATION, "national lift test x market (tests spanning markets)",
+           "How a national lift test that ran in several markets' geos is split between the markets' calibrated "
+           "models: by each market's share of its window spend (the default), or with `lift_tests.national_split: "
+           "predicted_lift` by its share of the lift the uncalibrated models predict for it on their spend paths, "
+           "that share's posterior uncertainty in the term's sigma (`method` says which, and why the spend split "
+           "where a prediction was asked for).",
+           "market", "variant",
+           column("test_id", V, "The test (lift_tests.csv)."),
+           "channel",
+           column("scope", V, "`window` or `total`."),
+           column("delta_y", D, "The test's whole readout (every market).", KPI),
+           column("sigma", D, "Its standard error as reported.", KPI),
+           column("spend_share", D, "The market's share of the test's window spend.", SHARE),
+           *[column(f"lift_share_{s}", D, f"The market's share of the predicted lift: {w} (null on the spend "
+                    "split).", SHARE)
+             for s, w in (("mean", "posterior mean"), ("sd", "posterior sd"),
+                          ("hdi_low", "central 94% interval, low"), ("hdi_high", "central 94% interval, high"))],
+           column("delta_y_test", D, "The market's likelihood term: delta_y x its share (lift share, or spend "
+                  "share when `method` is not `predicted_lift`).", KPI),
+           column("sigma_test", D, "Its standard error: sqrt(sigma^2 x share + (delta_y x share sd)^2).", KPI),
+           column("method", V, "`predicted_lift`, or `spend_share: <why>`."),
+           column("uncalibrated_model_version", V, "The market's uncalibrated model whose predictions split it."),
+           *UNIT_COLUMNS, version_column="model_version"),
     _table("marts.calibration_report", CALIBRATION, "market x geo x channel x parameter",
            "Both models' estimates side by side (and, with truth.json, against the truth): did calibration "
            "sharpen them?",

@@ -96,6 +96,54 @@ def test_each_market_fits_both_variants_and_publishes_the_marts(sample_run):
     # lift tests: the national test is split into each market's geos
     national = lift[lift.test_id == "LT-2025-05"]
     assert sorted(national.geo) == sorted(["US-CA", "US-TX", "US-WA", "US-NY", "US-FL", "US-IL"])
+    # ... and between the markets by spend (the default): marts.national_test_split says so, and each
+    # calibrated model's term is the conversion's
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        split = con.execute("SELECT * FROM marts.national_test_split_latest").df().set_index("market")
+        observed = con.execute("SELECT market, observed, sigma FROM marts.lift_test_fit_latest WHERE "
+                               "test_id = 'LT-2025-05' AND variant = 'calibrated'").df().set_index("market")
+    assert sorted(split.index) == ["east", "west"] and (split.test_id == "LT-2025-05").all()
+    assert split.method.str.startswith("spend_share").all() and split.lift_share_mean.isna().all()
+    assert split.spend_share.sum() == pytest.approx(1.0) and split.delta_y_test.sum() == pytest.approx(120084.16)
+    terms = national.drop_duplicates("market").set_index("market")
+    for market in ("east", "west"):
+        assert split.loc[market, "delta_y_test"] == pytest.approx(terms.loc[market, "delta_y_test"])
+        assert split.loc[market, "sigma_test"] == pytest.approx(terms.loc[market, "sigma_test"])
+        assert observed.loc[market, "observed"] == pytest.approx(terms.loc[market, "delta_y_test"])
+
+
+def test_a_national_test_can_be_split_by_the_markets_predicted_lifts(sample_run):
+    """`lift_tests.national_split: predicted_lift`: each market's share of LT-2025-05 is its share of the
+    lift both markets' uncalibrated models predict for it; the shares' posterior sd widens the terms."""
+    from mmm_pipeline.model import market as market_lib
+    from mmm_pipeline.settings import load_pipeline_config
+
+    config, _ = load_pipeline_config(sample_run["input"])
+    config = config.model_copy(update={"lift_tests": config.lift_tests.model_copy(
+        update={"national_split": "predicted_lift"})})
+    with warehouse.connect(sample_run["warehouse"]) as con:
+        runs = con.execute("SELECT market, model_version FROM marts.model_runs_latest WHERE variant = "
+                           "'uncalibrated'").df().set_index("market")
+        terms, splits = {}, {}
+        for market in ("east", "west"):
+            inputs = market_lib.read_inputs(con, config, market, profile="fast", input_dir=sample_run["input"])
+            lift, _ = market_lib.calibration_inputs(con, inputs, "calibrated")
+            terms[market], splits[market] = market_lib.national_test_split(con, inputs, lift, log=lambda _: None)
+    split = splits["west"].set_index("market")
+    assert splits["east"].set_index("market").equals(split)  # both markets' fits see the same split
+    assert (split.method == "predicted_lift").all()
+    assert split.lift_share_mean.sum() == pytest.approx(1.0) and (split.lift_share_sd > 0).all()
+    assert (split.lift_share_hdi_low < split.lift_share_mean).all() and \
+        (split.lift_share_mean < split.lift_share_hdi_high).all()
+    assert split.delta_y_test.sum() == pytest.approx(120084.16)
+    assert (split.uncalibrated_model_version == runs.model_version.reindex(split.index)).all()
+    for market in ("east", "west"):
+        rows = terms[market][terms[market].test_id == "LT-2025-05"]
+        assert rows.delta_y_test.tolist() == pytest.approx([split.loc[market, "delta_y_test"]] * len(rows))
+        s, sd = split.loc[market, "lift_share_mean"], split.loc[market, "lift_share_sd"]
+        assert rows.sigma_test.iloc[0] == pytest.approx(np.sqrt(26364.65 ** 2 * s + (120084.16 * sd) ** 2))
+        other = terms[market][terms[market].test_id != "LT-2025-05"]
+        assert (other.delta_y_test > 0).all()  # geo tests keep their own readouts
 
 
 def test_saved_artifact_round_trips_with_its_cost_per_unit(sample_run):

@@ -288,7 +288,7 @@ def _ingest(folder: Path) -> dict:
                             "FROM raw.ad_reporting_current").df()
     geos = config.markets["all"]
     converted, rejected = convert_lift_tests(with_scope(lift, folder / "lift_tests.csv"), daily, geos, market="all",
-                                             **config.lift_tests.model_dump())
+                                             **config.lift_tests.conversion_kwargs())
     return {"quarantined": quarantined, "media": media, "kpi": kpi, "controls": controls,
             "converted": converted, "rejected": rejected}
 

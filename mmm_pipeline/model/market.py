@@ -146,6 +146,91 @@ def calibration_inputs(con, inputs: MarketInputs, variant: str) -> tuple[pd.Data
     return lift, None
 
 
+def _uncalibrated_lift_draws(con, inputs: MarketInputs, market: str, rows: pd.DataFrame,
+                             log: Callable[[str], None]) -> tuple[dict | None, str | None, str]:
+    """(test_id -> predicted lift draws, the model version, why not) of `market`'s latest uncalibrated
+    model over its converted `rows`: None with the reason when that model is missing, of other data,
+    or unreadable. The draws are cached beside the model's artifact (a national test's split is
+    asked by every market)."""
+    import numpy as np
+
+    from mmm_pipeline.model import national_split
+    from mmm_pipeline.model.artifacts import load_model
+
+    if not table_exists(con, "marts.model_runs_latest"):
+        return None, None, "no model has been fitted"
+    run = con.execute("SELECT model_version, data_version, artifact_uri FROM marts.model_runs_latest "
+                      "WHERE market = ? AND variant = 'uncalibrated'", [market]).df()
+    if not len(run):
+        return None, None, f"market {market} has no uncalibrated model"
+    version, artifact = str(run["model_version"].iloc[0]), Path(str(run["artifact_uri"].iloc[0]))
+    current = inputs if market == inputs.market else read_inputs(
+        con, inputs.pipeline, market, profile=inputs.profile, input_dir=inputs.input_dir)
+    if run["data_version"].iloc[0] != current.data_version:
+        return None, version, f"market {market}'s uncalibrated model is of other data (refit it first)"
+    design_rows = rows.drop(columns=["materialized_at", "data_version"], errors="ignore").sort_values(
+        ["test_id", "geo"]).reset_index(drop=True)
+    cache = artifact.with_name(f"{artifact.stem}.national_lifts.{fingerprint(design_rows.to_json())}.npz")
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {str(t): z[f"d{k}"] for k, t in enumerate(z["test_ids"])}, version, ""
+    try:
+        draws = national_split.predicted_lift_draws(load_model(artifact), design_rows)
+    except ModelError as exc:
+        return None, version, f"market {market}'s uncalibrated model cannot be read: {exc}"
+    tmp = cache.with_name(f".{cache.name}.tmp.npz")
+    np.savez(tmp, test_ids=np.array(list(draws), dtype=str), **{f"d{k}": v for k, v in enumerate(draws.values())})
+    tmp.replace(cache)
+    log(f"predicted lifts of national tests {sorted(draws)} in market {market} by model {version}")
+    return draws, version, ""
+
+
+def national_test_split(con, inputs: MarketInputs, lift: pd.DataFrame, *,
+                        log: Callable[[str], None] = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the market's converted lift tests with each national test it shares with other markets split
+    by the markets' predicted lifts, marts.national_test_split rows of those tests).
+
+    With `lift_tests.national_split: spend_share` (the default) the rows say how the conversion split
+    the test by spend and the terms stay as they are; with `predicted_lift` every market's
+    uncalibrated model and converted tests must be there: the calibrated model of each market depends
+    on all of them (`mmm_pipeline.model.national_split`)."""
+    from mmm_pipeline.model import national_split
+
+    settings = inputs.pipeline.lift_tests
+    tests = national_split.spanning_tests(lift)
+    if not tests:
+        return lift, pd.DataFrame(columns=national_split.SPLIT_COLUMNS)
+    predicted = settings.national_split == national_split.PREDICTED
+    all_rows = con.execute("SELECT * FROM marts.lift_tests_latest WHERE list_contains(?, test_id)",
+                           [tests]).df()
+    raw = con.execute("SELECT test_id, channel, scope, delta_y, sigma FROM raw.lift_tests "
+                      "WHERE list_contains(?, test_id)", [tests]).df().drop_duplicates("test_id").set_index("test_id")
+    draws: dict[str, dict] = {}
+    versions: dict[str, str | None] = {}
+    reasons: dict[str, str] = {}
+    for market, rows in all_rows.groupby("market"):
+        draws[market], versions[market], reasons[market] = _uncalibrated_lift_draws(con, inputs, market, rows, log) \
+            if predicted else (None, None, "lift_tests.national_split is spend_share")
+    out = []
+    for k, test_id in enumerate(tests):
+        rows = all_rows[all_rows["test_id"] == test_id]
+        shares = rows.drop_duplicates("market").set_index("market")["market_share"].astype(float).to_dict()
+        per_market = {m: (draws[m] or {}).get(test_id) for m in shares}
+        test = {"test_id": test_id, **raw.loc[test_id].to_dict()} if test_id in raw.index else \
+            {"test_id": test_id, "channel": rows["channel"].iloc[0], "scope": rows["scope"].iloc[0],
+             "delta_y": float(rows["delta_y_test"].iloc[0] / rows["market_share"].iloc[0]), "sigma": float("nan")}
+        split = national_split.lift_share_split(test, shares, per_market, split_log_sd=settings.national_split_log_sd,
+                                                seed=k)
+        why = "; ".join(sorted({reasons[m] for m in shares if reasons.get(m)}))
+        if why:
+            split["method"] = split["method"].where(split["method"] == national_split.PREDICTED,
+                                                    f"spend_share: {why}")
+        split["uncalibrated_model_version"] = split["market"].map(versions)
+        out.append(split)
+    split = pd.concat(out, ignore_index=True)
+    return national_split.apply_split(lift, split, inputs.market), split
+
+
 @dataclass(frozen=True)
 class Plan:
     """One variant's model version and what goes into it."""

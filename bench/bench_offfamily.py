@@ -692,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--structures", default=DEFAULT_STRUCTURES)
     ap.add_argument("--seeds", type=int, default=10, help="generator seeds per structure (default 10)")
     ap.add_argument("--quick", action="store_true", help="3 seeds per structure (the edit loop)")
+    ap.add_argument("--first-seed", type=int, default=1,
+                    help="start at this seed (e.g. --first-seed 2 --seeds 2: seed 2 alone)")
     ap.add_argument("--profile", choices=("full", "fast"), default="full")
     ap.add_argument("--out-csv", default=str(ROOT / "bench" / "offfamily_results.csv"))
     ap.add_argument("--readme", action="store_true", help="prepend the dated table to bench/README.md")
@@ -721,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     summary_rows, detail_rows, notes = [], [], []
     t0 = time.perf_counter()
     # seed-major: a run stopped part way (and resumed with --resume) has covered every structure
-    for k in range(1, n_seeds + 1):
+    for k in range(a.first_seed, n_seeds + 1):
         for s in structures:
             ds = root / f"{s}_s{k}"
             ds.mkdir(exist_ok=True)

@@ -146,6 +146,45 @@ def test_a_national_test_can_be_split_by_the_markets_predicted_lifts(sample_run)
         assert (other.delta_y_test > 0).all()  # geo tests keep their own readouts
 
 
+def test_make_run_fits_every_uncalibrated_model_first_when_markets_split_by_predicted_lift(
+        sample_run, copy_input, tmp_path):
+    """With `national_split: predicted_lift` run_all runs each market's first stage (lift tests,
+    uncalibrated fit, out-of-sample refit) for every market before any calibrated fit, whose
+    national term is then its predicted share. The uncalibrated fits load from the shared artifacts."""
+    import shutil
+
+    import yaml
+
+    folder = copy_input(sample_run["input"])
+    spec = yaml.safe_load((folder / "pipeline.yaml").read_text())
+    spec.setdefault("lift_tests", {})["national_split"] = "predicted_lift"
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    art = tmp_path / "art"
+    shutil.copytree(sample_run["artifacts"], art)
+    runs = materialize(folder, tmp_path / "w.duckdb", art)
+    assert runs.success
+    def materialized(run) -> list[str]:
+        return sorted({e.asset_key.to_user_string() for e in run.all_events
+                       if e.event_type_value == "ASSET_MATERIALIZATION"})
+
+    model_runs = [r for r in runs.results if r.job_def.name == "model_job"]  # per market: first stage, rest
+    first = ["lift_tests_model_units", "mmm_uncalibrated", "model_validation"]
+    assert [materialized(r) == first for r in model_runs] == [True, False, True, False]
+    assert all("mmm_calibrated" in materialized(r) and "mmm_uncalibrated" not in materialized(r)
+               for r in model_runs[1::2])
+    # every first stage ended before any calibrated fit's run started
+    record = {r.run_id: runs.instance.get_run_record_by_id(r.run_id) for r in model_runs}
+    last_first_end = max(record[r.run_id].end_time for r in model_runs[0::2])
+    assert all(record[r.run_id].start_time >= last_first_end for r in model_runs[1::2])
+    assert any("already exists" in m for m in runs.log_messages())  # loaded, not refitted
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        split = con.execute("SELECT * FROM marts.national_test_split_latest").df().set_index("market")
+        fit = con.execute("SELECT market, observed FROM marts.lift_test_fit_latest WHERE test_id = 'LT-2025-05' "
+                          "AND variant = 'calibrated'").df().set_index("market")
+    assert (split.method == "predicted_lift").all() and split.lift_share_mean.sum() == pytest.approx(1.0)
+    assert fit.observed.sort_index().tolist() == pytest.approx(split.delta_y_test.sort_index().tolist())
+
+
 def test_saved_artifact_round_trips_with_its_cost_per_unit(sample_run):
     with warehouse.connect(sample_run["warehouse"]) as con:
         run = con.execute("SELECT * FROM marts.model_runs_latest WHERE market = 'west' AND variant = 'calibrated'").df()

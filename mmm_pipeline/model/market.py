@@ -203,8 +203,8 @@ def national_test_split(con, inputs: MarketInputs, lift: pd.DataFrame, *,
     predicted = settings.national_split == national_split.PREDICTED
     all_rows = con.execute("SELECT * FROM marts.lift_tests_latest WHERE list_contains(?, test_id)",
                            [tests]).df()
-    raw = con.execute("SELECT test_id, channel, scope, delta_y, sigma FROM raw.lift_tests "
-                      "WHERE list_contains(?, test_id)", [tests]).df().drop_duplicates("test_id").set_index("test_id")
+    raw = con.execute("SELECT test_id, delta_y, sigma FROM raw.lift_tests WHERE list_contains(?, test_id)",
+                      [tests]).df().drop_duplicates("test_id").set_index("test_id")
     draws: dict[str, dict] = {}
     versions: dict[str, str | None] = {}
     reasons: dict[str, str] = {}
@@ -215,13 +215,17 @@ def national_test_split(con, inputs: MarketInputs, lift: pd.DataFrame, *,
     for k, test_id in enumerate(tests):
         rows = all_rows[all_rows["test_id"] == test_id]
         shares = rows.drop_duplicates("market").set_index("market")["market_share"].astype(float).to_dict()
-        per_market = {m: (draws[m] or {}).get(test_id) for m in shares}
-        test = {"test_id": test_id, **raw.loc[test_id].to_dict()} if test_id in raw.index else \
-            {"test_id": test_id, "channel": rows["channel"].iloc[0], "scope": rows["scope"].iloc[0],
-             "delta_y": float(rows["delta_y_test"].iloc[0] / rows["market_share"].iloc[0]), "sigma": float("nan")}
+        why = sorted({reasons[m] for m in shares if reasons.get(m)})
+        if test_id in raw.index:
+            per_market = {m: (draws[m] or {}).get(test_id) for m in shares}
+            readout = raw.loc[test_id].to_dict()
+        else:  # raw.lift_tests was reloaded after the conversion: its terms stay
+            per_market, readout = dict.fromkeys(shares), {"delta_y": float("nan"), "sigma": float("nan")}
+            why.append("the readout is no longer in raw.lift_tests")
+        test = {"test_id": test_id, "channel": rows["channel"].iloc[0], "scope": rows["scope"].iloc[0], **readout}
         split = national_split.lift_share_split(test, shares, per_market, split_log_sd=settings.national_split_log_sd,
                                                 seed=k)
-        why = "; ".join(sorted({reasons[m] for m in shares if reasons.get(m)}))
+        why = "; ".join(why)
         if why:
             split["method"] = split["method"].where(split["method"] == national_split.PREDICTED,
                                                     f"spend_share: {why}")

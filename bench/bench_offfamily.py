@@ -243,8 +243,11 @@ def extract(db: Path, input_dir: Path) -> dict:
         for variant in sorted(runs[runs["market"] == market]["variant"].unique()):
             p = plans[(plans["market"] == market) & (plans["variant"] == variant)]
             try:
+                # the product's default scenario, hold rule included (a variant whose plan is not in the
+                # mart is planned here with the same threshold)
                 scenario = allocation.default_scenario(market, cur, horizon_weeks=config.planning_horizon_weeks,
-                                                       variant=variant)
+                                                       variant=variant,
+                                                       min_probability_of_gain=config.plan_min_probability_of_gain)
                 if len(p):
                     a = alloc[(alloc["market"] == market) & (alloc["variant"] == variant)]
                     summary, source = p.iloc[0].to_dict(), "mart"

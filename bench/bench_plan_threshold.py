@@ -11,7 +11,8 @@ is not this sure pays is held) and scored under the generator's true response as
 scores the product's plan: the true gain (% of the current mix's true media response), the best plan's for
 the same budget and bounds, the share captured, whether the plan truly loses, the predicted gain and
 whether its 94% interval covers the true gain, the cells held and the decision (move / keep_current_mix).
-Printed pooled per threshold; rows appended to --out-csv.
+Printed pooled per threshold; rows appended to --out-csv. About a minute per dataset and threshold on 2
+cores (a weibull_lag dataset, 4 thresholds: 128 s).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def plans_at_thresholds(ds: Path, thresholds: list[float]) -> list[dict]:
     from mmm_pipeline import model as model_lib
     from mmm_pipeline import warehouse
     from mmm_pipeline.decisions import allocation
-    from mmm_pipeline.sample.offfamily import best_plan, true_response
+    from mmm_pipeline.sample.offfamily import best_plan, cell_index, true_response
     from mmm_pipeline.settings import load_pipeline_config
 
     truth = json.loads((ds / "input.truth.json").read_text())
@@ -44,7 +45,7 @@ def plans_at_thresholds(ds: Path, thresholds: list[float]) -> list[dict]:
         runs = con.execute("SELECT * FROM marts.model_runs_latest").df()
         forecast = con.execute("SELECT * FROM marts.cost_per_unit_forecast_latest").df()
         curves_now = con.execute("SELECT * FROM marts.response_curves_latest").df()
-    geos, channels = truth["geos"], truth["channels"]
+    geos, channels = cell_index(truth)
     rows = []
     for r in runs.to_dict("records"):
         market, variant = r["market"], r["variant"]

@@ -200,6 +200,17 @@ def test_a_report_shows_formatted_values_and_model_parts_in_words(count_kpi_repo
     assert internal and [p for p in internal if re.search(rf"\b{p}\b", text)] == []
     assert "_raw" not in text and "saturation_" not in text and "adstock_" not in text
     assert "carryover (how much of a week's effect comes in later weeks)" in text
+    # a refit that did not converge names the model parts in words too (its gate failure lists parameters)
+    val = inp.tables["validation"]
+    inp.tables["validation"] = val.assign(fit_passed_gates=False, fit_gate_failures=(
+        "max R-hat 1.0400 > 1.05 (parameters: saturation_lam_raw_mu, saturation_beta; worst: "
+        "saturation_lam[US-CA, social] 1.04); min bulk ESS 80 < 100 (parameters: adstock_alpha)"))
+    try:
+        stuck = visible_text(report.build_report(inp).html)
+    finally:
+        inp.tables["validation"] = val
+    assert "The refit did not converge (max R-hat 1.0400 > 1.05 (in: saturation, channel effect size)" in stuck
+    assert "saturation_" not in stuck and "adstock_" not in stuck
     diag = re.search(r"Worst R-hat and ESS per model part</h3>(<table>.*?</table>)", rep.html, re.S).group(1)
     assert diag.count("<tr") - 1 < len(inp.t("diagnostics"))
     assert re.search(r"weeks \(\d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d\)", text)  # the held-out weeks as days

@@ -489,8 +489,8 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
         verdict = "beats" if bool(mkt_val["beats_baseline"]) else "does <b>not</b> beat"
         converged = mkt_val.get("fit_passed_gates")
         stuck = ("" if converged is None or pd.isna(converged) or bool(converged) else
-                 " <b>The refit did not converge</b> (" + html.escape(str(mkt_val.get("fit_gate_failures") or
-                                                                           "its gate failed")[:300])
+                 " <b>The refit did not converge</b> (" + html.escape(describe_gate_failures(
+                     str(mkt_val.get("fit_gate_failures") or "its gate failed")))
                  + "): this forecast is not evidence either way.")
         oos = (f"<p>Out-of-sample: refitted without its last {int(mkt_val['holdout_weeks'])} complete weeks "
                f"({day(mkt_val['first_week'])} to {day(mkt_val['last_week'])}), the model forecasts them from their "

@@ -20,7 +20,52 @@ HOLDOUT_CODE_VERSION = source_version("mmm_pipeline.model", "mmm_pipeline.model.
 TRACK_RECORD_CODE_VERSION = source_version("mmm_pipeline.model.track_record", glue=__name__)
 
 
-@dg.asset(deps=STAGED,
+@dg.asset(deps=STAGED, kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT),
+          description="marts.model_family: with model.family_candidates (two or more adstock x saturation pairs), "
+          "each candidate refitted without the last model.validation.holdout_weeks weeks and scored by the CRPS "
+          "of its forecast of them (per week and geo, over the geo's mean KPI); the first candidate is kept "
+          "unless another converged one forecasts better by more than 2 standard errors. Both fits and the "
+          "out-of-sample validation use the chosen family. Without candidates it does nothing.",
+          **{**COMMON, "code_version": HOLDOUT_CODE_VERSION})
+def model_family(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 settings: PipelineSettings) -> dg.MaterializeResult:
+    from mmm_pipeline.model import family as family_lib
+
+    market = context.partition_key
+    with warehouse.get_connection() as con:
+        inputs = market_inputs(con, settings, market, resolve_family=False)
+    cfg = inputs.config
+    if not cfg.family_candidates:
+        return dg.MaterializeResult(metadata={"market": market, "selection": "off (model.family_candidates empty)",
+                                              "family": f"{cfg.adstock} + {cfg.saturation}"},
+                                    data_version=dg.DataVersion(f"{cfg.adstock}+{cfg.saturation}"))
+    try:
+        with warehouse.transaction() as con:
+            scales = market_lib.market_scales(con, inputs, f"family choice of {inputs.data_version}")
+        key = family_lib.selection_key(market, inputs.data_version, cfg)
+        version = fingerprint(MODEL_CODE_VERSION, key, cfg.validation.model_dump(), scales.rows().to_json())
+        with warehouse.get_connection() as con:
+            stored = family_lib.stored_version(con, market, version)
+        if not stored:
+            selection = family_lib.select_family(inputs, scales, code_version=MODEL_CODE_VERSION,
+                                                 log=context.log.info)
+            with warehouse.transaction() as con:
+                family_lib.write_selection(con, selection, version, inputs.units)
+        with warehouse.get_connection() as con:
+            table = con.execute("SELECT * FROM marts.model_family WHERE market = ? AND data_version = ?",
+                                [market, version]).df()
+    except MarketError as exc:
+        raise dg.Failure(str(exc)) from None
+    chosen = table[table["chosen"]].iloc[0]
+    context.log.info(f"curve family of {market}: {chosen['reason']}")
+    shown = table.drop(columns=["data_version", "materialized_at", "selection_key", "reason"], errors="ignore")
+    return dg.MaterializeResult(
+        metadata={"market": market, "chosen": str(chosen["candidate"]), "reason": str(chosen["reason"]),
+                  "reused": stored, "candidates": dg.MetadataValue.md(shown.to_markdown(index=False))},
+        data_version=dg.DataVersion(version))
+
+
+@dg.asset(deps=[*STAGED, "model_family"],
           check_specs=[dg.AssetCheckSpec(
               "beats_naive_forecast", asset="model_validation",
               description="The model refitted without the last model.validation.holdout_weeks (8) complete weeks "

@@ -32,11 +32,12 @@ COMMON = dict(automation_condition=DOWNSTREAM, group_name="models", owners=OWNER
 STAGED = ["staging_media_weekly", "staging_kpi_weekly", "staging_controls_weekly", "cost_per_unit"]
 
 
-def market_inputs(con, settings: PipelineSettings, market: str) -> MarketInputs:
+def market_inputs(con, settings: PipelineSettings, market: str, *, resolve_family: bool = True) -> MarketInputs:
     """`market_lib.read_inputs` of the run's settings; a Failure naming the problem when it cannot."""
     config, _ = settings.config()
     try:
-        return market_lib.read_inputs(con, config, market, profile=settings.profile, input_dir=settings.input_dir)
+        return market_lib.read_inputs(con, config, market, profile=settings.profile, input_dir=settings.input_dir,
+                                      resolve_family=resolve_family)
     except MarketError as exc:
         raise dg.Failure(str(exc)) from None
 
@@ -55,7 +56,7 @@ def lift_tests_model_units(context: dg.AssetExecutionContext, warehouse: Warehou
 
     market = context.partition_key
     with warehouse.get_connection() as con:
-        inputs = market_inputs(con, settings, market)
+        inputs = market_inputs(con, settings, market, resolve_family=False)  # tests do not depend on the curves
         config, geos = inputs.pipeline, inputs.geos
         tests = con.execute("SELECT * FROM raw.lift_tests").df()
         daily = con.execute("SELECT date_day, geo, channel, unit, clicks, impressions, spend "
@@ -220,8 +221,9 @@ def _fit_variant(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 
 MODEL_DESCRIPTION = (
-    "pymc-marketing multidimensional MMM (dims geo) on weekly delivery units: geometric adstock, logistic "
-    "saturation, yearly Fourier seasonality, non-centered partially pooled geo parameters, fitted with "
+    "pymc-marketing multidimensional MMM (dims geo) on weekly delivery units: adstock and saturation as "
+    "model.adstock / model.saturation say (geometric and logistic by default; chosen by model_family when "
+    "model.family_candidates lists several), yearly Fourier seasonality, non-centered partially pooled geo parameters, fitted with "
     "nutpie. Saved with MMM.save to MMM_ARTIFACT_DIR/<variant>/<market>/<model_version>.nc; an existing "
     "valid artifact of the same version is loaded instead of refitted. A fit that fails its gate climbs the "
     "retry ladder (model.retry). Writes marts.model_runs (with every attempt), marts.contributions, "
@@ -229,7 +231,7 @@ MODEL_DESCRIPTION = (
 )
 
 
-@dg.asset(deps=STAGED, check_specs=_gate_checks("uncalibrated"),
+@dg.asset(deps=[*STAGED, "model_family"], check_specs=_gate_checks("uncalibrated"),
           kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT), description="Uncalibrated " + MODEL_DESCRIPTION, **COMMON)
 def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      settings: PipelineSettings, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -238,7 +240,8 @@ def mmm_uncalibrated(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
 # A national test that spans markets may be split by every market's uncalibrated prediction of it
 # (lift_tests.national_split: predicted_lift), so each market's calibrated fit may read all markets'.
-@dg.asset(deps=[*STAGED, dg.AssetDep(lift_tests_model_units, partition_mapping=dg.AllPartitionMapping()),
+@dg.asset(deps=[*STAGED, "model_family",
+                dg.AssetDep(lift_tests_model_units, partition_mapping=dg.AllPartitionMapping()),
                 dg.AssetDep("mmm_uncalibrated", partition_mapping=dg.AllPartitionMapping())],
           check_specs=_gate_checks("calibrated"), kinds={"pymc", "duckdb"}, pool=pool(MODEL_FIT),
           description="Lift-test-calibrated " + MODEL_DESCRIPTION + " The lift tests enter as a window "

@@ -63,7 +63,7 @@ def fail_dead_runs(instance) -> list[str]:
 # is split by their uncalibrated predictions (lift_tests.national_split: predicted_lift): these run
 # first, for every market (the out-of-sample refit too, which needs no calibrated fit, so that a
 # market whose fit was quick has work while it waits).
-FIRST_STAGE = (dg.AssetKey("lift_tests_model_units"), dg.AssetKey("mmm_uncalibrated"),
+FIRST_STAGE = (dg.AssetKey("lift_tests_model_units"), dg.AssetKey("model_family"), dg.AssetKey("mmm_uncalibrated"),
                dg.AssetKey("model_validation"))
 
 

@@ -351,7 +351,35 @@ TABLES: tuple[Table, ...] = (
            column("hdi_low", D, f"Lower bound of the forecast's {HDI}.", KPI),
            column("hdi_high", D, f"Upper bound of the forecast's {HDI}.", KPI),
            column("baseline", D, "The naive forecast of the week.", KPI),
-           "market", *KPI_COLUMNS),
+           "market",
+           column("crps", D, "The week's CRPS of the forecast draws (lower is better; the point score behind "
+                  "`marts.model_family`).", KPI),
+           *KPI_COLUMNS),
+    _table("marts.model_family", MODELS, "candidate curve family (per market and choice)",
+           "How the market's curve family was chosen when `model.family_candidates` lists two or more: each "
+           "candidate refitted without the held-out weeks (as `marts.model_validation`), scored by its forecast's "
+           "CRPS per held-out week and geo over the geo's mean KPI; the first candidate is kept unless another "
+           "converged one is lower by more than 2 standard errors of the paired difference.",
+           "market",
+           column("candidate", V, "`<adstock> + <saturation>`."),
+           column("adstock", V, "`geometric` or `delayed`."),
+           column("saturation", V, "`logistic` or `hill`."),
+           column("is_default", B, "The first candidate: kept unless another is better beyond noise."),
+           column("holdout_weeks", I, "Weeks held out.", WEEKS),
+           column("points", I, "Held-out (week, geo) points scored.", COUNT),
+           column("relative_crps", D, "Mean over the points of CRPS / the geo's mean held-out KPI (lower is "
+                  "better).", SHARE),
+           column("diff_vs_default", D, "Mean paired difference of the points' relative CRPS against the default's "
+                  "(negative: this candidate forecast better).", SHARE),
+           column("diff_se", D, "Standard error of that mean difference (0 for the default).", SHARE),
+           column("refit_passed_gates", B, "Whether the candidate's refit passed the validation gate (a refit that "
+                  "did not cannot be chosen over a converged default)."),
+           column("refit_max_rhat", D, "The candidate refit's largest R-hat."),
+           column("chosen", B, "The family the market's models use."),
+           column("reason", V, "Why the chosen family was chosen (the same on every row of a choice)."),
+           column("selection_key", V, "What the choice was made for (market, data version, model settings): the "
+                  "fits read the choice of their own key."),
+           ),
     _table("marts.kpi_forecast", MODELS, "model x forecast week x geo (and `market`)",
            "Each fitted model's forecast of the planning horizon's weeks after its training, under the media it "
            "expects (each geo and channel's mean weekly media of the last 13 training weeks continued; controls "

@@ -36,37 +36,45 @@ def _status(card: pd.DataFrame, check: str, variant: str | None = None) -> str:
 
 
 def test_carryover_share_is_zero_without_adstock_and_grows_with_alpha_within_its_bound():
+    from pymc_marketing.mmm import GeometricAdstock
+
     l_max = 8
-    assert curves.carryover_share(0.0, l_max) == 0.0
-    assert curves.carryover_share(0.9, 1) == 0.0  # one week of adstock: nothing carries over
+    geometric = GeometricAdstock(l_max=l_max)
+    assert curves.carryover_share(geometric, alpha=0.0) == pytest.approx(0.0)
+    assert curves.carryover_share(GeometricAdstock(l_max=1), alpha=0.9) == pytest.approx(0.0)  # nothing carries
     alphas = np.linspace(0, 0.999, 50)
-    share = curves.carryover_share(alphas, l_max)
-    assert ((share >= 0) & (share <= 1)).all()
+    share = curves.carryover_share(geometric, alpha=alphas)
+    assert share.shape == alphas.shape
+    assert ((share >= -1e-12) & (share <= 1)).all()
     assert (np.diff(share) > 0).all()
     assert share[-1] < (l_max - 1) / l_max
     # 1 - w0 / sum(w) of the normalised kernel: 0.5 with weights 1, 0.5, 0.25 -> 1 - 1/1.75
-    assert curves.carryover_share(0.5, 3) == pytest.approx(1 - 1 / 1.75)
+    assert curves.carryover_share(GeometricAdstock(l_max=3), alpha=0.5) == pytest.approx(1 - 1 / 1.75)
 
 
-def test_carryover_share_matches_pymc_marketing_geometric_adstock():
-    """The share of a unit pulse's adstocked effect after its first week, through the library's own kernel."""
-    from pymc_marketing.mmm.transformers import geometric_adstock
-    from pytensor.xtensor import as_xtensor
+def test_carryover_share_of_a_delayed_kernel_grows_with_its_peak_lag():
+    """DelayedAdstock's weights alpha^((l - theta)^2): theta 0 is a (faster-decaying) geometric kernel, a
+    later peak carries more of the effect past the first week; shapes of the draws are kept."""
+    from pymc_marketing.mmm import DelayedAdstock
 
-    alpha, l_max = 0.6, 6
-    pulse = np.zeros(12)
-    pulse[0] = 1.0
-    out = np.asarray(geometric_adstock(as_xtensor(pulse, dims=("date",)), alpha=alpha, l_max=l_max, dim="date",
-                                       normalize=True).eval())
-    assert 1 - out[0] / out.sum() == pytest.approx(float(curves.carryover_share(alpha, l_max)))
+    delayed = DelayedAdstock(l_max=6)
+    alpha = 0.5
+    weights = alpha ** (np.arange(6) ** 2)
+    assert curves.carryover_share(delayed, alpha=alpha, theta=0.0) == pytest.approx(1 - 1 / weights.sum())
+    thetas = np.array([[0.0, 1.0], [2.0, 3.0]])
+    share = curves.carryover_share(delayed, alpha=np.full((2, 2), alpha), theta=thetas)
+    assert share.shape == (2, 2)
+    assert (np.diff(share.ravel()) > 0).all()
+    assert share[1, 1] > 0.9  # a peak three weeks out: almost nothing in the week of spend
 
 
 def test_effect_shares_add_up_to_one_per_draw_and_spend_shares_to_one():
     rng = np.random.default_rng(0)
     draws = {"tv": rng.gamma(5, 100, 400), "search": rng.gamma(3, 50, 400), "social": rng.gamma(2, 30, 400)}
     spend = {"tv": 5000.0, "search": 2000.0, "social": 1000.0}
-    alpha = {"tv": rng.uniform(0.5, 0.8, 400), "search": np.zeros(400), "social": rng.uniform(0.1, 0.3, 400)}
-    out = curves.channel_shares(draws, spend, alpha, l_max=8).set_index("channel")
+    carry = {"tv": rng.uniform(0.5, 0.8, 400), "search": np.zeros(400), "social": rng.uniform(0.1, 0.3, 400)}
+    alpha_means = {"tv": 0.7, "search": 0.0, "social": 0.2}
+    out = curves.channel_shares(draws, spend, carry, alpha_means, l_max=8).set_index("channel")
     assert list(out.reset_index().columns) == curves.SHARE_COLUMNS
     assert out["effect_share_mean"].sum() == pytest.approx(1.0, abs=1e-12)
     assert out["spend_share"].sum() == pytest.approx(1.0)
@@ -75,8 +83,10 @@ def test_effect_shares_add_up_to_one_per_draw_and_spend_shares_to_one():
     assert out.loc["tv", "effect_share_mean"] == pytest.approx(np.mean(draws["tv"] / total))
     assert (out["effect_share_hdi_low"] <= out["effect_share_mean"]).all()
     assert (out["effect_share_mean"] <= out["effect_share_hdi_high"]).all()
-    assert out.loc["search", "carryover_share_mean"] == 0.0  # alpha = 0: every effect in its own week
+    assert out.loc["search", "carryover_share_mean"] == 0.0  # every effect in its own week
     assert out.loc["search", "carryover_share_hdi_high"] == 0.0
+    assert out.loc["tv", "carryover_share_mean"] == pytest.approx(carry["tv"].mean())
+    assert out.loc["social", "adstock_alpha_mean"] == 0.2 and (out["l_max"] == 8).all()
     c = out["carryover_share_mean"]
     assert ((c >= 0) & (c <= 1)).all() and out.loc["tv", "carryover_share_mean"] > out.loc["social", "carryover_share_mean"]
     no_adstock = curves.channel_shares(draws, spend)

@@ -94,7 +94,7 @@ TOTAL_ROAS_COLUMNS = ["channels", *MARKET_ROAS_COLUMNS[1:]]
 
 # Rows of `channel_roas(..., with_shares=True)` (mart `channel_share`): per channel of the market, its share
 # of the spend beside its share of the media effect (per draw: the channel's contribution over all media's),
-# and the share of a week's effect that arrives in later weeks (the posterior geometric adstock).
+# and the share of a week's effect that arrives in later weeks (the posterior adstock, either family).
 SHARE_COLUMNS = ["channel", "spend", "spend_share", "effect_share_mean", "effect_share_hdi_low",
                  "effect_share_hdi_high", "carryover_share_mean", "carryover_share_hdi_low",
                  "carryover_share_hdi_high", "adstock_alpha_mean", "l_max"]
@@ -415,7 +415,7 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
 
     with_shares (with with_totals): a fourth frame, SHARE_COLUMNS (`channel_shares`): each
     channel's share of spend and of the media effect (per draw), and its carryover share from
-    the posterior adstock alpha (per geo, weighted by the geos' spend on the channel).
+    the posterior adstock (per geo, weighted by the geos' spend on the channel).
     """
     geos, channels = model_geos(mmm), model_channels(mmm)
     weeks = model_weeks(mmm)
@@ -465,24 +465,30 @@ def channel_roas(mmm, media_weekly: pd.DataFrame, cost_per_unit: pd.DataFrame, *
     market = summed[~everything][MARKET_ROAS_COLUMNS].reset_index(drop=True)
     if not with_shares:
         return per_geo, market, total
-    alphas, l_max = _carryover_draws(mmm, spend)
+    carryover, alpha_means, l_max = _carryover_draws(mmm, spend)
     shares = channel_shares({c: totals[c][0] for c in channels if c in totals},
-                            {c: totals[c][1] for c in channels if c in totals}, alphas, l_max)
+                            {c: totals[c][1] for c in channels if c in totals}, carryover, alpha_means, l_max)
     return per_geo, market, total, shares
 
 
-def carryover_share(alpha, l_max: int) -> np.ndarray:
-    """The share of a week's media effect that arrives after that week, per value of `alpha`.
+def carryover_share(adstock, **params) -> np.ndarray:
+    """The share of a week's media effect that arrives after that week, per parameter value.
 
-    pymc-marketing's geometric adstock spreads one week's input over `l_max` weeks with weights
-    alpha**l (l = 0 .. l_max - 1; normalised to sum 1 by default, which the share does not depend on):
-    the share after the first week is 1 - w0 / sum(w) = 1 - 1 / sum(alpha**l). 0 when alpha = 0 or
-    l_max = 1; below (l_max - 1) / l_max as alpha approaches 1.
+    `adstock`: a pymc-marketing adstock (GeometricAdstock, DelayedAdstock, ...); `params`: its
+    parameters by their short names (`alpha`, `theta`), arrays of one shape. Through the library's own
+    kernel: a unit pulse's adstocked effect, 1 - week 0 / sum over the `l_max` weeks (the share does not
+    depend on the normalisation). Geometric: 1 - 1 / sum(alpha**l), 0 when alpha = 0 or l_max = 1.
     """
-    a = np.asarray(alpha, dtype=float)
-    lags = np.arange(int(l_max), dtype=float)
-    weights = np.power(a[..., None], lags)  # 0**0 = 1: the week itself
-    return 1.0 - 1.0 / weights.sum(axis=-1)
+    from pytensor.xtensor import as_xtensor
+
+    arrays = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+    shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    flat = {k: as_xtensor(np.broadcast_to(a, shape).reshape(-1), dims=("_value",)) for k, a in arrays.items()}
+    pulse = np.zeros((int(adstock.l_max), int(np.prod(shape, dtype=int))))
+    pulse[0] = 1.0
+    out = np.asarray(adstock.function(as_xtensor(pulse, dims=("date", "_value")), **flat, dim="date")
+                     .transpose("date", "_value").values.eval())
+    return (1.0 - out[0] / out.sum(axis=0)).reshape(shape)
 
 
 def _share_row(draws: np.ndarray) -> tuple[float, float, float]:
@@ -495,13 +501,15 @@ def _share_row(draws: np.ndarray) -> tuple[float, float, float]:
 
 
 def channel_shares(contribution_draws: Mapping[str, np.ndarray], spend: Mapping[str, float],
-                   alpha_draws: Mapping[str, np.ndarray] | None = None, l_max: int | None = None) -> pd.DataFrame:
+                   carryover_draws: Mapping[str, np.ndarray] | None = None,
+                   alpha_means: Mapping[str, float] | None = None, l_max: int | None = None) -> pd.DataFrame:
     """Share of spend vs share of effect per channel, and carryover share (SHARE_COLUMNS).
 
     contribution_draws: channel -> the market's contribution per posterior draw (1-D, the same draws
     for every channel); effect share per draw = channel / sum over channels, so the means add up to 1
     exactly (draws whose media total is 0 are left out). spend: channel -> spend over the same weeks.
-    alpha_draws: channel -> adstock alpha per draw (already averaged over geos, see `channel_roas`).
+    carryover_draws: channel -> the carryover share per draw (`carryover_share`, geos weighted by
+    spend, see `channel_roas`); alpha_means: channel -> the posterior mean of the adstock's alpha.
     """
     channels = list(contribution_draws)
     stacked = np.vstack([np.asarray(contribution_draws[c], dtype=float).reshape(-1) for c in channels])
@@ -509,17 +517,17 @@ def channel_shares(contribution_draws: Mapping[str, np.ndarray], spend: Mapping[
     keep = total != 0
     shares = stacked[:, keep] / total[keep]
     spend_total = float(sum(spend[c] for c in channels))
+    carryover_draws, alpha_means = carryover_draws or {}, alpha_means or {}
     rows = []
     for i, c in enumerate(channels):
         mean, lo, hi = _share_row(shares[i])
         row = {"channel": c, "spend": float(spend[c]),
                "spend_share": float(spend[c]) / spend_total if spend_total > 0 else float("nan"),
                "effect_share_mean": mean, "effect_share_hdi_low": lo, "effect_share_hdi_high": hi}
-        if alpha_draws is not None and c in alpha_draws and l_max:
-            a = np.asarray(alpha_draws[c], dtype=float).reshape(-1)
+        if c in carryover_draws and l_max:
             row |= dict(zip(("carryover_share_mean", "carryover_share_hdi_low", "carryover_share_hdi_high"),
-                            _share_row(carryover_share(a, l_max))))
-            row |= {"adstock_alpha_mean": float(a.mean()), "l_max": int(l_max)}
+                            _share_row(carryover_draws[c])))
+            row |= {"adstock_alpha_mean": float(alpha_means.get(c, float("nan"))), "l_max": int(l_max)}
         else:
             row |= {"carryover_share_mean": float("nan"), "carryover_share_hdi_low": float("nan"),
                     "carryover_share_hdi_high": float("nan"), "adstock_alpha_mean": float("nan"), "l_max": l_max}
@@ -527,22 +535,27 @@ def channel_shares(contribution_draws: Mapping[str, np.ndarray], spend: Mapping[
     return pd.DataFrame(rows, columns=SHARE_COLUMNS)
 
 
-def _carryover_draws(mmm, spend: pd.DataFrame) -> tuple[dict[str, np.ndarray], int | None]:
-    """channel -> the carryover share per draw (geos weighted by their spend on the channel), and l_max."""
+def _carryover_draws(mmm, spend: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float], int | None]:
+    """channel -> the carryover share per draw (geos weighted by their spend on the channel), channel ->
+    the posterior mean of alpha (same weights), and l_max. One kernel evaluation for every cell."""
     post = mmm.idata.posterior
     adstock = getattr(mmm, "adstock", None)
     l_max = getattr(adstock, "l_max", None)
-    if "adstock_alpha" not in post or not l_max:
-        return {}, None
-    alpha = post["adstock_alpha"]
-    out = {}
+    mapping = dict(getattr(adstock, "variable_mapping", {}) or {})
+    if not l_max or not mapping or any(v not in post for v in mapping.values()):
+        return {}, {}, None
+    cells = list(zip(spend["geo"], spend["channel"]))
+    params = {short: np.stack([_pick(post[var], g, c) for g, c in cells]) for short, var in mapping.items()}
+    share = carryover_share(adstock, **params)  # (cells, draws)
+    carry, alpha = {}, {}
     for channel, d in spend.groupby("channel"):
-        per_geo = [(carryover_share(_pick(alpha, g, channel), l_max), float(s))
-                   for g, s in zip(d["geo"], d["spend_total"])]
-        w = np.array([s for _, s in per_geo])
+        idx = [i for i, (_, c) in enumerate(cells) if c == channel]
+        w = np.asarray(d["spend_total"], dtype=float)
         w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
-        out[str(channel)] = sum(wi * sh for (sh, _), wi in zip(per_geo, w))
-    return out, int(l_max)
+        carry[str(channel)] = (w[:, None] * share[idx]).sum(axis=0)
+        if "alpha" in params:
+            alpha[str(channel)] = float((w * params["alpha"][idx].mean(axis=1)).sum())
+    return carry, alpha, int(l_max)
 
 
 

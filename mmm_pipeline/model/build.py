@@ -27,7 +27,7 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
     `scales` (:class:`mmm_pipeline.model.scales.Scales`): the market's fixed scales, passed as
     pymc-marketing's FixedScaling; without them the scales derive from `data`: per geo size (each
     geo's mean KPI) with `cfg.geo_scaling = size`, else the max over weeks and geos."""
-    from pymc_marketing.mmm import MMM, GeometricAdstock, HillSaturation, LogisticSaturation
+    from pymc_marketing.mmm import MMM, DelayedAdstock, GeometricAdstock, HillSaturation, LogisticSaturation
     from pymc_marketing.mmm.scaling import DataDerivedScaling, FixedScaling, Scaling
 
     if scales is None and cfg.geo_scaling == "size" and data.dims:
@@ -47,7 +47,7 @@ def make_mmm(data: ModelData, cfg: ModelConfig, model_config: dict | None = None
         date_column="date",
         channel_columns=list(data.channels),
         target_column=data.kpi_name,
-        adstock=GeometricAdstock(l_max=cfg.l_max),
+        adstock=(DelayedAdstock if cfg.adstock == "delayed" else GeometricAdstock)(l_max=cfg.l_max),
         saturation=HillSaturation() if cfg.saturation == "hill" else LogisticSaturation(),
         dims=data.dims or None,
         scaling=scaling,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 NATIONAL = "national"
 # LinearTrendEffect prefix: its posterior holds `trend_effect_contribution` (date, geo) in scaled KPI.
 TREND_PREFIX = "trend"
-MEDIA_PARAMETERS = ("adstock_alpha", "saturation_lam", "saturation_slope", "saturation_kappa", "saturation_beta")
+MEDIA_PARAMETERS = ("adstock_alpha", "adstock_theta", "saturation_lam", "saturation_slope", "saturation_kappa", "saturation_beta")
 HDI_PROB = 0.94
 
 
@@ -44,6 +44,10 @@ class HierarchicalPrior(_Strict):
 class PriorsConfig(_Strict):
     # logit(alpha): centre -0.5 -> alpha 0.38; +-1 on the logit covers alpha 0.12..0.82 (2 sd).
     adstock_alpha: HierarchicalPrior = HierarchicalPrior(mu_loc=-0.5, mu_scale=1.0, geo_sigma=0.3)
+    # `adstock: delayed`: log(theta), the lag of the peak effect in periods; median e^-0.5 = 0.6, 2 sd
+    # covering 0.08 .. 4.5 (pymc-marketing's HalfNormal(1) default has its median at 0.67). Log-normal
+    # so the hierarchy stays non-centered like the others; theta near 0 is the geometric kernel.
+    adstock_theta: HierarchicalPrior = HierarchicalPrior(mu_loc=-0.5, mu_scale=1.0, geo_sigma=0.3)
     # log(lam) on max-scaled units: median e^1 = 2.7, 2 sd covers 0.6 .. 12.
     saturation_lam: HierarchicalPrior = HierarchicalPrior(mu_loc=1.0, mu_scale=0.75, geo_sigma=0.2)
     # log(beta) on the max-scaled KPI: median 0.15, 2 sd covers 0.02 .. 1.1 of the max week.
@@ -151,6 +155,17 @@ class TimeVaryingMediaConfig(_Strict):
     ls_sigma: float = Field(10.0, gt=0)
 
 
+class CurveFamily(_Strict):
+    """One candidate of `model.family_candidates`: an adstock and a saturation family."""
+
+    adstock: Literal["geometric", "delayed"] = "geometric"
+    saturation: Literal["logistic", "hill"] = "logistic"
+
+    @property
+    def label(self) -> str:
+        return f"{self.adstock} + {self.saturation}"
+
+
 class CalibrationConfig(_Strict):
     """How lift tests enter the calibrated model (README "Lift tests in model units")."""
 
@@ -234,6 +249,15 @@ class ModelConfig(_Strict):
     # per unit at zero spend) or `hill` (HillSaturation: concave or S-shaped, learned per channel);
     # `hill` needs the ROI parameterization (its kappa is a multiple of the typical week's units).
     saturation: Literal["logistic", "hill"] = "logistic"
+    # The carryover family, normalised (weights sum to 1, so a sustained spend's weekly effect does not
+    # depend on it): `geometric` (GeometricAdstock: the effect peaks in the week of spend and decays by
+    # alpha) or `delayed` (DelayedAdstock: weights alpha^((l - theta)^2), a peak theta periods later,
+    # learned per geo and channel).
+    adstock: Literal["geometric", "delayed"] = "geometric"
+    # Two or more: the market's family is chosen among them by the held-out fit of the KPI (asset
+    # model_family, mmm_pipeline.model.family): the first is the default and another replaces it only when
+    # its out-of-sample CRPS is lower beyond noise. Empty (default): `adstock` and `saturation` as set.
+    family_candidates: tuple[CurveFamily, ...] = ()
     time_varying_media: bool = False
     time_varying_media_config: TimeVaryingMediaConfig = TimeVaryingMediaConfig()
     gates: GateConfig = GateConfig()
@@ -254,8 +278,14 @@ class ModelConfig(_Strict):
             raise ValueError("gates.min_coverage must not exceed gates.max_coverage")
         if len(set(self.control_columns)) != len(self.control_columns):
             raise ValueError("control_columns has duplicates")
-        if self.saturation == "hill" and self.saturation_parameterization != "roi":
+        hill = self.saturation == "hill" or any(c.saturation == "hill" for c in self.family_candidates)
+        if hill and self.saturation_parameterization != "roi":
             raise ValueError("saturation: hill needs saturation_parameterization: roi")
+        if len(set(self.family_candidates)) != len(self.family_candidates):
+            raise ValueError("family_candidates has duplicates")
+        if len(self.family_candidates) == 1:
+            raise ValueError("family_candidates needs two or more families to choose from (or none: then "
+                             "adstock and saturation are used as set)")
         return self
 
 
@@ -320,6 +350,12 @@ def config_hash(cfg: ModelConfig) -> str:
                          separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
+
+
+def with_family(cfg: ModelConfig, family: CurveFamily) -> ModelConfig:
+    """`cfg` with `family`'s adstock and saturation (its candidates kept, so every step that resolves the
+    same choice gets the same config and `config_hash`)."""
+    return cfg.model_copy(update={"adstock": family.adstock, "saturation": family.saturation})
 
 
 def with_control_columns(cfg: ModelConfig, available: list[str]) -> ModelConfig:

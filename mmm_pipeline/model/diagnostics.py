@@ -48,8 +48,7 @@ def free_parameter_names(mmm) -> list[str]:
         names = [v.name for v in model.free_RVs]
     else:  # pragma: no cover - models are rebuilt on load
         names = [n for n in post.data_vars if n.endswith(("_offset", "_mu", "_sigma"))]
-    for extra in ("adstock_alpha", "saturation_lam", "saturation_slope", "saturation_kappa", "saturation_beta",
-                  "saturation_roi", "intercept_contribution"):
+    for extra in (*MEDIA_PARAMETERS, "saturation_roi", "intercept_contribution"):
         if extra in post.data_vars and extra not in names:
             names.append(extra)
     return [n for n in names if n in post.data_vars and n not in _PER_OBSERVATION]

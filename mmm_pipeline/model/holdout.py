@@ -7,7 +7,7 @@ from their actual media and controls, carrying the adstock in from the
 training weeks (``include_last_observations``). Per geo and for the market:
 
 * ``mape`` of the posterior-mean forecast, ``crps`` of the predictive draws
-  (``pymc_marketing.metrics.crps``), ``coverage_94``: the share of held-out
+  (``pymc_marketing.metrics.crps``; each week's own in the weekly forecast), ``coverage_94``: the share of held-out
   weeks inside the 94% HDI of the predictive draws;
 * the same for the better (lower market MAPE) of two naive forecasts: the
   mean of the last 8 training weeks, and the KPI of the same week one year
@@ -44,7 +44,7 @@ COLUMNS = ["geo", "holdout_weeks", "first_week", "last_week", "model_mape", "mod
 @dataclass
 class HoldoutResult:
     table: pd.DataFrame          # one row per geo plus `market` (COLUMNS)
-    forecast: pd.DataFrame       # week_start, geo, actual, forecast_mean, hdi_low, hdi_high, baseline
+    forecast: pd.DataFrame       # week_start, geo, actual, forecast_mean, hdi_low, hdi_high, baseline, crps
     fit: object                  # the training-weeks FitResult (the last attempt up the retry ladder)
     attempts: list[dict] | None = None    # mmm_pipeline.model.ladder.attempt_record of each refit attempt
 
@@ -81,6 +81,13 @@ def _metrics(actual: np.ndarray, draws: np.ndarray | None, point: np.ndarray) ->
     out = {"mape": float(np.mean(np.abs(point - actual) / np.abs(actual)))}
     out["crps"] = float(crps(actual, draws)) if draws is not None else float(np.mean(np.abs(point - actual)))
     return out
+
+
+def point_crps(actual: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Each week's CRPS of its predictive draws (samples x weeks), pymc-marketing's `crps` per point."""
+    from pymc_marketing.metrics import crps
+
+    return np.array([crps(actual[i:i + 1], draws[:, i:i + 1]) for i in range(len(actual))], dtype=float)
 
 
 def refit_config(cfg: ModelConfig) -> ModelConfig:
@@ -147,7 +154,8 @@ def holdout_validation(media_weekly: pd.DataFrame, kpi_weekly: pd.DataFrame, cos
                      "baseline_mape": b["mape"], "baseline_crps": b["crps"], "kpi_mean": float(actual[:, j].mean())})
         frames.append(pd.DataFrame({"week_start": [w.date() for w in test_weeks], "geo": geo,
                                     "actual": actual[:, j], "forecast_mean": mean[:, j], "hdi_low": low[:, j],
-                                    "hdi_high": high[:, j], "baseline": base[:, j]}))
+                                    "hdi_high": high[:, j], "baseline": base[:, j],
+                                    "crps": point_crps(actual[:, j], draws[:, :, j])}))
     # the market: the geos' weekly totals (draws summed per sample)
     tot_draws, tot_actual, tot_base = draws.sum(axis=2), actual.sum(axis=1), base.sum(axis=1)
     t_low, t_high = hdi_bounds(tot_draws, HDI_PROB)

@@ -199,16 +199,20 @@ def implied_lift_tensor(mmm, design: LiftDesign):
     model = mmm.model
     dims = tuple(mmm.dims)
     ch_scale, tg_scale = _scales(mmm, design)
-    alpha = _row_values(model["adstock_alpha"], dims, design.geo_idx, design.channel_idx)
-    # the saturation's own parameters (logistic: lam, beta; Hill: slope, kappa, beta), per design row
-    sat_params = {short: as_xtensor(_row_values(model[var], dims, design.geo_idx, design.channel_idx),
-                                    dims=("_lift_row",))
-                  for short, var in mmm.saturation.variable_mapping.items()}
+
+    def per_row(transformation):
+        # a transformation's own parameters (geometric: alpha; delayed: alpha, theta; logistic: lam, beta;
+        # Hill: slope, kappa, beta), one value per design row
+        return {short: as_xtensor(_row_values(model[var], dims, design.geo_idx, design.channel_idx),
+                                  dims=("_lift_row",))
+                for short, var in transformation.variable_mapping.items()}
+
+    ad_params, sat_params = per_row(mmm.adstock), per_row(mmm.saturation)
     row_dims = ("date", "_lift_row")
 
     def contribution(units):
         x = as_xtensor(pt.as_tensor(units / ch_scale[None, :]), dims=row_dims)
-        ad = mmm.adstock.function(x, alpha=as_xtensor(alpha, dims=("_lift_row",)), dim="date")
+        ad = mmm.adstock.function(x, **ad_params, dim="date")
         sat = mmm.saturation.function(ad, **sat_params, dim="date")
         return sat.transpose(*row_dims).values
 
@@ -251,7 +255,7 @@ def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:
     import pytensor
 
     post = mmm.idata.posterior
-    names = ["adstock_alpha", *mmm.saturation.variable_mapping.values()]
+    names = [*mmm.adstock.variable_mapping.values(), *mmm.saturation.variable_mapping.values()]
     if getattr(mmm, "time_varying_media", False):
         names.append("media_temporal_latent_multiplier")
     model = mmm.model

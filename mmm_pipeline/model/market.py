@@ -23,14 +23,16 @@ The steps, in order:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from mmm_pipeline.ingestion import staging as staging_lib
-from mmm_pipeline.model.config import ModelConfig, ModelError, config_hash, load_model_config, with_control_columns
+from mmm_pipeline.model.config import (
+    ModelConfig, ModelError, config_hash, load_model_config, with_control_columns, with_family,
+)
 from mmm_pipeline.schema import Units
 from mmm_pipeline.settings import ConfigError, PipelineConfig, market_geos
 from mmm_pipeline.units import run_units
@@ -80,9 +82,13 @@ def _latest(con, table: str) -> pd.DataFrame:
     return df
 
 
-def read_inputs(con, pipeline: PipelineConfig, market: str, *, profile: str, input_dir: Path) -> MarketInputs:
+def read_inputs(con, pipeline: PipelineConfig, market: str, *, profile: str, input_dir: Path,
+                resolve_family: bool = True) -> MarketInputs:
     """The market's geos, latest staging.media_weekly, staging.kpi_weekly, marts.cost_per_unit and
-    staging.controls_weekly (wide), the data version they make together, and the model config."""
+    staging.controls_weekly (wide), the data version they make together, and the model config.
+
+    With `model.family_candidates` the config carries the family chosen for these data
+    (:func:`resolve_family_choice`) unless `resolve_family` is false (the choice itself reads them so)."""
     cal = staging_lib.build_calendar(con, pipeline.geo_weights)
     try:
         geos = market_geos(pipeline, cal.geos)
@@ -105,9 +111,27 @@ def read_inputs(con, pipeline: PipelineConfig, market: str, *, profile: str, inp
         versions.append(controls_long["data_version"].iloc[0])
     controls = staging_lib.controls_wide(controls_long.drop(columns=["data_version", "materialized_at"],
                                                             errors="ignore"))
-    return MarketInputs(market, geos[market], media, kpi, cpu, controls, fingerprint(*versions),
-                        model_config(profile, pipeline.model, controls), pipeline, profile, Path(input_dir),
-                        run_units(con, pipeline))
+    inputs = MarketInputs(market, geos[market], media, kpi, cpu, controls, fingerprint(*versions),
+                          model_config(profile, pipeline.model, controls), pipeline, profile, Path(input_dir),
+                          run_units(con, pipeline))
+    return resolve_family_choice(con, inputs) if resolve_family else inputs
+
+
+def resolve_family_choice(con, inputs: MarketInputs) -> MarketInputs:
+    """`inputs` with the curve family chosen for their data (marts.model_family) when
+    `model.family_candidates` lists some; unchanged otherwise. Raises MarketError when no choice was
+    made for these data yet."""
+    from mmm_pipeline.model import family as family_lib
+
+    cfg = inputs.config
+    if not cfg.family_candidates:
+        return inputs
+    got = family_lib.read_choice(con, inputs.market, family_lib.selection_key(inputs.market, inputs.data_version, cfg))
+    if got is None:
+        raise MarketError(f"market {inputs.market}: model.family_candidates lists {len(cfg.family_candidates)} "
+                          "curve families but none was chosen for these data yet: materialize "
+                          f"model_family[{inputs.market}] first (make run does)")
+    return replace(inputs, config=with_family(cfg, got[0]))
 
 
 def market_scales(con, inputs: MarketInputs, set_by: str):

@@ -56,8 +56,11 @@ def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
     else:
         saturation = {"saturation_lam": hier(p.saturation_lam, "exp"),
                       "saturation_beta": hier(p.saturation_beta, "exp")}
+    adstock = {"adstock_alpha": hier(p.adstock_alpha, "sigmoid")}
+    if cfg.adstock == "delayed":
+        adstock["adstock_theta"] = hier(p.adstock_theta, "exp")
     config: dict[str, Any] = {
-        "adstock_alpha": hier(p.adstock_alpha, "sigmoid"),
+        **adstock,
         **saturation,
         "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
         "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),

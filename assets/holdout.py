@@ -47,10 +47,10 @@ def model_family(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         with warehouse.get_connection() as con:
             stored = family_lib.stored_version(con, market, version)
         if not stored:
-            selection = family_lib.select_family(inputs, scales, code_version=MODEL_CODE_VERSION,
+            selection = market_lib.select_family(inputs, scales, code_version=MODEL_CODE_VERSION,
                                                  log=context.log.info)
             with warehouse.transaction() as con:
-                family_lib.write_selection(con, selection, version, inputs.units)
+                market_lib.write_family_selection(con, selection, version, inputs.units)
         with warehouse.get_connection() as con:
             table = con.execute("SELECT * FROM marts.model_family WHERE market = ? AND data_version = ?",
                                 [market, version]).df()

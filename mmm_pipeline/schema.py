@@ -303,7 +303,7 @@ TABLES: tuple[Table, ...] = (
            version_column="model_version"),
     _table("marts.prior_posterior", MODELS, "media parameter x element (per fit)",
            "How far the data moved each media parameter from its prior (check `data_informative`).",
-           column("parameter", V, "The media parameter (`adstock_alpha`, `saturation_lam`, `saturation_beta`, "
+           column("parameter", V, "The media parameter (`adstock_alpha`, `adstock_theta`, `saturation_lam`, `saturation_beta`, "
                   "`saturation_roi`)."),
            column("element", V, "Its element: the geo and channel, comma-separated."),
            column("prior_mean", D, "Prior mean (in the parameter's own, model-scaled units)."),
@@ -472,7 +472,7 @@ TABLES: tuple[Table, ...] = (
            *[column(f"lift_share_{s}", D, f"The market's share of the predicted lift: {w} (null on the spend "
                     "split).", SHARE)
              for s, w in (("mean", "posterior mean"), ("sd", "posterior sd"),
-                          ("hdi_low", "central 94% interval, low"), ("hdi_high", "central 94% interval, high"))],
+                          ("hdi_low", "94% HDI, low"), ("hdi_high", "94% HDI, high"))],
            column("delta_y_test", D, "The market's likelihood term: delta_y x its share (lift share, or spend "
                   "share when `method` is not `predicted_lift`).", KPI),
            column("sigma_test", D, "Its standard error: sqrt(sigma^2 x share + (delta_y x share sd)^2).", KPI),
@@ -604,9 +604,11 @@ TABLES: tuple[Table, ...] = (
            *_interval("effect_share", "The channel's share of the media effect (its contribution over all media's, "
                       "per posterior draw; the means add up to 1)", SHARE),
            *_interval("carryover_share", "Of one week's media effect, the share arriving in later weeks: "
-                      "1 - 1 / sum of alpha^l over `l_max` weeks per draw (posterior geometric adstock; geos "
-                      "weighted by their spend)", SHARE),
-           column("adstock_alpha_mean", D, "Posterior mean of the adstock decay alpha, geos weighted by spend."),
+                      "1 - the first week's weight of the posterior adstock kernel per draw (geometric: 1 - 1 / "
+                      "sum of alpha^l over `l_max` weeks; delayed: weights alpha^((l - theta)^2); geos weighted by "
+                      "their spend)", SHARE),
+           column("adstock_alpha_mean", D, "Posterior mean of the adstock's alpha (geometric: its decay; delayed: "
+                  "its spread around the peak), geos weighted by spend."),
            column("l_max", I, "The adstock's window (weeks).", WEEKS),
            "model_version", *UNIT_COLUMNS),
     _table("marts.refresh_drift", DECISIONS, "market x variant x geo x channel (gated models only)",

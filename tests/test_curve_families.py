@@ -160,3 +160,23 @@ def test_model_family_chooses_by_held_out_fit_and_every_fit_uses_the_choice(samp
     assert weekly["crps"].notna().all() and (weekly["crps"] >= 0).all()
     expected = "DelayedAdstock" if chosen["adstock"] == "delayed" else "GeometricAdstock"
     assert type(M.load_model(artifact).adstock).__name__ == expected
+
+
+def test_the_report_says_how_the_family_was_chosen_only_when_a_choice_is_configured():
+    from mmm_pipeline.reporting.report import ReportInputs, _family_paragraph
+    from tests.conftest import assert_formatted, visible_text
+
+    fam = pd.DataFrame({"candidate": ["geometric + logistic", "delayed + logistic"], "relative_crps": [0.041, 0.032],
+                        "diff_vs_default": [0.0, -0.009], "diff_se": [0.0, 0.002], "refit_passed_gates": [True, True],
+                        "chosen": [False, True],
+                        "reason": ["delayed + logistic chosen: held-out relative CRPS 0.0320 ..."] * 2})
+    empty = pd.DataFrame()
+    inp = ReportInputs(market="west", currency="USD", kpi_name="revenue", tables={"family": fam}, load_log=empty,
+                       quarantine=empty, imputed=empty, freshness=empty,
+                       model_settings={"family_candidates": [{}, {"adstock": "delayed"}]})
+    text = visible_text(_family_paragraph(inp))
+    assert "Curve family" in text and "delayed + logistic chosen" in text and "0.0320" in text
+    assert_formatted(text)
+    # a stored choice from an earlier configuration is not shown once the candidates are gone
+    inp.model_settings = {}
+    assert _family_paragraph(inp) == ""

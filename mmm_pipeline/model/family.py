@@ -20,24 +20,19 @@ picked by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model.config import CurveFamily, ModelConfig, config_hash, with_family
-from mmm_pipeline.warehouse import append_history, fingerprint, table_exists
+from mmm_pipeline.model.config import CurveFamily, ModelConfig, config_hash
+from mmm_pipeline.warehouse import fingerprint, table_exists
 
 SE_MARGIN = 2.0
 TABLE = "marts.model_family"
 COLUMNS = ["market", "candidate", "adstock", "saturation", "is_default", "holdout_weeks", "points",
            "relative_crps", "diff_vs_default", "diff_se", "refit_passed_gates", "refit_max_rhat", "chosen",
            "reason", "selection_key"]
-
-
-def candidates(cfg: ModelConfig) -> tuple[CurveFamily, ...]:
-    return tuple(cfg.family_candidates)
 
 
 def selection_key(market: str, data_version: str, cfg: ModelConfig) -> str:
@@ -96,38 +91,18 @@ class Selection:
     validations: dict  # label -> (market.Validation, weekly forecast) of that candidate's refit
 
 
-def select_family(inputs, scales, *, code_version: str, log: Callable[[str], None] = print) -> Selection:
-    """Refit every candidate without the held-out weeks, score them, choose (module docstring).
-    `inputs`: the market's inputs with the unresolved config (`market.read_inputs(resolve_family=False)`)."""
-    from mmm_pipeline.model import market as market_lib
-
-    cfg = inputs.config
-    cands = candidates(cfg)
+def selection_rows(market: str, cands: tuple[CurveFamily, ...], table: pd.DataFrame, converged: dict[str, bool],
+                   max_rhat: dict[str, float], chosen: str, reason: str, key: str, holdout_weeks: int) -> pd.DataFrame:
+    """marts.model_family rows (COLUMNS) of one choice: `table` from :func:`choose`."""
     default = cands[0].label
-    runs, points, converged = {}, {}, {}
-    for fam in cands:
-        log(f"family choice: refitting {fam.label} without the last {cfg.validation.holdout_weeks} weeks")
-        inp = replace(inputs, config=with_family(cfg, fam))
-        version = market_lib.validation_version(inp, scales, code_version=code_version)
-        validation, forecast = market_lib.run_validation(inp, scales, version, log=log)
-        runs[fam.label] = (validation, forecast)
-        points[fam.label] = relative_points(forecast)
-        converged[fam.label] = validation.refit_converged
-    chosen, table, reason = choose(points, converged, default)
-    key = selection_key(inputs.market, inputs.data_version, cfg)
-    rows = []
-    for fam in cands:
-        v = runs[fam.label][0]
-        t = table.loc[fam.label]
-        rows.append({"market": inputs.market, "candidate": fam.label, "adstock": fam.adstock,
-                     "saturation": fam.saturation, "is_default": fam.label == default,
-                     "holdout_weeks": int(cfg.validation.holdout_weeks), "points": int(t["points"]),
-                     "relative_crps": float(t["relative_crps"]), "diff_vs_default": float(t["diff_vs_default"]),
-                     "diff_se": float(t["diff_se"]), "refit_passed_gates": bool(v.refit_converged),
-                     "refit_max_rhat": float(v.market_row.get("fit_max_rhat", float("nan"))),
-                     "chosen": fam.label == chosen, "reason": reason, "selection_key": key})
-    chosen_family = next(f for f in cands if f.label == chosen)
-    return Selection(key, pd.DataFrame(rows, columns=COLUMNS), chosen_family, reason, runs)
+    rows = [{"market": market, "candidate": f.label, "adstock": f.adstock, "saturation": f.saturation,
+             "is_default": f.label == default, "holdout_weeks": int(holdout_weeks),
+             "points": int(table.loc[f.label, "points"]), "relative_crps": float(table.loc[f.label, "relative_crps"]),
+             "diff_vs_default": float(table.loc[f.label, "diff_vs_default"]),
+             "diff_se": float(table.loc[f.label, "diff_se"]), "refit_passed_gates": bool(converged[f.label]),
+             "refit_max_rhat": float(max_rhat[f.label]), "chosen": f.label == chosen, "reason": reason,
+             "selection_key": key} for f in cands]
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def read_choice(con, market: str, key: str) -> tuple[CurveFamily, str] | None:
@@ -146,14 +121,3 @@ def stored_version(con, market: str, version: str) -> bool:
     return table_exists(con, TABLE) and con.execute(
         "SELECT count(*) FROM marts.model_family WHERE market = ? AND data_version = ?", [market, version]
     ).fetchone()[0] > 0
-
-
-def write_selection(con, sel: Selection, version: str, units) -> None:
-    """Append the choice's rows, and the chosen candidate's refit as the market's out-of-sample validation
-    (the `model_validation` of the chosen family then reads it instead of refitting). `con` should hold
-    a transaction."""
-    from mmm_pipeline.model import market as market_lib
-
-    append_history(con, TABLE, sel.table, version=version, partition_columns=("market",), units=units)
-    validation, forecast = sel.validations[sel.chosen.label]
-    market_lib.write_validation(con, validation, forecast, units)

@@ -11,6 +11,9 @@ The steps, in order:
 * :func:`read_inputs`: the market's geos and latest staging tables, the data version they make
   together, and the model configuration (the profile, pipeline.yaml's ``model`` section and the
   staged controls), built here once;
+* :func:`select_family` / :func:`write_family_selection`: with ``model.family_candidates``, the curve
+  family chosen by held-out fit (``mmm_pipeline.model.family``), which :func:`read_inputs` then puts
+  in the config of every later step;
 * :func:`calibration_inputs`: the converted lift tests of the market (`roas_targets.csv` rows among them)
   (calibrated variant);
 * :func:`market_scales`: the fixed scales, stored on first use;
@@ -481,3 +484,43 @@ def write_validation(con, v: Validation, forecast: pd.DataFrame, units: Units) -
                    units=units)
     append_history(con, "marts.model_validation_weekly", forecast, version=v.version, partition_columns=("market",),
                    units=units)
+
+
+# --------------------------------------------------------------------------- curve family
+
+
+def select_family(inputs: MarketInputs, scales, *, code_version: str,
+                  log: Callable[[str], None] = print):
+    """Refit every `model.family_candidates` family without the held-out weeks and choose one
+    (mmm_pipeline.model.family). `inputs`: read with `resolve_family=False`. Returns a
+    ``family.Selection``; raises MarketError when the history is too short to hold weeks out."""
+    from mmm_pipeline.model import family as family_lib
+
+    cfg = inputs.config
+    cands = tuple(cfg.family_candidates)
+    runs, points, converged, max_rhat = {}, {}, {}, {}
+    for fam in cands:
+        log(f"family choice: refitting {fam.label} without the last {cfg.validation.holdout_weeks} weeks")
+        candidate = replace(inputs, config=with_family(cfg, fam))
+        version = validation_version(candidate, scales, code_version=code_version)
+        validation, forecast = run_validation(candidate, scales, version, log=log)
+        runs[fam.label] = (validation, forecast)
+        points[fam.label] = family_lib.relative_points(forecast)
+        converged[fam.label] = validation.refit_converged
+        max_rhat[fam.label] = float(validation.market_row.get("fit_max_rhat", float("nan")))
+    chosen, table, reason = family_lib.choose(points, converged, cands[0].label)
+    key = family_lib.selection_key(inputs.market, inputs.data_version, cfg)
+    rows = family_lib.selection_rows(inputs.market, cands, table, converged, max_rhat, chosen, reason, key,
+                                     cfg.validation.holdout_weeks)
+    return family_lib.Selection(key, rows, next(f for f in cands if f.label == chosen), reason, runs)
+
+
+def write_family_selection(con, selection, version: str, units: Units) -> None:
+    """Append the choice's marts.model_family rows, and the chosen candidate's refit as the market's
+    out-of-sample validation (model_validation of the chosen family then reads it instead of refitting).
+    `con` should hold a transaction."""
+    from mmm_pipeline.model.family import TABLE
+
+    append_history(con, TABLE, selection.table, version=version, partition_columns=("market",), units=units)
+    validation, forecast = selection.validations[selection.chosen.label]
+    write_validation(con, validation, forecast, units)

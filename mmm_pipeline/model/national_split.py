@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mmm_pipeline.model.summaries import hdi_bounds
+
 SPLIT_COLUMNS = ["market", "test_id", "channel", "scope", "delta_y", "sigma", "spend_share",
                  "lift_share_mean", "lift_share_sd", "lift_share_hdi_low", "lift_share_hdi_high",
                  "delta_y_test", "sigma_test", "method", "uncalibrated_model_version"]
@@ -74,7 +76,7 @@ def lift_share_split(test: dict, spend_shares: dict[str, float], draws: dict[str
     shares = covered * paired[usable] / total[usable, None]
     for k, m in enumerate(markets):
         s = shares[:, k]
-        lo, hi = np.quantile(s, [(1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2])
+        lo, hi = (float(b[0]) for b in hdi_bounds(s[:, None], hdi_prob))
         rows.append({"market": m, "spend_share": spend_shares[m], "lift_share_mean": float(s.mean()),
                      "lift_share_sd": float(s.std()), "lift_share_hdi_low": float(lo),
                      "lift_share_hdi_high": float(hi), "method": PREDICTED})

@@ -71,6 +71,7 @@ _MARKET_TABLES = {
     "lift_fit": "marts.lift_test_fit_latest",
     "lift_tests": "marts.lift_tests_latest",
     "validation": "marts.model_validation_latest",
+    "family": "marts.model_family_latest",
     "lift_holdout": "marts.lift_test_holdout_latest",
     "consistency": "marts.calibration_consistency_latest",
     "health": "marts.model_health_latest",
@@ -501,6 +502,7 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                                  "beats_baseline"]], {"model_mape": pct, "baseline_mape": pct, "coverage_94": pct,
                                                       "model_crps": kfmt, "baseline_crps": kfmt},
                             flag_rows=~val["beats_baseline"].astype(bool)))
+        oos += _family_paragraph(inp)
     else:
         oos = \
         "<p class='gap'>Out-of-sample: no out-of-sample validation configured (the marts hold no held-out " \
@@ -692,6 +694,22 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
 
 
 STATUS_WORDS = {"green": "OK", "amber": "CHECK", "red": "FAILED"}
+
+
+def _family_paragraph(inp: ReportInputs) -> str:
+    """How the curve family was chosen, when pipeline.yaml asks for a choice (model.family_candidates)."""
+    fam = inp.t("family")
+    if not len(fam) or not (inp.model_settings or {}).get("family_candidates"):
+        return ""
+    chosen = fam[fam["chosen"].astype(bool)]
+    said = html.escape(str(chosen["reason"].iloc[0])) if len(chosen) else "no family was chosen"
+    t = pd.DataFrame({"family": fam["candidate"], "held-out CRPS / KPI": fam["relative_crps"],
+                      "difference to the default": fam["diff_vs_default"], "standard error": fam["diff_se"],
+                      "refit converged": fam["refit_passed_gates"].astype(bool), "chosen": fam["chosen"].astype(bool)})
+    fmt = lambda v: number(v, 4)  # noqa: E731
+    return (f"<p>Curve family: each candidate was refitted without the same weeks and scored by how well it "
+            f"forecast them (CRPS per week and geo over the geo's mean KPI; lower is better); {said}.</p>"
+            + html_table(t, {"held-out CRPS / KPI": fmt, "difference to the default": fmt, "standard error": fmt}))
 
 
 def _health_section(inp: ReportInputs, variant: str) -> dict:

@@ -113,6 +113,7 @@ class Kpi:
 # Internal parameter name (its start) -> what it is, for the convergence table. Checked in order.
 _PARAMETER_MEANINGS = (
     ("adstock_alpha", "carryover (how much of a week's effect comes in later weeks)"),
+    ("adstock_theta", "carryover delay (weeks until a week's effect peaks)"),
     ("saturation_lam", "saturation (how fast extra spend stops paying)"),
     ("saturation_beta", "channel effect size (largest weekly contribution)"),
     ("saturation_relative_roi", "channel effect size (return in a typical week)"),

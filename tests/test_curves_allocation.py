@@ -444,13 +444,16 @@ def test_a_fallback_plan_is_written_beside_the_failed_variants_own_plan(mmm, tab
 
 
 @pytest.mark.slow
-def test_a_hill_model_gives_curves_and_a_plan_through_the_same_code(tables):
-    """`saturation: hill` (docs/models.md "Saturation family"): the curves read the Hill variables,
-    and pymc-marketing's optimizer plans on the model's own graph, within budget and bounds."""
-    cfg = M.load_model_config("fast", {"geo_scaling": "market", "saturation": "hill", "yearly_seasonality": 1,
+@pytest.mark.parametrize("family, component", [({"saturation": "hill"}, "HillSaturation"),
+                                               ({"adstock": "delayed"}, "DelayedAdstock")])
+def test_another_curve_family_gives_curves_and_a_plan_through_the_same_code(tables, family, component):
+    """`saturation: hill` and `adstock: delayed` (docs/models.md "Saturation family", "Adstock family"): the
+    curves read the family's variables, and pymc-marketing's optimizer plans on the model's own graph,
+    within budget and bounds, its current response the curves' steady state."""
+    cfg = M.load_model_config("fast", {"geo_scaling": "market", "yearly_seasonality": 1, **family,
                                        "sampler": {"chains": 2, "tune": 100, "draws": 100, "cores": 2}})
     hill = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg).mmm
-    assert type(hill.saturation).__name__ == "HillSaturation"
+    assert component in (type(hill.saturation).__name__, type(hill.adstock).__name__)
     curves = C.response_curves(hill, tables["cpu"], recent_weeks=13, n_points=11, max_multiple=2.0)
     for _, d in curves.groupby(["geo", "channel"]):
         d = d.sort_values("spend")

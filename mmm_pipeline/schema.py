@@ -485,8 +485,9 @@ TABLES: tuple[Table, ...] = (
            column("model_version_uncalibrated", V, "The uncalibrated model's version."),
            column("model_version_calibrated", V, "The calibrated model's version; null when it was not fitted."),
            "market", "geo", "channel",
-           column("parameter", V, "`saturation_lam` (max-scaled units), `saturation_beta` (KPI per week), "
-                  "`adstock_alpha`, `roas` (KPI per money over the training period) or "
+           column("parameter", V, "`saturation_lam` (logistic) or `saturation_slope` and `saturation_kappa` (Hill) "
+                  "(max-scaled units), `saturation_beta` (KPI per week), `adstock_alpha` (and `adstock_theta`, the "
+                  "delayed adstock's peak lag in weeks), `roas` (KPI per money over the training period) or "
                   "`response_at_current_spend` (weekly KPI at the last 13 weeks' mean units)."),
            column("truth", D, "The true value (truth.json of a generated input; null otherwise).", BY_ROW),
            *[c for v in ("uncalibrated", "calibrated") for c in (

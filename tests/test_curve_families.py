@@ -91,11 +91,13 @@ def tables(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_a_delayed_adstock_fits_round_trips_and_reaches_lifts_curves_and_carryover(tables, tmp_path):
+def test_a_delayed_adstock_fits_round_trips_and_reaches_lifts_curves_carryover_and_reports(tables, tmp_path):
+    """Delayed adstock with the Hill saturation: neither of the logistic's parameters exists."""
     from mmm_pipeline.decisions import curves as C
     from mmm_pipeline.model.lift_likelihood import implied_lift_draws
+    from mmm_pipeline.reporting import model_report
 
-    cfg = M.load_model_config("fast", {**tables["model"], "adstock": "delayed",
+    cfg = M.load_model_config("fast", {**tables["model"], "adstock": "delayed", "saturation": "hill",
                                        "sampler": {"chains": 2, "tune": 100, "draws": 100}})
     res = M.fit_model(tables["media"], tables["kpi"], tables["cpu"], cfg, geos=WEST, lift_tests=tables["lift_west"])
     post = res.mmm.idata.posterior
@@ -120,6 +122,17 @@ def test_a_delayed_adstock_fits_round_trips_and_reaches_lifts_curves_and_carryov
                                rtol=1e-6)
     assert shares["carryover_share_mean"].between(0, 1).all() and (shares["l_max"] == cfg.l_max).all()
     assert per_geo["mroas_mean"].notna().all()
+    # the calibration report and the UI's figures read each family's own parameters
+    models = {"uncalibrated": ("u", loaded), "calibrated": ("c", res.mmm)}
+    report, fit_table = model_report.calibration_tables(models, tables["lift_west"], "west", None)
+    assert {"saturation_slope", "saturation_kappa", "saturation_beta", "adstock_alpha", "adstock_theta",
+            "roas"} <= set(report["parameter"])
+    assert "saturation_lam" not in set(report["parameter"]) and len(fit_table)
+    figs = model_report.calibration_figures(models, report, fit_table, None)
+    assert "kappa" in figs["posterior_lam_beta"].axes[0].get_xlabel()
+    assert any("theta" in ax.get_title() or "theta" in ax.get_ylabel()
+               for ax in model_report.model_figures(loaded, pd.DataFrame(
+                   {"week_start": ["2025-01-06"], "component": ["baseline"], "mean": [1.0]}), "west")["trace"].axes)
 
 
 # --------------------------------------------------------------------------- the choice in the graph

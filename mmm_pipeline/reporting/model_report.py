@@ -34,12 +34,18 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from mmm_pipeline.model.config import HDI_PROB
+from mmm_pipeline.model.config import HDI_PROB, MEDIA_PARAMETERS
 from mmm_pipeline.model.saturation import logistic_saturation
 from mmm_pipeline.model.summaries import hdi_bounds, parameter_summary, target_scale
 
-REPORT_PARAMETERS = {"saturation_lam": "saturation_lam", "saturation_beta_kpi": "saturation_beta",
-                     "adstock_alpha": "adstock_alpha"}
+# Each family's own parameters (logistic: lam; Hill: slope, kappa; delayed adstock: theta), as parameter_summary
+# names them -> the report's name (beta in KPI units per week).
+REPORT_PARAMETERS = {"saturation_lam": "saturation_lam", "saturation_slope": "saturation_slope",
+                     "saturation_kappa": "saturation_kappa", "saturation_beta_kpi": "saturation_beta",
+                     "adstock_alpha": "adstock_alpha", "adstock_theta": "adstock_theta"}
+# The saturation parameter plotted against beta: the logistic's steepness, else the Hill's half-saturation point.
+_SHAPE_PARAMETERS = {"saturation_lam": "saturation lam (max-scaled units)",
+                     "saturation_kappa": "saturation kappa (max-scaled units)"}
 MARKETER_PARAMETERS = ("roas", "response_at_current_spend")
 RECENT_WEEKS = 13
 
@@ -254,10 +260,10 @@ def model_figures(mmm, contributions: pd.DataFrame, title: str) -> dict:
     plt = _plt()
     post = mmm.idata.posterior
     hyper = [n for n in post.data_vars
-             if any(n.startswith(p) for p in ("saturation_lam", "saturation_beta", "adstock_alpha"))
+             if any(n.startswith(p) for p in MEDIA_PARAMETERS)
              and "geo" not in post[n].dims and "channel" in post[n].dims]
     if not hyper:  # national model: the parameters themselves are per channel
-        hyper = [n for n in ("saturation_lam", "saturation_beta", "adstock_alpha") if n in post]
+        hyper = [n for n in MEDIA_PARAMETERS if n in post]
     figs = {}
     fig, axes = plt.subplots(len(hyper), 1, figsize=(9, 2.0 * len(hyper) + 0.5), dpi=80, squeeze=False)
     for ax, name in zip(axes[:, 0], hyper):
@@ -290,6 +296,7 @@ def calibration_figures(models: dict, report: pd.DataFrame, fit_table: pd.DataFr
     channels = sorted(report["channel"].unique())
     fig, axes = plt.subplots(1, len(channels), figsize=(4 * len(channels), 3.8), dpi=80, squeeze=False)
     colors = {"uncalibrated": "tab:gray", "calibrated": "tab:blue"}
+    shape = None
     for ax, ch in zip(axes[0], channels):
         sub = report[report["channel"] == ch].set_index(["geo", "parameter"])
         for variant in ("uncalibrated", "calibrated"):
@@ -297,20 +304,25 @@ def calibration_figures(models: dict, report: pd.DataFrame, fit_table: pd.DataFr
                 continue
             p = _report_params(models[variant][1])
             p = p[p["channel"] == ch].set_index(["geo", "parameter"])
-            lam, beta = p.xs("saturation_lam", level="parameter"), p.xs("saturation_beta", level="parameter")
-            ax.errorbar(lam["mean"], beta["mean"],
-                        xerr=[lam["mean"] - lam["hdi_low"], lam["hdi_high"] - lam["mean"]],
+            present = set(p.index.get_level_values("parameter"))
+            shape = next((n for n in _SHAPE_PARAMETERS if n in present), None)
+            if shape is None or "saturation_beta" not in present:
+                continue
+            x, beta = p.xs(shape, level="parameter"), p.xs("saturation_beta", level="parameter")
+            ax.errorbar(x["mean"], beta["mean"],
+                        xerr=[x["mean"] - x["hdi_low"], x["hdi_high"] - x["mean"]],
                         yerr=[beta["mean"] - beta["hdi_low"], beta["hdi_high"] - beta["mean"]],
                         fmt="o", ms=4, lw=0.8, color=colors[variant], label=variant, alpha=0.8)
-        if report["truth"].notna().any():
-            t_lam = sub.xs("saturation_lam", level="parameter")["truth"]
+        truth_params = set(sub.index.get_level_values("parameter"))
+        if report["truth"].notna().any() and shape in truth_params and "saturation_beta" in truth_params:
+            t_x = sub.xs(shape, level="parameter")["truth"]
             t_beta = sub.xs("saturation_beta", level="parameter")["truth"]
-            ax.scatter(t_lam, t_beta, marker="x", color="black", s=40, label="truth", zorder=5)
+            ax.scatter(t_x, t_beta, marker="x", color="black", s=40, label="truth", zorder=5)
         ax.set_title(ch)
-        ax.set_xlabel("saturation lam (max-scaled units)")
+        ax.set_xlabel(_SHAPE_PARAMETERS.get(shape, "saturation"))
         ax.set_ylabel("saturation beta (KPI / week)")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Posterior lam and beta per geo (94% HDI)")
+    fig.suptitle(f"Posterior {(shape or 'saturation').replace('saturation_', '')} and beta per geo (94% HDI)")
     fig.tight_layout()
     figs["posterior_lam_beta"] = fig
 

@@ -43,6 +43,12 @@ def test_a_code_change_in_a_reached_module_changes_the_version_and_nothing_else_
     # the asset's own module counts, by its own source only
     _edit(root, "assets.outputs", "def gate_reason(", "def gate_reason_v2(")
     assert versions()["roas"] != after["roas"] and versions()["model"] == after["model"]
+    # the reports and the curves read fitted models; editing them refits nothing (the model code once
+    # reached the report module through a helper, so a figure's fix refitted every model)
+    moved = versions()
+    _edit(root, "mmm_pipeline.reporting.model_report", "def calibration_figures(", "def calibration_figures_v2(")
+    _edit(root, "mmm_pipeline.decisions.curves", "def channel_shares(", "def channel_shares_v2(")
+    assert versions()["model"] == moved["model"] and versions()["roas"] != moved["roas"]
 
 
 def test_a_docstring_or_comment_edit_changes_no_version(tmp_path):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -274,3 +275,19 @@ def implied_lift_draws(mmm, design: LiftDesign) -> np.ndarray:
     for s in range(n_samples):
         out[s] = f(*[stacked[n][s] for n in names])
     return out
+
+
+def model_data_of(mmm) -> SimpleNamespace:
+    """The ModelData fields `lift_likelihood.window_design` reads, from a fitted (or loaded) MMM."""
+    units = mmm.idata.constant_data["channel_data"]
+    dims = tuple(mmm.dims)
+    weeks = list(pd.to_datetime(units.coords["date"].values))
+    channels = [str(c) for c in units.coords["channel"].values]
+    if dims:
+        X = units.to_dataframe(name="u")["u"].unstack("channel").reset_index()
+        geos = [str(g) for g in units.coords["geo"].values]
+    else:
+        X = units.to_pandas().reset_index()
+        geos = ["national"]
+    X.columns = [str(c) for c in X.columns]
+    return SimpleNamespace(X=X, weeks=weeks, geos=geos, channels=channels, dims=dims)

@@ -116,8 +116,7 @@ def predicted_lift_draws(mmm, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """test_id -> the model's posterior draws of its implied lift over `rows` (one market's converted
     rows of the tests), in the test's scope; a test the design leaves out (window outside the
     modelled weeks) is absent."""
-    from mmm_pipeline.model.lift_likelihood import implied_lift_draws, window_design
-    from mmm_pipeline.reporting.model_report import model_data_of
+    from mmm_pipeline.model.lift_likelihood import implied_lift_draws, model_data_of, window_design
 
     design = window_design(rows, model_data_of(mmm), int(mmm.adstock.l_max))
     if not design.test_ids:

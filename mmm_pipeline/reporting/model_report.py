@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -74,22 +73,6 @@ def _report_params(mmm) -> pd.DataFrame:
     p["parameter"] = p["parameter"].map(REPORT_PARAMETERS)
     p["hdi_width"] = p["hdi_high"] - p["hdi_low"]
     return p
-
-
-def model_data_of(mmm) -> SimpleNamespace:
-    """The ModelData fields `lift_likelihood.window_design` reads, from a fitted (or loaded) MMM."""
-    units = mmm.idata.constant_data["channel_data"]
-    dims = tuple(mmm.dims)
-    weeks = list(pd.to_datetime(units.coords["date"].values))
-    channels = [str(c) for c in units.coords["channel"].values]
-    if dims:
-        X = units.to_dataframe(name="u")["u"].unstack("channel").reset_index()
-        geos = [str(g) for g in units.coords["geo"].values]
-    else:
-        X = units.to_pandas().reset_index()
-        geos = ["national"]
-    X.columns = [str(c) for c in X.columns]
-    return SimpleNamespace(X=X, weeks=weeks, geos=geos, channels=channels, dims=dims)
 
 
 def true_contribution(truth: dict, units: np.ndarray, geo: str, channel: str) -> np.ndarray:
@@ -216,7 +199,7 @@ def model_lift_draws(mmm, design) -> np.ndarray:
 def lift_test_fit(models: dict[str, tuple[str, object]], lift: pd.DataFrame, market: str, *,
                   extra_spend_in_data: bool = True) -> pd.DataFrame:
     """Per test and variant: the implied lift in the test's scope (mean, 94% HDI) vs the readout."""
-    from mmm_pipeline.model.lift_likelihood import DESIGN_COLUMNS, window_design
+    from mmm_pipeline.model.lift_likelihood import DESIGN_COLUMNS, model_data_of, window_design
 
     if lift is None or not len(lift) or not set(DESIGN_COLUMNS) <= set(lift.columns):
         return pd.DataFrame()

@@ -419,3 +419,15 @@ def test_the_grown_marts_are_written_and_the_report_draws_them(sample_run):
         assert sentence in text
     assert "class='status " in page and 'alt="contribution waterfall"' in page
     assert 'alt="share of spend vs share of effect"' in page and 'alt="average beside marginal ROAS"' in page
+
+
+def test_a_hill_and_delayed_model_calibration_reads_one_row_per_channel_and_model_part(sample_run):
+    """A Hill x delayed model's calibration report has parameters the logistic's has not (slope, kappa,
+    theta); parts that read the same in words are averaged, not pivoted twice (it failed on the benchmark)."""
+    inp = _inputs(sample_run, "west")
+    cal = inp.tables["calibration"]
+    extra = [cal[cal["parameter"] == "adstock_alpha"].assign(parameter=p)
+             for p in ("saturation_kappa", "saturation_relative_kappa", "saturation_slope", "adstock_theta")]
+    inp.tables["calibration"] = pd.concat([cal[cal["parameter"] != "saturation_lam"], *extra], ignore_index=True)
+    page = visible_text(report.build_report(inp).html)
+    assert "saturation point" in page and "carryover delay" in page and "saturation shape" in page

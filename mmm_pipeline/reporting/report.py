@@ -569,8 +569,9 @@ def build_report(inp: ReportInputs, *, index_href: str = "../../index.html") -> 
                                                                               "predicted_hdi_low", "predicted_hdi_high", "z_score"]].copy()
         changed = ""
         if len(cal) and "precision_improvement_pct" in cal:
-            c = cal.groupby(["channel", "parameter"], as_index=False)["precision_improvement_pct"].mean()
-            c["parameter"] = c["parameter"].map(lambda p: _calibrated_quantity(p, k))
+            # in words first: two internal parameters may read as one model part (grouped after naming)
+            c = cal.assign(parameter=cal["parameter"].map(lambda p: _calibrated_quantity(p, k))).groupby(
+                ["channel", "parameter"], as_index=False)["precision_improvement_pct"].mean()
             changed = "<h3>What calibration changed (94% interval narrower by, %, mean over geos)</h3>" + html_table(
                 c.pivot(index="channel", columns="parameter", values="precision_improvement_pct").reset_index(),
                 {q: (lambda v: number(v, 1)) for q in c["parameter"].unique()})

@@ -61,7 +61,7 @@ def fail_dead_runs(instance) -> list[str]:
 
 # What every market's calibrated fit reads of all markets when a national test shared between markets
 # is split by their uncalibrated predictions (lift_tests.national_split: predicted_lift): these run
-# first, for every market (the out-of-sample refit too, which needs no calibrated fit, so that a
+# first, for every market (the curve family the fits use, and the out-of-sample refit too, which needs no calibrated fit, so that a
 # market whose fit was quick has work while it waits).
 FIRST_STAGE = (dg.AssetKey("lift_tests_model_units"), dg.AssetKey("model_family"), dg.AssetKey("mmm_uncalibrated"),
                dg.AssetKey("model_validation"))

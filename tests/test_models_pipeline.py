@@ -148,8 +148,8 @@ def test_a_national_test_can_be_split_by_the_markets_predicted_lifts(sample_run)
 
 def test_make_run_fits_every_uncalibrated_model_first_when_markets_split_by_predicted_lift(
         sample_run, copy_input, tmp_path):
-    """With `national_split: predicted_lift` run_all runs each market's first stage (lift tests,
-    uncalibrated fit, out-of-sample refit) for every market before any calibrated fit, whose
+    """With `national_split: predicted_lift` run_all runs each market's first stage (lift tests, curve
+    family, uncalibrated fit, out-of-sample refit) for every market before any calibrated fit, whose
     national term is then its predicted share. The uncalibrated fits load from the shared artifacts."""
     import shutil
 
@@ -168,7 +168,7 @@ def test_make_run_fits_every_uncalibrated_model_first_when_markets_split_by_pred
                        if e.event_type_value == "ASSET_MATERIALIZATION"})
 
     model_runs = [r for r in runs.results if r.job_def.name == "model_job"]  # per market: first stage, rest
-    first = ["lift_tests_model_units", "mmm_uncalibrated", "model_validation"]
+    first = ["lift_tests_model_units", "mmm_uncalibrated", "model_family", "model_validation"]
     assert [materialized(r) == first for r in model_runs] == [True, False, True, False]
     assert all("mmm_calibrated" in materialized(r) and "mmm_uncalibrated" not in materialized(r)
                for r in model_runs[1::2])

@@ -45,15 +45,14 @@ def model_family(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         key = family_lib.selection_key(market, inputs.data_version, cfg)
         version = fingerprint(MODEL_CODE_VERSION, key, cfg.validation.model_dump(), scales.rows().to_json())
         with warehouse.get_connection() as con:
-            stored = family_lib.stored_version(con, market, version)
-        if not stored:
+            table = family_lib.read_selection(con, market, version)
+        stored = bool(len(table))
+        if not stored:  # a new version: refit the candidates (an unchanged one reads its rows)
             selection = market_lib.select_family(inputs, scales, code_version=MODEL_CODE_VERSION,
                                                  log=context.log.info)
             with warehouse.transaction() as con:
                 market_lib.write_family_selection(con, selection, version, inputs.units)
-        with warehouse.get_connection() as con:
-            table = con.execute("SELECT * FROM marts.model_family WHERE market = ? AND data_version = ?",
-                                [market, version]).df()
+            table = selection.table
     except MarketError as exc:
         raise dg.Failure(str(exc)) from None
     chosen = table[table["chosen"]].iloc[0]

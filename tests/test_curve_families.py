@@ -11,9 +11,9 @@ import yaml
 from mmm_pipeline import model as M
 from mmm_pipeline import warehouse
 from mmm_pipeline.model import family as F
-from mmm_pipeline.model.lift_tests import convert_lift_tests
 from tests.conftest import materialize
-from test_model import WEST, sample_tables
+from test_model import WEST
+from test_roi_prior import tables  # noqa: F401  (the sample's west tables and converted lift tests)
 
 # --------------------------------------------------------------------------- the choice rule
 
@@ -77,17 +77,6 @@ def test_family_candidates_are_validated():
 
 
 # --------------------------------------------------------------------------- the delayed adstock, end to end
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory) -> dict:
-    from mmm_pipeline.sample import generate_sample
-
-    input_dir = tmp_path_factory.mktemp("family_sample") / "input"
-    generate_sample(input_dir)
-    t = sample_tables(input_dir)
-    t["lift_west"], _ = convert_lift_tests(t["lift"], t["daily"], WEST, market="west")
-    return t
 
 
 @pytest.mark.slow

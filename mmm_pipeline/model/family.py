@@ -82,12 +82,11 @@ def choose(points: dict[str, pd.Series], converged: dict[str, bool], default: st
 
 @dataclass(frozen=True)
 class Selection:
-    """A market's family choice: the marts.model_family rows and, per candidate, what its refit gave."""
+    """A market's family choice: the marts.model_family rows (reason and key among them) and, per
+    candidate, what its refit gave."""
 
-    key: str
     table: pd.DataFrame
     chosen: CurveFamily
-    reason: str
     validations: dict  # label -> (market.Validation, weekly forecast) of that candidate's refit
 
 
@@ -116,8 +115,9 @@ def read_choice(con, market: str, key: str) -> tuple[CurveFamily, str] | None:
     return CurveFamily(adstock=row[0], saturation=row[1]), str(row[2])
 
 
-def stored_version(con, market: str, version: str) -> bool:
-    """Whether the choice of `version` is stored (then it is not made again)."""
-    return table_exists(con, TABLE) and con.execute(
-        "SELECT count(*) FROM marts.model_family WHERE market = ? AND data_version = ?", [market, version]
-    ).fetchone()[0] > 0
+def read_selection(con, market: str, version: str) -> pd.DataFrame:
+    """The stored marts.model_family rows of the choice `version` (empty when it was never made)."""
+    if not table_exists(con, TABLE):
+        return pd.DataFrame(columns=COLUMNS)
+    return con.execute("SELECT * FROM marts.model_family WHERE market = ? AND data_version = ?",
+                       [market, version]).df()

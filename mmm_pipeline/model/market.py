@@ -512,7 +512,7 @@ def select_family(inputs: MarketInputs, scales, *, code_version: str,
     key = family_lib.selection_key(inputs.market, inputs.data_version, cfg)
     rows = family_lib.selection_rows(inputs.market, cands, table, converged, max_rhat, chosen, reason, key,
                                      cfg.validation.holdout_weeks)
-    return family_lib.Selection(key, rows, next(f for f in cands if f.label == chosen), reason, runs)
+    return family_lib.Selection(rows, next(f for f in cands if f.label == chosen), runs)
 
 
 def write_family_selection(con, selection, version: str, units: Units) -> None:

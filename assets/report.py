@@ -28,8 +28,10 @@ from mmm_pipeline.units import reporting_currency
 from mmm_pipeline.warehouse import append_history, fingerprint
 from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
-# Follows the code (issue 9) and the Jinja templates the reports are rendered with (no Python source).
-REPORT_TEMPLATES = sorted((Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.j2"))
+# Follows the code (issue 9), the Jinja templates the reports are rendered with (no Python source) and the
+# benchmark's interval coverage the health card quotes (data).
+REPORT_TEMPLATES = sorted((Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.j2")) + sorted(
+    (Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.json"))
 REPORT_CODE_VERSION = fingerprint(
     source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts", "mmm_pipeline.reporting.publish",
                    "mmm_pipeline.reporting.health", "mmm_pipeline.reporting.wording", glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]

@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 OFF_FAMILY = ("hill_daily", "weibull_lag", "notebook")
 IN_FAMILY = ("sample", "corr", "spread")
 DEFAULT_STRUCTURES = "hill_daily,weibull_lag,notebook,sample,corr,spread"
+COVERAGE_JSON = ROOT / "mmm_pipeline" / "reporting" / "interval_coverage.json"  # the health card reads it
 RESULTS_MARKER = "<!-- offfamily-results: newest first, bench/bench_offfamily.py --readme inserts below -->"
 BOOT = 2000
 
@@ -660,6 +661,37 @@ def tables(summary) -> str:
     return "\n".join(out)
 
 
+def coverage_reference(summary, *, measured: str, code: str, sources: list[str]) -> dict:
+    """The health card's record of the method (mmm_pipeline.reporting.health.interval_coverage_reference):
+    per variant, off- and in-family, the mean over datasets of the share of cells whose true ROAS and
+    mROAS fell inside the 94% interval, with the seed-bootstrap 90% interval (as `tables` computes it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out: dict = {"measured": measured, "code": code, "sources": sources, "nominal": 0.94, "coverage": {}}
+    for v in ("uncalibrated", "calibrated"):
+        for group, structures in (("off_family", OFF_FAMILY), ("in_family", IN_FAMILY)):
+            sub = summary[(summary["variant"] == v) & summary["structure"].isin(structures)]
+            if not len(sub):
+                continue
+            parts = [sub[sub["structure"] == s] for s in structures if (sub["structure"] == s).any()]
+            entry = {"datasets": int(len(sub)), "structures": [str(p["structure"].iloc[0]) for p in parts]}
+            for q in ("roas", "mroas"):
+                mean, low, high = bootstrap([p[f"{q}_cov"].to_numpy(float) for p in parts], rng)
+                entry[q] = {"mean": round(mean, 3), "low": round(low, 3), "high": round(high, 3)}
+            out["coverage"].setdefault(v, {})[group] = entry
+    return out
+
+
+def read_summaries(paths: list[str]):
+    """The summary rows of several runs' CSVs; a (structure, seed, variant) in a later file replaces it."""
+    import pandas as pd
+
+    frames = [pd.read_csv(ROOT / p if not Path(p).is_absolute() else p) for p in paths]
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.drop_duplicates(["structure", "seed", "variant"], keep="last").reset_index(drop=True)
+
+
 def commit_label() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -706,10 +738,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidate", default=None, metavar="JSON",
                     help="model settings to judge as a new product default, merged into every dataset's "
                     "pipeline.yaml `model:` alike (e.g. '{\"yearly_seasonality\": 10}'); never the generator's")
+    ap.add_argument("--publish-coverage", nargs="+", metavar="CSV",
+                    help="run nothing: write the health card's interval coverage (" + str(COVERAGE_JSON.relative_to(ROOT))
+                    + ") from these summary CSVs (paths from the repository root; a later file's dataset replaces "
+                    "an earlier one's)")
+    ap.add_argument("--code", default=None, help="with --publish-coverage: the commit(s) whose model produced the "
+                    "CSVs, as the health card names them (default: this checkout's)")
     ap.add_argument("--worker", nargs=2, metavar=("INPUT_DIR", "WORK_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
         return worker(Path(a.worker[0]), Path(a.worker[1]), a.profile)
+    if a.publish_coverage:
+        ref = coverage_reference(read_summaries(a.publish_coverage), measured=date.today().isoformat(),
+                                 code=a.code or f"commit {commit_label()}", sources=list(a.publish_coverage))
+        COVERAGE_JSON.write_text(json.dumps(ref, indent=2) + "\n")
+        print(json.dumps(ref, indent=2))
+        return 0
     import tempfile
 
     import pandas as pd

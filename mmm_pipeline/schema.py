@@ -411,7 +411,8 @@ TABLES: tuple[Table, ...] = (
            column("variant", V, "The model checked: `uncalibrated`, `calibrated`, or `both` for the data checks "
                   "and freshness (the out-of-sample check is the uncalibrated structure the validation refits)."),
            column("check_name", V, "`convergence`, `out_of_sample`, `held_out_experiments`, "
-                  "`calibration_consistency`, `data_checks` or `data_freshness`."),
+                  "`calibration_consistency`, `data_checks`, `data_freshness` or `interval_coverage` (the off-family "
+                  "benchmark's record of the variant's 94% intervals, not this fit's)."),
            column("status", V, "`green`, `amber` or `red`."),
            column("value", D, "What was measured, in the check's own terms: max R-hat, held-out MAPE, the share of "
                   "held-out tests inside their interval, Pareto k-hat, failed data-quality suites, or the oldest "

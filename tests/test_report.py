@@ -411,7 +411,8 @@ def test_the_grown_marts_are_written_and_the_report_draws_them(sample_run):
     conv = card[card["check_name"] == "convergence"].merge(runs[["market", "variant", "passed_gates"]],
                                                            on=["market", "variant"])
     assert len(conv) == 4 and (conv["status"] == conv["passed_gates"].map({True: "amber", False: "red"})).all(), conv
-    assert {"out_of_sample", "held_out_experiments", "calibration_consistency"} <= set(card["check_name"])
+    assert {"out_of_sample", "held_out_experiments", "calibration_consistency", "interval_coverage"} <= set(
+        card["check_name"])
     version = runs[(runs["market"] == "west") & (runs["variant"] == "calibrated")]["model_version"].iloc[0]
     page = (sample_run["artifacts"] / "reports" / "west" / f"{version}.html").read_text()
     text = visible_text(page)

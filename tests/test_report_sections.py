@@ -155,6 +155,39 @@ def test_data_checks_are_green_when_every_suite_passed_and_amber_otherwise():
     assert "staging_kpi_weekly" in card.loc[card["check_name"] == "data_checks", "sentence"].iloc[0]
 
 
+def _coverage(off_roas: float, off_mroas: float) -> dict:
+    group = lambda r, m: {"datasets": 6, "roas": {"mean": r, "low": r - 0.05, "high": r + 0.05},  # noqa: E731
+                          "mroas": {"mean": m, "low": m - 0.05, "high": m + 0.05}}
+    return {"measured": "2026-12-07", "code": "commit abc1234", "coverage": {
+        "uncalibrated": {"off_family": group(off_roas, off_mroas), "in_family": group(0.92, 0.90)}}}
+
+
+@pytest.mark.parametrize("off_roas, off_mroas, status", [(0.61, 0.76, "amber"), (0.90, 0.89, "green"),
+                                                         (0.90, 0.87, "amber")])
+def test_interval_coverage_is_the_benchmarks_record_and_amber_below_the_target(off_roas, off_mroas, status):
+    runs = pd.DataFrame([_run("uncalibrated"), _run("calibrated")])
+    card = health.model_health("west", runs, lambda _p: FULL, coverage_reference=_coverage(off_roas, off_mroas))
+    rows = card[card["check_name"] == "interval_coverage"]
+    assert list(rows["variant"]) == ["uncalibrated"]          # no record of the calibrated variant: no row
+    assert rows["status"].iloc[0] == status and rows["value"].iloc[0] == pytest.approx(min(off_roas, off_mroas))
+    sentence = rows["sentence"].iloc[0]
+    assert f"true ROAS in {off_roas:.0%}" in sentence and "6 datasets" in sentence and "commit abc1234" in sentence
+    assert ("narrower than the uncertainty" in sentence) == (status == "amber")
+    assert "interval_coverage" not in set(health.model_health("west", runs, lambda _p: FULL)["check_name"])
+
+
+def test_the_packaged_interval_coverage_is_the_benchmark_csvs_it_names():
+    """The health card's figures trace to committed raw rows: recomputed from them, they are the same."""
+    from bench.bench_offfamily import ROOT, coverage_reference, read_summaries
+
+    ref = health.interval_coverage_reference()
+    assert ref is not None and ref["coverage"]["uncalibrated"]["off_family"]["datasets"] >= 6
+    assert all((ROOT / p).is_file() for p in ref["sources"])
+    again = coverage_reference(read_summaries(ref["sources"]), measured=ref["measured"], code=ref["code"],
+                               sources=ref["sources"])
+    assert again == ref
+
+
 # --------------------------------------------------------------------------- the sections, rendered
 
 

@@ -17,12 +17,19 @@ Computed from marts that other assets already wrote (nothing is refitted):
   all passed, amber when a suite failed (its rows are quarantined or flagged; see the data section).
 - ``data_freshness`` (variant ``both``): the newest day of each source against ``freshness_days``:
   green or amber.
+- ``interval_coverage`` (per variant): not this fit's but the method's record, from the off-family
+  benchmark (``interval_coverage.json`` beside this module, written by ``bench/bench_offfamily.py
+  --publish-coverage``): the share of cells whose true ROAS and mROAS fell inside the variant's 94%
+  interval on data the model did not generate. Green when both reach ``COVERAGE_TARGET`` off the
+  model's family, amber otherwise: the intervals are then narrower than they look.
 
 ``out_of_sample`` is the uncalibrated variant's row: the validation refits that structure.
 """
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Callable
 
 import pandas as pd
@@ -33,11 +40,14 @@ COLUMNS = ["market", "variant", "check_name", "status", "value", "threshold", "s
 STATUSES = ("green", "amber", "red")
 CHECK_TITLES = {"convergence": "Convergence", "out_of_sample": "Out-of-sample error",
                 "held_out_experiments": "Held-out experiments", "calibration_consistency": "Calibration consistency",
-                "data_checks": "Data checks", "data_freshness": "Data freshness"}
+                "data_checks": "Data checks", "data_freshness": "Data freshness",
+                "interval_coverage": "Interval coverage (benchmark)"}
 # thresholds of the checks that are not the profile's gates
 OOS_AMBER_RATIO = 1.1          # model MAPE up to 10% above the naive forecast's: amber
 HOLDOUT_GREEN, HOLDOUT_AMBER = 0.8, 0.5  # share of scored tests inside the held-out 94% interval
 PARETO_K_LIMIT = 0.7
+COVERAGE_TARGET = 0.88  # pooled coverage of the true ROAS and mROAS a 94% interval must reach (issue 30)
+COVERAGE_FILE = "interval_coverage.json"
 BOTH = "both"  # the variant of a check that is not one model's (data freshness)
 
 
@@ -159,14 +169,47 @@ def _data_checks(market: str, validations: pd.DataFrame) -> dict:
                 f"All {n} data-quality suites passed in their newest run.")
 
 
+def interval_coverage_reference() -> dict | None:
+    """The benchmark's measured coverage (COVERAGE_FILE, packaged with this module), or None."""
+    path = resources.files(__package__).joinpath(COVERAGE_FILE)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _interval_coverage(market: str, variant: str, reference: dict) -> dict | None:
+    measured = reference.get("coverage", {}).get(variant)
+    if not measured or "off_family" not in measured:
+        return None
+    off, inf = measured["off_family"], measured.get("in_family")
+
+    def said(group: dict) -> str:
+        return (f"the true ROAS in {group['roas']['mean']:.0%} [{group['roas']['low']:.0%}, {group['roas']['high']:.0%}] "
+                f"of cells and the true mROAS in {group['mroas']['mean']:.0%} [{group['mroas']['low']:.0%}, "
+                f"{group['mroas']['high']:.0%}]")
+
+    where = (f"the off-family benchmark ({off['datasets']} datasets from processes unlike the model's, "
+             f"{reference['measured']}, {reference['code']})")
+    sentence = (f"On {where}, this variant's {HDI_LABEL}s held {said(off)}"
+                + (f"; on {inf['datasets']} datasets from its own family, {said(inf)}" if inf else "") + ". ")
+    worst = min(off["roas"]["mean"], off["mroas"]["mean"])
+    threshold = f">= {COVERAGE_TARGET:.0%} of cells off the model's family"
+    if worst >= COVERAGE_TARGET:
+        return _row(market, variant, "interval_coverage", "green", worst, threshold,
+                    sentence + "The intervals mean what they say.")
+    return _row(market, variant, "interval_coverage", "amber", worst, threshold,
+                sentence + "Where your data may not follow the model's curves, the intervals are narrower than "
+                "the uncertainty: act on the lift-tested channels first (held-out experiments above).")
+
+
 def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], object], *,
                  validation: pd.DataFrame | None = None, holdout: pd.DataFrame | None = None,
                  consistency: pd.DataFrame | None = None, freshness: pd.DataFrame | None = None,
-                 freshness_days: int = 8, validations: pd.DataFrame | None = None) -> pd.DataFrame:
+                 freshness_days: int = 8, validations: pd.DataFrame | None = None,
+                 coverage_reference: dict | None = None) -> pd.DataFrame:
     """The health card's rows (COLUMNS) of one market: per variant of `runs` (marts.model_runs_latest),
     convergence and out-of-sample error; for the calibrated variant the held-out experiments and the
-    calibration consistency (when it has lift tests); data freshness once per variant when given.
-    `gates_for(profile)` returns the GateConfig in force for a profile."""
+    calibration consistency (when it has lift tests); data freshness once per variant when given; per
+    variant the benchmark's interval coverage when `coverage_reference` (interval_coverage_reference())
+    is given. `gates_for(profile)` returns the GateConfig in force for a profile."""
     val = validation if validation is not None else pd.DataFrame()
     rows = []
     variants = [v for v in ("uncalibrated", "calibrated") if v in set(runs["variant"])] + sorted(
@@ -185,6 +228,8 @@ def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], obj
         rows.append(_data_checks(market, validations))
     if freshness is not None and len(freshness):
         rows.append(_freshness(market, BOTH, freshness, freshness_days))
+    if coverage_reference:
+        rows.extend(r for r in (_interval_coverage(market, v, coverage_reference) for v in variants) if r)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -192,7 +237,9 @@ def from_inputs(inp) -> pd.DataFrame:
     """`model_health` of a report's inputs (mmm_pipeline.reporting.report.ReportInputs)."""
     return model_health(inp.market, inp.t("runs"), inp.gates, validation=inp.t("validation"),
                         holdout=inp.t("lift_holdout"), consistency=inp.t("consistency"),
-                        freshness=inp.freshness, freshness_days=inp.freshness_days, validations=inp.validations)
+                        freshness=inp.freshness, freshness_days=inp.freshness_days, validations=inp.validations,
+                        coverage_reference=interval_coverage_reference())
 
 
-__all__ = ["BOTH", "COLUMNS", "STATUSES", "CHECK_TITLES", "model_health", "from_inputs"]
+__all__ = ["BOTH", "COLUMNS", "STATUSES", "CHECK_TITLES", "COVERAGE_TARGET", "model_health", "from_inputs",
+           "interval_coverage_reference"]

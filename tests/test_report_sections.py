@@ -171,7 +171,8 @@ def test_interval_coverage_is_the_benchmarks_record_and_amber_below_the_target(o
     assert list(rows["variant"]) == ["uncalibrated"]          # no record of the calibrated variant: no row
     assert rows["status"].iloc[0] == status and rows["value"].iloc[0] == pytest.approx(min(off_roas, off_mroas))
     sentence = rows["sentence"].iloc[0]
-    assert f"true ROAS in {off_roas:.0%}" in sentence and "6 datasets" in sentence and "commit abc1234" in sentence
+    assert f"true average return in {off_roas:.0%}" in sentence and "6 datasets" in sentence
+    assert "commit abc1234" in sentence and "ROAS" not in sentence  # a count KPI's report never says ROAS
     assert ("narrower than the uncertainty" in sentence) == (status == "amber")
     assert "interval_coverage" not in set(health.model_health("west", runs, lambda _p: FULL)["check_name"])
 

@@ -185,7 +185,9 @@ def _interval_coverage(market: str, variant: str, reference: dict) -> dict | Non
         return f"{q['mean']:.0%}" + (f" [{q['low']:.0%}, {q['high']:.0%}]" if q["high"] > q["low"] else "")
 
     def said(group: dict) -> str:
-        return f"the true ROAS in {share(group['roas'])} of cells and the true mROAS in {share(group['mroas'])}"
+        # in words that hold for a revenue and a count KPI alike (a count's report never says ROAS)
+        return (f"the true average return in {share(group['roas'])} of cells and the true marginal return in "
+                f"{share(group['mroas'])}")
 
     where = (f"the off-family benchmark ({off['datasets']} datasets from processes unlike the model's, "
              f"{reference['measured']}, {reference['code']})")

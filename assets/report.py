@@ -30,8 +30,8 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 
 # Follows the code (issue 9), the Jinja templates the reports are rendered with (no Python source) and the
 # benchmark's interval coverage the health card quotes (data).
-REPORT_TEMPLATES = sorted((Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.j2")) + sorted(
-    (Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting").glob("*.json"))
+REPORTING_DIR = Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting"
+REPORT_TEMPLATES = sorted(REPORTING_DIR.glob("*.j2")) + sorted(REPORTING_DIR.glob("*.json"))
 REPORT_CODE_VERSION = fingerprint(
     source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts", "mmm_pipeline.reporting.publish",
                    "mmm_pipeline.reporting.health", "mmm_pipeline.reporting.wording", glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]

@@ -183,12 +183,15 @@ def market_scenarios(config, market: str, current: pd.DataFrame):
     mine = [s for s in (config.scenarios or []) if s.get("market") == market]
     if not mine:
         return [allocation.default_scenario(market, current, horizon_weeks=config.planning_horizon_weeks,
-                                            min_probability_of_gain=config.plan_min_probability_of_gain)]
+                                            min_probability_of_gain=config.plan_min_probability_of_gain,
+                                            utility=config.plan_utility,
+                                            utility_confidence=config.plan_utility_confidence)]
     geos, channels = set(current["geo"]), set(current["channel"])
     out = []
     for i, spec in enumerate(mine):
         spec = {"horizon_weeks": config.planning_horizon_weeks, "allocation_id": f"scenario_{i + 1}",
-                "min_probability_of_gain": config.plan_min_probability_of_gain, **spec}
+                "min_probability_of_gain": config.plan_min_probability_of_gain, "utility": config.plan_utility,
+                "utility_confidence": config.plan_utility_confidence, **spec}
         where = f"pipeline.yaml scenarios[{spec['allocation_id']}]"
         try:
             scenario = allocation.Scenario.model_validate(spec)

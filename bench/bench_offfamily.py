@@ -248,7 +248,9 @@ def extract(db: Path, input_dir: Path) -> dict:
                 # mart is planned here with the same threshold)
                 scenario = allocation.default_scenario(market, cur, horizon_weeks=config.planning_horizon_weeks,
                                                        variant=variant,
-                                                       min_probability_of_gain=config.plan_min_probability_of_gain)
+                                                       min_probability_of_gain=config.plan_min_probability_of_gain,
+                                                       utility=config.plan_utility,
+                                                       utility_confidence=config.plan_utility_confidence)
                 if len(p):
                     a = alloc[(alloc["market"] == market) & (alloc["variant"] == variant)]
                     summary, source = p.iloc[0].to_dict(), "mart"

@@ -1,7 +1,8 @@
 """How the plan's hold threshold trades gain against losses (issue 31 item 2), scored under the truth.
 
     .venv/bin/python bench/bench_plan_threshold.py DATASET_DIR [DATASET_DIR ...]
-                                                  [--thresholds 0,0.8,0.9,0.95] [--out-csv FILE]
+                                                  [--thresholds 0,0.8,0.9,0.95] [--utilities mean,cvar:0.9]
+                                                  [--out-csv FILE]
 
 A DATASET_DIR is one folder of `bench/bench_offfamily.py --keep --workdir DIR` (DIR/<structure>_s<k>: its
 `input/`, `input.truth.json` and `work/` with the warehouse and the saved models). For every market and
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def plans_at_thresholds(ds: Path, thresholds: list[float]) -> list[dict]:
-    """One row per (market, variant, threshold) of a kept dataset."""
+def plans_at_thresholds(ds: Path, thresholds: list[float], utilities: list[str] = ("mean",)) -> list[dict]:
+    """One row per (market, variant, utility, threshold) of a kept dataset; a utility is NAME[:CONFIDENCE]."""
     import warnings
 
     import numpy as np
@@ -52,9 +53,11 @@ def plans_at_thresholds(ds: Path, thresholds: list[float]) -> list[dict]:
         mmm = model_lib.load_model(r["artifact_uri"])
         cur = curves_now[curves_now["market"] == market].drop_duplicates(["geo", "channel"])
         fc = forecast[forecast["geo"].isin(cur["geo"].unique())]
-        for t in thresholds:
+        for u, t in ((u, t) for u in utilities for t in thresholds):
+            name, _, level = u.partition(":")
             scenario = allocation.default_scenario(market, cur, horizon_weeks=config.planning_horizon_weeks,
-                                                   variant=variant, min_probability_of_gain=t)
+                                                   variant=variant, min_probability_of_gain=t, utility=name,
+                                                   **({"utility_confidence": float(level)} if level else {}))
             a, summary = allocation.allocate(mmm, scenario, fc, cur, max_weekly_spend=cur, return_summary=True)
             opt, now, lo, hi = (np.zeros((len(geos), len(channels))) for _ in range(4))
             for g, c, cw, ow in a[["geo", "channel", "current_weekly_spend", "optimal_weekly_spend"]].itertuples(
@@ -67,23 +70,26 @@ def plans_at_thresholds(ds: Path, thresholds: list[float]) -> list[dict]:
             true_gain, best_gain = r_opt - r_cur, r_best - r_cur
             pred = float(summary["current_response_mean"])
             rows.append({"dataset": ds.name, "market": market, "variant": variant, "gated": bool(r["gated"]),
-                         "threshold": t, "decision": summary.get("decision"),
+                         "utility": u, "threshold": t, "decision": summary.get("decision"),
                          "held_cells": int(summary.get("held_cells") or 0), "cells": len(a),
                          "true_gain_pct": 100 * true_gain / r_cur, "best_gain_pct": 100 * best_gain / r_cur,
                          "captured": true_gain / best_gain if best_gain > 0 else float("nan"),
                          "pred_gain_pct": 100 * float(summary["gain_mean"]) / pred,
-                         "gain_covered": bool(summary["gain_hdi_low"] <= true_gain <= summary["gain_hdi_high"]),
+                         # a kept current mix gains exactly 0 on both sides: rounding must not call it missed
+                         "gain_covered": bool(summary["gain_hdi_low"] - 1e-9 * abs(r_cur) <= true_gain
+                                              <= summary["gain_hdi_high"] + 1e-9 * abs(r_cur)),
                          "probability_of_gain": summary.get("probability_of_gain")})
     return rows
 
 
 def table(df) -> str:
-    out = ["| threshold | plans | true gain % (mean) | plans that truly lose | worst true gain % | share captured "
+    df = df.assign(utility=df["utility"].fillna("mean") if "utility" in df else "mean")
+    out = ["| utility | threshold | plans | true gain % (mean) | plans that truly lose | worst true gain % | share captured "
            "(pooled) | predicted gain % | gain HDI covers | cells held | keep current mix |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for t, g in df.groupby("threshold"):
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (u, t), g in df.groupby(["utility", "threshold"]):
         pooled = g["true_gain_pct"].sum() / g["best_gain_pct"].sum() if g["best_gain_pct"].sum() > 0 else float("nan")
-        out.append(f"| {t:.2f} | {len(g)} | {g['true_gain_pct'].mean():+.2f} | {(g['true_gain_pct'] < 0).mean():.2f} | "
+        out.append(f"| {u} | {t:.2f} | {len(g)} | {g['true_gain_pct'].mean():+.2f} | {(g['true_gain_pct'] < -1e-6).mean():.2f} | "
                    f"{g['true_gain_pct'].min():+.2f} | {pooled:.2f} | {g['pred_gain_pct'].mean():+.2f} | "
                    f"{g['gain_covered'].mean():.2f} | {g['held_cells'].sum() / g['cells'].sum():.2f} | "
                    f"{(g['decision'] == 'keep_current_mix').mean():.2f} |")
@@ -96,15 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("datasets", nargs="+")
     ap.add_argument("--thresholds", default="0,0.8,0.9,0.95")
+    ap.add_argument("--utilities", default="mean", help="NAME[:CONFIDENCE],... of allocation.Scenario.utility")
     ap.add_argument("--out-csv", default=None)
     a = ap.parse_args(argv)
     thresholds = [float(x) for x in a.thresholds.split(",")]
     rows = []
     for d in a.datasets:
-        new = plans_at_thresholds(Path(d), thresholds)
+        new = plans_at_thresholds(Path(d), thresholds, a.utilities.split(","))
         rows += new
         for r in new:
-            print(f"{r['dataset']} {r['market']} {r['variant']:12} t={r['threshold']:.2f}: {r['decision']}, "
+            print(f"{r['dataset']} {r['market']} {r['variant']:12} {r['utility']} t={r['threshold']:.2f}: {r['decision']}, "
                   f"held {r['held_cells']}/{r['cells']}, true {r['true_gain_pct']:+.2f}% (best "
                   f"{r['best_gain_pct']:+.2f}%), predicted {r['pred_gain_pct']:+.2f}%, covered {r['gain_covered']}",
                   flush=True)

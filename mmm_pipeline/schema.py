@@ -688,6 +688,9 @@ TABLES: tuple[Table, ...] = (
            *_interval("candidate_gain", "The optimizer's plan (after holds) minus the current plan, per draw: "
                       "the gain declined when the decision is keep_current_mix", KPI),
            column("min_probability_of_gain", D, "The threshold the decision used (empty: none).", PROBABILITY),
+           column("utility", V, "What the optimizer maximised over the posterior draws: `mean` (expected "
+                  "response), `cvar 0.9` (mean of the worst 10% of draws) or `mean_tightness 0.75`; pipeline.yaml "
+                  "`plan_utility` or the scenario's `utility`."),
            column("held_cells", I, "Cells held at their current spend.", COUNT),
            column("chosen", B, "True for the plan the report recommends (see budget_allocation.chosen)."),
            column("fallback_reason", V, "Why the chosen plan uses another variant than the scenario asked for "

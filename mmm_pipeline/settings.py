@@ -194,6 +194,10 @@ class PipelineConfig(BaseModel):
     # A plan moves a cell, and a budget-neutral plan leaves the current mix, only with at least this
     # posterior probability of gaining (0 takes the optimizer's plan as it is).
     plan_min_probability_of_gain: float = Field(0.9, ge=0, lt=1)
+    # What the default plan's optimizer maximises over the posterior draws (allocation.Scenario.utility):
+    # `mean`, `cvar` or `mean_tightness`, at `plan_utility_confidence` (docs/decisions.md "Utility").
+    plan_utility: Literal["mean", "cvar", "mean_tightness"] = "mean"
+    plan_utility_confidence: float = Field(0.9, gt=0.5, lt=1)
     # Warn when the newest ad-reporting or KPI day is older than this many days.
     freshness_days: int = Field(8, ge=1, le=3650)
     geo_weights: dict[str, float] | None = None
@@ -253,6 +257,7 @@ def load_pipeline_config(input_dir: Path) -> tuple[PipelineConfig, str]:
 # re-version the weekly staging data (which would refit every model of every market). The
 # source-volume check's settings (ingest.retired_files, max_row_drop_share) change no row either.
 NOT_STAGING_SETTINGS = {**dict.fromkeys(("model", "planning_horizon_weeks", "plan_min_probability_of_gain",
+                                         "plan_utility", "plan_utility_confidence",
                                          "scenarios", "freshness_days", "lift_tests"), True),
                         "ingest": {"retired_files": True, "max_row_drop_share": True}}
 

@@ -268,6 +268,38 @@ def test_allocation_sums_to_budget_within_bounds(default_alloc, tables, curves):
     assert out["expected_response_mean"].sum() >= out["current_response_mean"].sum() * (1 - 1e-6)
 
 
+def test_a_risk_averse_utility_trades_expected_response_for_a_better_worst_tenth(mmm, tables, curves, monkeypatch):
+    """`Scenario.utility: cvar` (docs/decisions.md "Utility"): pymc-marketing's CVaR utility is what the
+    optimizer maximises, so its plan's mean of the worst 10% of draws is at least the expected-response
+    plan's, whose expected response is in turn at least the CVaR plan's (same draws, same bounds)."""
+    seen = {}
+    real = A.hold_unconvincing_moves
+
+    def record(*args, **kwargs):  # the optimizer's plan per draw, before any hold (threshold 0 here)
+        seen["draws"] = args[7].sum(axis=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(A, "hold_unconvincing_moves", record)
+    plans = {}
+    for utility in ("mean", "cvar"):
+        sc = A.default_scenario("m1", curves, horizon_weeks=HORIZON, utility=utility, utility_confidence=0.9)
+        out = A.allocate(mmm, sc, tables["forecast"], curves, max_weekly_spend=curves)
+        assert abs(out["optimal_spend"].sum() - sc.total_budget) <= 1e-3 * sc.total_budget
+        assert (out["optimal_spend"] >= 0.5 * out["current_spend"] * (1 - 1e-6)).all()
+        assert (out["optimal_spend"] <= 1.5 * out["current_spend"] * (1 + 1e-6)).all()
+        plans[utility] = (out["optimal_spend"].to_numpy(), seen["draws"])
+
+    def worst_tenth(x):
+        return np.sort(x)[: max(1, int(0.1 * len(x)))].mean()
+
+    (w_mean, d_mean), (w_cvar, d_cvar) = plans["mean"], plans["cvar"]
+    assert not np.allclose(w_mean, w_cvar, rtol=1e-3)  # the utility changed the plan
+    assert worst_tenth(d_cvar) >= worst_tenth(d_mean) - 1e-6 * abs(worst_tenth(d_mean))
+    assert d_mean.mean() >= d_cvar.mean() - 1e-6 * abs(d_mean.mean())
+    with pytest.raises(Exception, match="utility"):
+        A.default_scenario("m1", curves, utility="median")
+
+
 def test_fixed_allocation_is_evaluated_not_optimised(mmm, tables, curves, default_alloc, monkeypatch):
     _, base = default_alloc
     plan = {("G1", "tv"): 12345.0, ("G2", "retail"): 0.0}

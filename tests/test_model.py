@@ -233,6 +233,29 @@ def test_learned_geo_sigma_option_and_national_build(tables):
     assert tuple(mmm.model.named_vars_to_dims["saturation_beta"]) == ("channel",)
 
 
+def test_season_shared_by_the_markets_geos_with_a_prior_falling_with_the_mode(tables):
+    """priors.fourier_pooling: market = one season per mode with non-centered geo deviations;
+    fourier_decay: mode k's prior sd is fourier_sigma * k ** -decay (docs/models.md "Seasonality")."""
+    cfg = M.load_model_config("fast", {"yearly_seasonality": 3,
+                                       "priors": {"fourier_pooling": "market", "fourier_decay": 1.0}})
+    data = M.prepare_model_data(tables["media"], tables["kpi"], tables["cpu"], geos=WEST)
+    mmm = M.build_mmm(data, cfg)
+    model = mmm.model
+    free = {v.name for v in model.free_RVs}
+    assert {"gamma_fourier_mu", "gamma_fourier_offset", "gamma_fourier_sigma"} <= free
+    assert "gamma_fourier" not in free and tuple(model.named_vars_to_dims["gamma_fourier"]) == ("geo", "fourier_mode")
+    assert tuple(model.named_vars_to_dims["gamma_fourier_mu"]) == ("fourier_mode",)
+    modes = list(model.coords["fourier_mode"])
+    sigma = dict(zip(modes, np.asarray(mmm.model_config["gamma_fourier"].parameters["mu"].parameters["sigma"])))
+    p = cfg.priors
+    for k in (1, 2, 3):
+        assert sigma[f"sin_{k}"] == sigma[f"cos_{k}"] == pytest.approx(p.fourier_sigma / k)
+    # the default: each geo its own season, every mode alike
+    plain = M.build_mmm(data, M.load_model_config("fast", {"yearly_seasonality": 3}))
+    assert "gamma_fourier" in {v.name for v in plain.model.free_RVs}
+    assert plain.model_config["gamma_fourier"].parameters["sigma"] == p.fourier_sigma
+
+
 # ----------------------------------------------------------------------------- slow: sampling
 
 

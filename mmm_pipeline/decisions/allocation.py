@@ -44,7 +44,8 @@ How pymc-marketing 1.3 is used
 
 Hold when the posterior cannot tell
 -----------------------------------
-The optimizer maximises the posterior mean. A move it proposes is kept only where the posterior
+The optimizer maximises the posterior mean (``Scenario.utility``: or pymc-marketing's CVaR or
+mean-tightness utility, docs/decisions.md "Utility"). A move it proposes is kept only where the posterior
 is confident it pays (``Scenario.min_probability_of_gain``, product default 0.9 from pipeline.yaml
 ``plan_min_probability_of_gain``):
 
@@ -84,7 +85,7 @@ from mmm_pipeline.model.config import HDI_PROB, NATIONAL
 from mmm_pipeline.model.summaries import hdi_bounds
 
 __all__ = ["AllocationError", "Scenario", "default_scenario", "allocate", "plot_allocation",
-           "move_probabilities", "lift_test_evidence", "plan_variant", "plan_scenario", "ALLOCATION_COLUMNS",
+           "move_probabilities", "plan_utility", "lift_test_evidence", "plan_variant", "plan_scenario", "ALLOCATION_COLUMNS",
            "SUM_TOLERANCE"]
 
 ALLOCATION_COLUMNS = [
@@ -158,6 +159,12 @@ class Scenario(BaseModel):
     # None or 0: the optimizer's plan as it is. Otherwise a cell moves, and a budget-neutral plan
     # differs from the current mix, only with at least this posterior probability of gaining.
     min_probability_of_gain: float | None = Field(None, ge=0, lt=1)
+    # What the optimizer maximises over the posterior draws of the plan's response (pymc-marketing's
+    # utilities, :func:`plan_utility`): "mean" = the expected response; "cvar" = the mean of the worst
+    # (1 - utility_confidence) share of draws; "mean_tightness" = 1 - 0.5 x (the spread between the
+    # utility_confidence and 1 - utility_confidence quantiles) / mean. docs/decisions.md "Utility".
+    utility: Literal["mean", "cvar", "mean_tightness"] = "mean"
+    utility_confidence: float = Field(0.9, gt=0.5, lt=1)
 
     @field_validator("bounds", "fixed_allocation", mode="before")
     @classmethod
@@ -202,7 +209,8 @@ class Scenario(BaseModel):
 
 def default_scenario(market: str, current_spend: pd.DataFrame, *, horizon_weeks: int = 8,
                      allocation_id: str = "default", variant: str = "calibrated",
-                     bound_fraction: float = 0.5, min_probability_of_gain: float | None = None) -> Scenario:
+                     bound_fraction: float = 0.5, min_probability_of_gain: float | None = None,
+                     utility: str = "mean", utility_confidence: float = 0.9) -> Scenario:
     """Budget = current spend of all cells over the horizon; each cell within +/-50 % of its current spend.
 
     `current_spend` has columns geo, channel, current_weekly_spend (e.g.
@@ -215,7 +223,24 @@ def default_scenario(market: str, current_spend: pd.DataFrame, *, horizon_weeks:
     bounds = {cell: (1 - bound_fraction, 1 + bound_fraction) for cell in cur.index}
     return Scenario(allocation_id=allocation_id, market=market, total_budget=budget,
                     horizon_weeks=horizon_weeks, bounds=bounds, variant=variant,
-                    min_probability_of_gain=min_probability_of_gain)
+                    min_probability_of_gain=min_probability_of_gain, utility=utility,
+                    utility_confidence=utility_confidence)
+
+
+def utility_label(scenario: Scenario) -> str:
+    """`mean`, or the risk-aware utility with its confidence (`cvar 0.9`), as the plan mart shows it."""
+    return "mean" if scenario.utility == "mean" else f"{scenario.utility} {scenario.utility_confidence:g}"
+
+
+def plan_utility(scenario: Scenario):
+    """The pymc-marketing utility function the optimizer maximises for `scenario`."""
+    from pymc_marketing.mmm import utility as U
+
+    if scenario.utility == "cvar":
+        return U.conditional_value_at_risk(scenario.utility_confidence)
+    if scenario.utility == "mean_tightness":
+        return U.mean_tightness_score(alpha=0.5, confidence_level=scenario.utility_confidence)
+    return U.average_response
 
 
 # --------------------------------------------------------------------------- helpers
@@ -490,7 +515,8 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        opt = mmm.budget_optimizer(horizon[0], horizon[-1], budgets_to_optimize=mask, cost_per_unit=cpu_da)
+        opt = mmm.budget_optimizer(horizon[0], horizon[-1], budgets_to_optimize=mask, cost_per_unit=cpu_da,
+                                   utility_function=plan_utility(scenario))
         # SLSQP evaluates every posterior draw at every iteration: on 20 geos x 4 channels,
         # 4,000 draws took 196 s. Every k-th draw of each chain (<= max_draws in all)
         # keeps the expected response's Monte Carlo error small at a fraction of the time.
@@ -632,6 +658,7 @@ def allocate(mmm, scenario: Scenario, cost_per_unit_forecast: pd.DataFrame, curr
                "horizon_weeks": H,
                "decision": "fixed_plan" if fixed else "move" if moved.any() else "keep_current_mix",
                "probability_of_gain": p_gain, "min_probability_of_gain": threshold or None,
+               "utility": utility_label(scenario),
                "held_cells": int(held.sum())}
     for name, draws in (("expected_response", opt_draws.sum(axis=1)), ("current_response", cur_draws.sum(axis=1)),
                         ("gain", (opt_draws - cur_draws).sum(axis=1)), ("candidate_gain", candidate_gain)):

@@ -77,6 +77,15 @@ class PriorsConfig(_Strict):
     intercept_mu: float = 0.5
     intercept_sigma: float = Field(0.5, gt=0)
     fourier_sigma: float = Field(0.1, gt=0)
+    # How a market's geos share the yearly season (gamma_fourier[geo, mode]): "geo" = each geo its own
+    # Normal(0, fourier_sigma) per mode; "market" = one market season per mode, Normal(0, fourier_sigma),
+    # plus non-centered geo deviations whose spread is HalfNormal(fourier_geo_sigma) (the KPI is per capita
+    # or per the geo's size, so one season fits geos of any size; docs/models.md "Seasonality").
+    fourier_pooling: Literal["geo", "market"] = "geo"
+    fourier_geo_sigma: float = Field(0.05, gt=0)
+    # The prior sd of mode k is fourier_sigma * k ** -fourier_decay: 0 = every mode alike; 1 keeps the
+    # high modes that a smooth season does not need near zero unless the data ask for them.
+    fourier_decay: float = Field(0.0, ge=0, le=3)
     control_sigma: float = Field(0.5, gt=0)
     noise_sigma: float = Field(0.2, gt=0)
 

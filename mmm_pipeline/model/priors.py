@@ -38,6 +38,26 @@ def media_prior(cfg: ModelConfig, dims: tuple[str, ...], spec: HierarchicalPrior
     return Prior("Normal", mu=mu, sigma=sigma, dims=media_dims, centered=False, transform=transform)
 
 
+def season_prior(cfg: ModelConfig, dims: tuple[str, ...]):
+    """gamma_fourier[*geo, mode]: per geo, or a market season with geo deviations; sd falling with the mode."""
+    import numpy as np
+    from pymc_extras.prior import Prior
+
+    p = cfg.priors
+    sigma: Any = p.fourier_sigma
+    if p.fourier_decay and cfg.yearly_seasonality:
+        # pymc-marketing orders the modes sin_1..sin_n, cos_1..cos_n
+        import xarray as xr
+
+        k = np.tile(np.arange(1, cfg.yearly_seasonality + 1, dtype=float), 2)
+        sigma = xr.DataArray(p.fourier_sigma * k ** -p.fourier_decay, dims=("fourier_mode",))
+    if p.fourier_pooling == "market" and dims:
+        market = Prior("Normal", mu=0, sigma=sigma, dims=("fourier_mode",))
+        return Prior("Normal", mu=market, sigma=Prior("HalfNormal", sigma=p.fourier_geo_sigma),
+                     dims=(*dims, "fourier_mode"), centered=False)
+    return Prior("Normal", mu=0, sigma=sigma, dims=(*dims, "fourier_mode"))
+
+
 def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
     """pymc-marketing model_config with the non-centered hierarchies."""
     from pymc_extras.prior import Prior
@@ -65,7 +85,7 @@ def model_priors(cfg: ModelConfig, dims: tuple[str, ...]) -> dict[str, Any]:
         "intercept": Prior("Normal", mu=p.intercept_mu, sigma=p.intercept_sigma, dims=dims),
         "likelihood": Prior("Normal", sigma=Prior("HalfNormal", sigma=p.noise_sigma, dims=dims),
                             dims=("date", *dims)),
-        "gamma_fourier": Prior("Normal", mu=0, sigma=p.fourier_sigma, dims=(*dims, "fourier_mode")),
+        "gamma_fourier": season_prior(cfg, dims),
         "gamma_control": Prior("Normal", mu=0, sigma=p.control_sigma, dims=(*dims, "control")),
     }
     if cfg.time_varying_media:

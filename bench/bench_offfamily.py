@@ -174,6 +174,9 @@ def extract(db: Path, input_dir: Path) -> dict:
         alloc = table(con, "marts.budget_allocation_latest", "WHERE allocation_id = 'default'")
         forecast = table(con, "marts.cost_per_unit_forecast_latest")
         curves_now = table(con, "marts.response_curves_latest")
+        # each market's own national (market) ROAS per channel, the latest fit of each variant
+        national = table(con, "marts.channel_roas_market", "m WHERE materialized_at = (SELECT max(materialized_at) "
+                         "FROM marts.channel_roas_market x WHERE x.market = m.market AND x.variant = m.variant)")
     # the plan the product recommends (a failed variant's plan may be written beside it, chosen = false)
     plans, alloc = ((df[df["chosen"].fillna(True).astype(bool)] if "chosen" in df else df) for df in (plans, alloc))
     for r in runs.to_dict("records"):
@@ -227,6 +230,9 @@ def extract(db: Path, input_dir: Path) -> dict:
             except Exception as exc:  # noqa: BLE001 - a benchmark records and goes on
                 out["errors"].append(f"cells {r['market']}/{r['variant']}/{r['geo']}/{r['channel']}: {exc!r}")
         out["cells"].append(row)
+    out["national"] = [{"market": r["market"], "variant": r["variant"], "channel": r["channel"],
+                        "roas_mean": r["roas_mean"], "roas_lo": r["roas_hdi_low"], "roas_hi": r["roas_hdi_high"]}
+                       for r in national.to_dict("records")]
     for r in lift.to_dict("records"):
         out["lift"].append({"market": r["market"], "variant": r["variant"], "test_id": r["test_id"],
                             "geo": r.get("geo"), "scope": r.get("scope"), "predicted_mean": r["predicted_mean"],
@@ -461,6 +467,23 @@ def score(structure: str, k: int, truth: dict, answers: dict) -> tuple[list[dict
                            "lo": c[lo], "hi": c[hi], "rel_error": rel(c[mean_key], t[true_key]),
                            "covered": bool(c[lo] <= t[true_key] <= c[hi]),
                            "source": c.get(f"{fig}_source", "mart")})
+    # national ROAS per market and channel (issue 30 item 4: a correlated pair's weaker channel must not
+    # collapse, below a quarter of its truth with an interval that excludes the truth)
+    market_geos: dict = {}
+    for c in answers["cells"]:
+        market_geos.setdefault(c["market"], set()).add(c["geo"])
+    for n in answers.get("national", []):
+        mine = [t for (g, ch), t in tc.items() if ch == n["channel"] and g in market_geos.get(n["market"], ())]
+        spend = sum(t["spend"] for t in mine)
+        if not mine or not spend:
+            continue
+        true = sum(t["contribution"] for t in mine) / spend
+        covered = bool(n["roas_lo"] <= true <= n["roas_hi"])
+        detail.append({**base, "kind": "roas_national", "market": n["market"], "variant": n["variant"],
+                       "geo": "national", "channel": n["channel"], "truth": true, "estimate": n["roas_mean"],
+                       "lo": n["roas_lo"], "hi": n["roas_hi"], "rel_error": rel(n["roas_mean"], true),
+                       "covered": covered, "collapsed": bool(n["roas_mean"] < 0.25 * true and not covered),
+                       "source": "mart"})
     tests = {t["test_id"]: t for t in truth["lift_tests"]}
     by_test: dict = {}
     for r in answers["lift"]:
@@ -532,11 +555,13 @@ def summarise_dataset(base: dict, detail: list[dict], answers: dict) -> list[dic
     for v in variants:
         d = [x for x in detail if x.get("variant") == v]
         row = {**base, "variant": v, "ok": answers.get("ok"), "run_seconds": answers.get("run_seconds")}
-        for kind in ("roas", "mroas", "plus10", "lift"):
+        for kind in ("roas", "mroas", "plus10", "lift", "roas_national"):
             x = [y for y in d if y["kind"] == kind]
             row[f"{kind}_err"] = float(np.nanmean([y["rel_error"] for y in x])) if x else np.nan
             row[f"{kind}_cov"] = float(np.mean([y["covered"] for y in x])) if x else np.nan
             row[f"{kind}_n"] = len(x)
+        national = [y for y in d if y["kind"] == "roas_national"]
+        row["national_collapsed"] = float(sum(y["collapsed"] for y in national)) if national else np.nan
         fits = [y for y in d if y["kind"] == "fit"]
         row["gate_first"] = float(np.mean([y["gate_first"] for y in fits])) if fits else np.nan
         row["gate_final"] = float(np.mean([y["gate_final"] for y in fits])) if fits else np.nan
@@ -585,7 +610,11 @@ METRICS = [("roas_err", "ROAS err", "pct"), ("roas_cov", "ROAS cov", "share"),
            ("plus10_err", "+10% err", "pct"), ("plus10_cov", "+10% cov", "share"),
            ("lift_err", "lift err", "pct"), ("lift_cov", "lift cov", "share"),
            ("gate_first", "gates 1st", "share"), ("gate_final", "gates ladder", "share"),
-           ("fit_seconds", "fit s", "num")]
+           ("fit_seconds", "fit s", "num"),
+           # national (market) ROAS per channel; channels below a quarter of their truth with an interval
+           # that excludes it, per dataset (issue 30 item 4); absent from runs before 2026-12-07 (ninth session)
+           ("roas_national_err", "national ROAS err", "pct"), ("roas_national_cov", "national ROAS cov", "share"),
+           ("national_collapsed", "channels collapsed", "num2")]
 # the fair test of calibration (issue 28 item 4), beside what an exact Normal update would give
 FAIR_METRICS = [("fair_lift_closer", "lift: calibrated closer", "share"),
                 ("fair_lift_closer_pred", "(Normal update)", "share"),
@@ -647,13 +676,15 @@ def tables(summary) -> str:
     for title, metrics in (("Accuracy (mean over cells / tests / fits; |error| relative to the truth)", METRICS),
                            ("Default budget plan under the true response (% of the current plan's true response)",
                             PLAN_METRICS), (fair_title, FAIR_METRICS)):
-        if metrics is FAIR_METRICS and "fair_lift_closer" not in summary:
+        fair = metrics is FAIR_METRICS
+        if fair and "fair_lift_closer" not in summary:
             continue
+        metrics = [m for m in metrics if m[0] in summary]  # older CSVs lack newer figures
         out.append(f"**{title}**\n")
         out.append("| structure | variant | seeds | " + " | ".join(m[1] for m in metrics) + " |")
         out.append("|---|---|---:|" + "---:|" * len(metrics))
         for s in structures + (["pooled"] if len(structures) > 1 else []):
-            for v in (["calibrated"] if metrics is FAIR_METRICS else variants):
+            for v in (["calibrated"] if fair else variants):
                 sub = summary[summary["variant"] == v]
                 parts = [sub[sub["structure"] == s]] if s != "pooled" else [sub[sub["structure"] == x] for x in structures]
                 n = sum(len(p) for p in parts)

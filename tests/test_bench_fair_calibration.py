@@ -68,3 +68,29 @@ def test_held_out_tests_and_the_real_fit_confirmation():
     # a test whose truth is not in this market's scope (a national split) is not scored
     out = fair_test(a, {"T0": truth["T0"], "T1": None}, {}, n_readouts=5, seed=1)
     assert out["lift_pairs"] == 5 and out["heldout_pairs"] == 0
+
+
+def test_national_roas_is_scored_per_market_and_a_collapsed_channel_is_counted():
+    """Issue 30 item 4: the benchmark scores each market's national ROAS per channel against the truth
+    summed over the market's geos, and counts a channel below a quarter of its truth whose interval
+    excludes the truth (the weaker of two correlated channels taking nothing)."""
+    from bench.bench_offfamily import score
+
+    cells = [{"geo": g, "channel": ch, "spend": 100.0, "contribution": contrib}
+             for g in ("a", "b") for ch, contrib in (("tv", 200.0), ("social", 100.0))]
+    truth = {"process": {"geos": ["a", "b"], "channels": ["tv", "social"]}, "cells": cells, "lift_tests": [],
+             "seed": 1}
+    answers = {"cells": [{"market": "m", "geo": g, "channel": ch} for g in ("a", "b") for ch in ("tv", "social")],
+               "national": [{"market": "m", "variant": "uncalibrated", "channel": "tv", "roas_mean": 2.2,
+                             "roas_lo": 1.5, "roas_hi": 3.0},
+                            {"market": "m", "variant": "uncalibrated", "channel": "social", "roas_mean": 0.2,
+                             "roas_lo": 0.0, "roas_hi": 0.6}],
+               "lift": [], "runs": [], "plans": []}
+    summary, detail = score("corr", 1, truth, answers)
+    national = {d["channel"]: d for d in detail if d["kind"] == "roas_national"}
+    assert national["tv"]["truth"] == pytest.approx(2.0) and national["tv"]["covered"]
+    assert not national["tv"]["collapsed"]
+    assert national["social"]["truth"] == pytest.approx(1.0) and national["social"]["collapsed"]
+    row = summary[0]
+    assert row["national_collapsed"] == 1 and row["roas_national_cov"] == 0.5
+    assert row["roas_national_err"] == pytest.approx((0.1 + 0.8) / 2)

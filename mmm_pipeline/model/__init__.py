@@ -61,7 +61,8 @@ of ~75 with the diagonal mass matrix, same ESS.
 
 Everything else: ``intercept_contribution[geo] ~ Normal(mu, sigma)``,
 ``gamma_fourier[geo, mode] ~ Normal(0, fourier_sigma)`` (per-geo seasonality,
-because seasonality scales with a geo's baseline), ``gamma_control[geo,
+because seasonality scales with a geo's baseline; ``priors.fourier_pooling: market`` shares a market
+season with non-centered geo deviations), ``gamma_control[geo,
 control] ~ Normal(0, control_sigma)`` on controls divided by their max abs
 value, likelihood ``Normal(mu, y_sigma[geo])`` with ``y_sigma ~
 HalfNormal(noise_sigma)``.

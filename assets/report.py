@@ -31,10 +31,10 @@ from resources import ArtifactStore, PipelineSettings, WarehouseResource
 # Follows the code (issue 9), the Jinja templates the reports are rendered with (no Python source) and the
 # benchmark's interval coverage the health card quotes (data).
 REPORTING_DIR = Path(__file__).resolve().parents[1] / "mmm_pipeline" / "reporting"
-REPORT_TEMPLATES = sorted(REPORTING_DIR.glob("*.j2")) + sorted(REPORTING_DIR.glob("*.json"))
+REPORT_INPUT_FILES = sorted(REPORTING_DIR.glob("*.j2")) + sorted(REPORTING_DIR.glob("*.json"))
 REPORT_CODE_VERSION = fingerprint(
     source_version("mmm_pipeline.reporting.report", "mmm_pipeline.reporting.charts", "mmm_pipeline.reporting.publish",
-                   "mmm_pipeline.reporting.health", "mmm_pipeline.reporting.wording", glue=__name__), *(t.read_text() for t in REPORT_TEMPLATES))[:12]
+                   "mmm_pipeline.reporting.health", "mmm_pipeline.reporting.wording", glue=__name__), *(t.read_text() for t in REPORT_INPUT_FILES))[:12]
 # The refresh is weekly (weekly_refresh): warn a day after a refresh was due, fail after two missed ones.
 REFRESH_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=15), warn_window=timedelta(days=8))
 DATA_DOCS_INDEX = ("gx", "uncommitted", "data_docs", "local_site", "index.html")

@@ -9,6 +9,7 @@ hand-checkable arithmetic on that posterior.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -276,7 +277,7 @@ def test_a_risk_averse_utility_trades_expected_response_for_a_better_worst_tenth
     real = A.hold_unconvincing_moves
 
     def record(*args, **kwargs):  # the optimizer's plan per draw, before any hold (threshold 0 here)
-        seen["draws"] = args[7].sum(axis=1)
+        seen["draws"] = inspect.signature(real).bind(*args, **kwargs).arguments["plan_draws"].sum(axis=1)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(A, "hold_unconvincing_moves", record)

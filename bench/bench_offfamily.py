@@ -110,8 +110,10 @@ def with_candidate(folder: Path, settings: dict) -> None:
 # --------------------------------------------------------------------------- worker (own process)
 
 
-def worker(input_dir: Path, work: Path, profile: str) -> int:
-    """Run the whole graph on `input_dir` into `work/`, then write `work/answers.json` from the marts."""
+def worker(input_dir: Path, work: Path, profile: str, candidate: str | None = None) -> int:
+    """Run the whole graph on `input_dir` into `work/`, then write `work/answers.json` from the marts, with
+    the model code that answered (the health card's coverage is only this code's) and the candidate
+    settings merged into its pipeline.yaml, if any."""
     os.environ.update({"MMM_INPUT_DIR": str(input_dir), "MMM_WAREHOUSE": str(work / "warehouse.duckdb"),
                        "MMM_ARTIFACT_DIR": str(work / "artifacts"), "MMM_PROFILE": profile,
                        "GX_ANALYTICS_ENABLED": "false"})
@@ -130,7 +132,10 @@ def worker(input_dir: Path, work: Path, profile: str) -> int:
         checks = [c for r in results for c in failed_checks(r)]
     seconds = time.perf_counter() - t0
     answers = extract(work / "warehouse.duckdb", input_dir)
-    answers.update({"ok": bool(ok), "run_seconds": seconds, "failed_steps": failed, "failed_checks": checks})
+    from mmm_pipeline.reporting.health import model_code_version
+
+    answers.update({"ok": bool(ok), "run_seconds": seconds, "failed_steps": failed, "failed_checks": checks,
+                    "model_code_version": model_code_version(), "candidate": candidate or ""})
     (work / "answers.json").write_text(json.dumps(answers, default=float))
     return 0
 
@@ -362,6 +367,20 @@ def predicted_update(s: float, sigma: float, n: int = 20000, seed: int = 0) -> t
     return float(np.mean(np.abs(-(1 - g) * d + g * e) < np.abs(d))), sigma * sigma / (s * s + sigma * sigma)
 
 
+def update_given_error(u: float, s: float, sigma: float) -> tuple[float, float]:
+    """The same exact Normal update, given the uncalibrated mean's realised error `u` (= mean - truth) instead
+    of averaging over it: (P(updated mean closer to the truth), E err^2 updated) over the readout noise only.
+    err after = (1 - g) u + g e, e ~ N(0, sigma^2). On a few datasets the realised uncalibrated errors, not
+    the update, decide the RMSE ratio; this says what a correct update would have scored on these errors."""
+    from scipy.stats import norm
+
+    g = s * s / (s * s + sigma * sigma)
+    if g == 0 or sigma == 0:
+        return float(g > 0 and u != 0), float((1 - g) ** 2 * u * u)
+    lo, hi = (-abs(u) - (1 - g) * u) / (g * sigma), (abs(u) - (1 - g) * u) / (g * sigma)
+    return float(norm.cdf(hi) - norm.cdf(lo)), float((1 - g) ** 2 * u * u + g * g * sigma * sigma)
+
+
 def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 200, seed: int = 0) -> dict:
     """The fair test of calibration on one market (issue 28 item 4): `n_readouts` readouts of every test
     drawn around its true lift with its sigma, each turned into a calibrated posterior by reweighting the
@@ -392,7 +411,7 @@ def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 2
         return cc._lift_loglik(imp, SimpleNamespace(observed=y, sigma=sigma), like, nu)
 
     out = {k: 0.0 for k in ("lift_pairs", "lift_closer", "lift_pred_closer", "lift_sq_cal", "lift_sq_unc",
-                            "lift_pred_sq", "lift_pred_sq_unc", "heldout_pairs", "heldout_err_cal", "heldout_err_unc",
+                            "lift_pred_sq", "lift_pred_sq_unc", "lift_given_closer", "lift_given_sq", "heldout_pairs", "heldout_err_cal", "heldout_err_unc",
                             "readouts", "khat_bad")}
     for q in ("mroas", "plus10", "roas"):
         out.update({f"{q}_pairs": 0.0, f"{q}_err_cal": 0.0, f"{q}_err_unc": 0.0})
@@ -401,6 +420,9 @@ def fair_test(a: dict, true_lift: dict, true_cells: dict, *, n_readouts: int = 2
         out["lift_pred_closer"] += p_closer * n_readouts
         out["lift_pred_sq"] += mse_ratio * unc_sd[j] ** 2 * n_readouts
         out["lift_pred_sq_unc"] += unc_sd[j] ** 2 * n_readouts
+        given_closer, given_sq = update_given_error(float(unc_mean[j] - truth[j]), float(unc_sd[j]), float(sigma[j]))
+        out["lift_given_closer"] += given_closer * n_readouts
+        out["lift_given_sq"] += given_sq * n_readouts
     siblings = {j: [i for i in scored if i != j and channels[i] == channels[j]] for j in scored}
     for _ in range(n_readouts):
         y = observed.copy()
@@ -554,7 +576,9 @@ def summarise_dataset(base: dict, detail: list[dict], answers: dict) -> list[dic
     variants = sorted({d["variant"] for d in detail if "variant" in d})
     for v in variants:
         d = [x for x in detail if x.get("variant") == v]
-        row = {**base, "variant": v, "ok": answers.get("ok"), "run_seconds": answers.get("run_seconds")}
+        row = {**base, "variant": v, "ok": answers.get("ok"), "run_seconds": answers.get("run_seconds"),
+               # absent from answers written before the worker recorded them
+               "model_code_version": answers.get("model_code_version"), "candidate": answers.get("candidate")}
         for kind in ("roas", "mroas", "plus10", "lift", "roas_national"):
             x = [y for y in d if y["kind"] == kind]
             row[f"{kind}_err"] = float(np.nanmean([y["rel_error"] for y in x])) if x else np.nan
@@ -590,6 +614,10 @@ def summarise_dataset(base: dict, detail: list[dict], answers: dict) -> list[dic
                        fair_lift_closer_pred=ratio("lift_pred_closer", "lift_pairs"),
                        fair_lift_rmse_ratio=float(np.sqrt(ratio("lift_sq_cal", "lift_sq_unc"))),
                        fair_lift_rmse_ratio_pred=float(np.sqrt(ratio("lift_pred_sq", "lift_pred_sq_unc"))),
+                       # the Normal update on the uncalibrated errors that happened (absent from older rows)
+                       fair_lift_closer_given=ratio("lift_given_closer", "lift_pairs") if "lift_given_sq" in f else np.nan,
+                       fair_lift_rmse_ratio_given=float(np.sqrt(ratio("lift_given_sq", "lift_sq_unc")))
+                       if "lift_given_sq" in f else np.nan,
                        fair_heldout_err_cal=ratio("heldout_err_cal", "heldout_pairs"),
                        fair_heldout_err_unc=ratio("heldout_err_unc", "heldout_pairs"),
                        fair_khat_bad=ratio("khat_bad", "readouts"),
@@ -620,6 +648,9 @@ FAIR_METRICS = [("fair_lift_closer", "lift: calibrated closer", "share"),
                 ("fair_lift_closer_pred", "(Normal update)", "share"),
                 ("fair_lift_rmse_ratio", "lift RMSE cal/uncal", "share"),
                 ("fair_lift_rmse_ratio_pred", "(Normal update)", "share"),
+                # the Normal update given each dataset's realised uncalibrated errors (ninth session on)
+                ("fair_lift_closer_given", "closer (update, realised errors)", "share"),
+                ("fair_lift_rmse_ratio_given", "RMSE ratio (update, realised errors)", "share"),
                 ("fair_mroas_err_cal", "mROAS err cal", "pct"), ("fair_mroas_err_unc", "uncal", "pct"),
                 ("fair_plus10_err_cal", "+10% err cal", "pct"), ("fair_plus10_err_unc", "uncal", "pct"),
                 ("fair_heldout_err_cal", "held-out lift err cal", "pct"), ("fair_heldout_err_unc", "uncal", "pct"),
@@ -701,7 +732,16 @@ def coverage_reference(summary, *, measured: str, code: str, sources: list[str])
     import numpy as np
 
     rng = np.random.default_rng(0)
-    out: dict = {"measured": measured, "code": code, "sources": sources, "nominal": 0.94, "coverage": {}}
+    candidate = summary["candidate"].astype(object).fillna("") if "candidate" in summary else None
+    if candidate is not None and (candidate != "").any():
+        bad = summary.loc[candidate != "", ["structure", "seed"]].drop_duplicates().to_records(index=False)
+        raise SystemExit("the health card's coverage describes the product's defaults; these rows measured candidate "
+                         f"settings: {', '.join(f'{s} seed {k}' for s, k in bad)}")
+    # a row from before the worker recorded its code counts as unknown code: the card then says stale
+    versions = sorted(set(summary["model_code_version"].fillna("not recorded"))) if "model_code_version" in summary \
+        else ["not recorded"]
+    out: dict = {"measured": measured, "code": code, "model_code_versions": versions, "sources": sources,
+                 "nominal": 0.94, "coverage": {}}
     for v in ("uncalibrated", "calibrated"):
         for group, structures in (("off_family", OFF_FAMILY), ("in_family", IN_FAMILY)):
             sub = summary[(summary["variant"] == v) & summary["structure"].isin(structures)]
@@ -780,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", nargs=2, metavar=("INPUT_DIR", "WORK_DIR"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(Path(a.worker[0]), Path(a.worker[1]), a.profile)
+        return worker(Path(a.worker[0]), Path(a.worker[1]), a.profile, a.candidate)
     if a.publish_coverage:
         ref = coverage_reference(read_summaries(a.publish_coverage), measured=date.today().isoformat(),
                                  code=a.code or f"commit {commit_label()}", sources=list(a.publish_coverage))
@@ -821,7 +861,8 @@ def main(argv: list[str] | None = None) -> int:
                 t1 = time.perf_counter()
                 with open(work / "run.log", "w") as log:
                     rc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile", a.profile,
-                                         "--worker", str(folder), str(work)], cwd=ROOT, stdout=log,
+                                         "--worker", str(folder), str(work),
+                                         *(["--candidate", a.candidate] if a.candidate else [])], cwd=ROOT, stdout=log,
                                         stderr=subprocess.STDOUT).returncode
                 if rc != 0 or not answers_path.exists():
                     print(f"[{time.perf_counter() - t0:7.0f}s] {s} seed {k}: worker failed (rc {rc}); "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.bench_offfamily import fair_test, predicted_update
+from bench.bench_offfamily import fair_test, predicted_update, update_given_error
 
 
 def _toy(rng, s: float, sigma: float, n_draws: int = 4000, n_tests: int = 1):
@@ -46,6 +46,32 @@ def test_reweighting_a_calibrated_posterior_matches_the_exact_update_pooled_over
     assert abs(closer - pred_closer) < 0.08, (closer, pred_closer)
     assert abs(ratio - pred_ratio) < 0.15, (ratio, pred_ratio)
     assert tot["khat_bad"] == 0
+
+
+def test_the_update_given_the_realised_error_averages_to_the_unconditional_one_and_fits_one_dataset():
+    """Given the uncalibrated mean's realised error u, only the readout noise is random: averaged over
+    u ~ N(0, s^2) it is the textbook update; on one dataset it is what reweighting scores, where the
+    unconditional reference can be far off (one dataset's u decides the denominator)."""
+    s, sigma = 1.0, 1.0
+    us = np.random.default_rng(0).normal(0, s, 20000)
+    given = np.array([update_given_error(u, s, sigma) for u in us])
+    p, ratio = predicted_update(s, sigma, n=200000)
+    assert given[:, 0].mean() == pytest.approx(p, abs=0.01)
+    assert given[:, 1].mean() / s ** 2 == pytest.approx(ratio, abs=0.02)
+    assert update_given_error(0.0, s, sigma)[0] == 0.0     # a perfect uncalibrated mean cannot be beaten
+    conditional = {}
+    for truth in (10.2, 11.5):                             # a lucky and an unlucky uncalibrated mean (10.0)
+        a, _, _ = _toy(np.random.default_rng(1), s, sigma)
+        a["implied_unc"] = 10.0 + (a["implied_unc"] - a["implied_unc"].mean()) / a["implied_unc"].std()
+        a["implied_cal_mean"] = a["implied_unc"].mean(axis=0)
+        out = fair_test(a, {"T0": truth}, {}, n_readouts=400, seed=2)
+        realised = np.sqrt(out["lift_sq_cal"] / out["lift_sq_unc"])
+        conditional[truth] = np.sqrt(out["lift_given_sq"] / out["lift_sq_unc"])
+        assert realised == pytest.approx(conditional[truth], rel=0.1), (truth, realised, conditional)
+    # g = 1/2: E err^2 = u^2 / 4 + 1/4. The lucky mean (u = -0.2) scores a ratio far above the unconditional
+    # 0.71 although the update is exact; the unlucky one (u = -1.5) below it
+    assert conditional[10.2] == pytest.approx(np.sqrt((0.25 * 0.04 + 0.25) / 0.04), rel=1e-6)
+    assert conditional[11.5] == pytest.approx(np.sqrt((0.25 * 2.25 + 0.25) / 2.25), rel=1e-6)
 
 
 def test_held_out_tests_and_the_real_fit_confirmation():

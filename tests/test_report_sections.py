@@ -158,7 +158,7 @@ def test_data_checks_are_green_when_every_suite_passed_and_amber_otherwise():
 def _coverage(off_roas: float, off_mroas: float) -> dict:
     group = lambda r, m: {"datasets": 6, "roas": {"mean": r, "low": r - 0.05, "high": r + 0.05},  # noqa: E731
                           "mroas": {"mean": m, "low": m - 0.05, "high": m + 0.05}}
-    return {"measured": "2026-12-07", "code": "commit abc1234", "coverage": {
+    return {"measured": "2026-12-07", "code": "commit abc1234", "model_code_versions": ["v1"], "coverage": {
         "uncalibrated": {"off_family": group(off_roas, off_mroas), "in_family": group(0.92, 0.90)}}}
 
 
@@ -166,7 +166,8 @@ def _coverage(off_roas: float, off_mroas: float) -> dict:
                                                          (0.90, 0.87, "amber")])
 def test_interval_coverage_is_the_benchmarks_record_and_amber_below_the_target(off_roas, off_mroas, status):
     runs = pd.DataFrame([_run("uncalibrated"), _run("calibrated")])
-    card = health.model_health("west", runs, lambda _p: FULL, coverage_reference=_coverage(off_roas, off_mroas))
+    card = health.model_health("west", runs, lambda _p: FULL, coverage_reference=_coverage(off_roas, off_mroas),
+                               code_version="v1")
     rows = card[card["check_name"] == "interval_coverage"]
     assert list(rows["variant"]) == ["uncalibrated"]          # no record of the calibrated variant: no row
     assert rows["status"].iloc[0] == status and rows["value"].iloc[0] == pytest.approx(min(off_roas, off_mroas))
@@ -175,6 +176,38 @@ def test_interval_coverage_is_the_benchmarks_record_and_amber_below_the_target(o
     assert "commit abc1234" in sentence and "ROAS" not in sentence  # a count KPI's report never says ROAS
     assert ("narrower than the uncertainty" in sentence) == (status == "amber")
     assert "interval_coverage" not in set(health.model_health("west", runs, lambda _p: FULL)["check_name"])
+
+
+@pytest.mark.parametrize("recorded", [["v0"], ["v0", "v1"], []])
+def test_interval_coverage_of_other_model_code_says_so_and_is_never_green(recorded):
+    runs = pd.DataFrame([_run("uncalibrated")])
+    ref = {**_coverage(0.95, 0.95), "model_code_versions": recorded}
+    row = health.model_health("west", runs, lambda _p: FULL, coverage_reference=ref, code_version="v1")
+    row = row[row["check_name"] == "interval_coverage"].iloc[0]
+    assert row["status"] == "amber" and "describe an earlier model" in row["sentence"]
+    assert "this run's v1" in row["sentence"] and "mean what they say" not in row["sentence"]
+
+
+def test_the_card_compares_the_record_with_this_checkouts_model_code():
+    """The version is the model code's (normalised source): the same here as the benchmark's worker records."""
+    from mmm_pipeline import code_graph
+
+    assert health.model_code_version() == code_graph.source_version(*health.COVERAGE_MODEL_MODULES)
+    assert {"mmm_pipeline.model.priors", "mmm_pipeline.model.lift_likelihood", "mmm_pipeline.settings"} <= set(
+        code_graph.reached(*health.COVERAGE_MODEL_MODULES))
+
+
+def test_publishing_coverage_refuses_rows_of_candidate_settings():
+    from bench.bench_offfamily import coverage_reference
+
+    rows = pd.DataFrame({"structure": ["hill_daily"], "seed": [1], "variant": ["uncalibrated"], "roas_cov": [0.5],
+                         "mroas_cov": [0.6], "model_code_version": ["v1"], "candidate": ['{"l_max": 12}']})
+    with pytest.raises(SystemExit, match="hill_daily seed 1"):
+        coverage_reference(rows, measured="2026-12-07", code="x", sources=[])
+    ref = coverage_reference(rows.assign(candidate=float("nan")), measured="2026-12-07", code="x", sources=[])
+    assert ref["model_code_versions"] == ["v1"]
+    assert coverage_reference(rows.drop(columns=["model_code_version", "candidate"]), measured="2026-12-07",
+                              code="x", sources=[])["model_code_versions"] == ["not recorded"]
 
 
 def test_the_packaged_interval_coverage_is_the_benchmark_csvs_it_names():

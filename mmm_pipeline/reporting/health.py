@@ -21,7 +21,9 @@ Computed from marts that other assets already wrote (nothing is refitted):
   benchmark (``interval_coverage.json`` beside this module, written by ``bench/bench_offfamily.py
   --publish-coverage``): the share of cells whose true ROAS and mROAS fell inside the variant's 94%
   interval on data the model did not generate. Green when both reach ``COVERAGE_TARGET`` off the
-  model's family, amber otherwise: the intervals are then narrower than they look.
+  model's family, amber otherwise: the intervals are then narrower than they look. The record names the
+  model code it measured (``model_code_version``); when this code's differs, the row says the figures
+  describe an earlier model and is never green.
 
 ``out_of_sample`` is the uncalibrated variant's row: the validation refits that structure.
 """
@@ -34,6 +36,7 @@ from typing import Callable
 
 import pandas as pd
 
+from mmm_pipeline import code_graph
 from mmm_pipeline.reporting.charts import HDI_LABEL, pct
 
 COLUMNS = ["market", "variant", "check_name", "status", "value", "threshold", "sentence"]
@@ -48,6 +51,8 @@ HOLDOUT_GREEN, HOLDOUT_AMBER = 0.8, 0.5  # share of scored tests inside the held
 PARETO_K_LIMIT = 0.7
 COVERAGE_TARGET = 0.88  # pooled coverage of the true ROAS and mROAS a 94% interval must reach (issue 30)
 COVERAGE_FILE = "interval_coverage.json"
+# the code the fits' intervals come from: the model package and its settings (the models' code version)
+COVERAGE_MODEL_MODULES = ("mmm_pipeline.model", "mmm_pipeline.model.market", "mmm_pipeline.settings")
 BOTH = "both"  # the variant of a check that is not one model's (data freshness)
 
 
@@ -169,13 +174,19 @@ def _data_checks(market: str, validations: pd.DataFrame) -> dict:
                 f"All {n} data-quality suites passed in their newest run.")
 
 
+def model_code_version() -> str:
+    """The normalised-source version of the model code (COVERAGE_MODEL_MODULES and what they import): the
+    benchmark records it with its figures, the health card compares it with this checkout's."""
+    return code_graph.source_version(*COVERAGE_MODEL_MODULES)
+
+
 def interval_coverage_reference() -> dict | None:
     """The benchmark's measured coverage (COVERAGE_FILE, packaged with this module), or None."""
     path = resources.files(__package__).joinpath(COVERAGE_FILE)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _interval_coverage(market: str, variant: str, reference: dict) -> dict | None:
+def _interval_coverage(market: str, variant: str, reference: dict, current_version: str) -> dict | None:
     measured = reference.get("coverage", {}).get(variant)
     if not measured or "off_family" not in measured:
         return None
@@ -195,24 +206,31 @@ def _interval_coverage(market: str, variant: str, reference: dict) -> dict | Non
                 + (f"; on {inf['datasets']} datasets from its own family, {said(inf)}" if inf else "") + ". ")
     worst = min(off["roas"]["mean"], off["mroas"]["mean"])
     threshold = f">= {COVERAGE_TARGET:.0%} of cells off the model's family"
+    measured_versions = reference.get("model_code_versions") or []
+    stale = ""
+    if set(measured_versions) != {current_version}:  # a record of other code (or of none named) cannot vouch for it
+        stale = (f" These figures describe an earlier model: its code has changed since (benchmarked model code "
+                 f"{', '.join(measured_versions) or 'not recorded'}, this run's {current_version}), so they may no "
+                 "longer hold; rerun bench/bench_offfamily.py and publish its coverage to refresh them.")
     if worst >= COVERAGE_TARGET:
-        return _row(market, variant, "interval_coverage", "green", worst, threshold,
-                    sentence + "The intervals mean what they say.")
+        return _row(market, variant, "interval_coverage", "amber" if stale else "green", worst, threshold,
+                    sentence + (stale.strip() or "The intervals mean what they say."))
     return _row(market, variant, "interval_coverage", "amber", worst, threshold,
                 sentence + "Where your data may not follow the model's curves, the intervals are narrower than "
-                "the uncertainty: lean on the channels a lift test has measured.")
+                "the uncertainty: lean on the channels a lift test has measured." + stale)
 
 
 def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], object], *,
                  validation: pd.DataFrame | None = None, holdout: pd.DataFrame | None = None,
                  consistency: pd.DataFrame | None = None, freshness: pd.DataFrame | None = None,
                  freshness_days: int = 8, validations: pd.DataFrame | None = None,
-                 coverage_reference: dict | None = None) -> pd.DataFrame:
+                 coverage_reference: dict | None = None, code_version: str | None = None) -> pd.DataFrame:
     """The health card's rows (COLUMNS) of one market: per variant of `runs` (marts.model_runs_latest),
     convergence and out-of-sample error; for the calibrated variant the held-out experiments and the
     calibration consistency (when it has lift tests); data freshness once per variant when given; per
     variant the benchmark's interval coverage when `coverage_reference` (interval_coverage_reference())
-    is given. `gates_for(profile)` returns the GateConfig in force for a profile."""
+    is given, compared with `code_version` (default: this checkout's model_code_version()). `gates_for(profile)`
+    returns the GateConfig in force for a profile."""
     val = validation if validation is not None else pd.DataFrame()
     rows = []
     variants = [v for v in ("uncalibrated", "calibrated") if v in set(runs["variant"])] + sorted(
@@ -232,7 +250,8 @@ def model_health(market: str, runs: pd.DataFrame, gates_for: Callable[[str], obj
     if freshness is not None and len(freshness):
         rows.append(_freshness(market, BOTH, freshness, freshness_days))
     if coverage_reference:
-        rows.extend(r for r in (_interval_coverage(market, v, coverage_reference) for v in variants) if r)
+        current = code_version if code_version is not None else model_code_version()
+        rows.extend(r for r in (_interval_coverage(market, v, coverage_reference, current) for v in variants) if r)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

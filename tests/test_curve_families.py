@@ -70,6 +70,9 @@ def test_family_candidates_are_validated():
                                      "family_candidates": [{}, {"saturation": "hill"}]})
     with pytest.raises(ValueError, match="adstock"):
         M.load_model_config("fast", {"adstock": "weibull"})
+    with pytest.raises(ValueError, match="validation.enabled: false switches off"):
+        M.load_model_config("fast", {"validation": {"enabled": False},
+                                     "family_candidates": [{}, {"adstock": "delayed"}]})
     cfg = M.load_model_config("fast", {"family_candidates": [{}, {"adstock": "delayed", "saturation": "hill"}]})
     chosen = M.config.with_family(cfg, cfg.family_candidates[1])
     assert (chosen.adstock, chosen.saturation) == ("delayed", "hill")

@@ -29,7 +29,7 @@ def test_full_profile_ladder_escalates_tuning_and_steps_then_draws():
     cfg = M.load_model_config("full")
     rungs = [escalate(cfg, step).sampler for step in cfg.retry.ladder]
     assert [(r.tune, r.draws, r.thin, r.target_accept) for r in rungs] == [
-        (1000, 2000, 2, 0.95), (1000, 4000, 4, 0.95), (1000, 8000, 8, 0.95)]
+        (1000, 2000, 2, 0.99), (1000, 4000, 4, 0.99), (1000, 8000, 8, 0.99)]
     assert M.load_model_config("fast").retry.ladder == ()  # the smoke profile never retries
 
 
@@ -39,7 +39,7 @@ def test_ladder_stops_at_the_first_passing_attempt_and_records_every_attempt():
     assert fit.gate_passed and len(seen) == 3
     assert [(a["rung"], a["passed"]) for a in attempts] == [
         ("as configured", False), ("smaller steps", False), ("more draws", True)]
-    assert attempts[1]["tune"] == 1000 and attempts[1]["target_accept"] == 0.95 and attempts[2]["draws"] == 4000
+    assert attempts[1]["tune"] == 1000 and attempts[1]["target_accept"] == 0.99 and attempts[2]["draws"] == 4000
     assert "retry 1 of 3: 'smaller steps'" in lines[0]
 
 

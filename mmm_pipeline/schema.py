@@ -335,11 +335,15 @@ TABLES: tuple[Table, ...] = (
            "market",
            column("fit_passed_gates", B, "Whether the refit passed its own convergence gate (`model.validation` "
                   "max_rhat 1.05, min_ess_bulk 100, max_divergence_share 0.01, never stricter than the profile's), "
+                  "judged on the forecast's expected KPI in every held-out week and geo and the weekly totals, "
                   "after the retry ladder. When false the forecast is on record but proves nothing, and "
                   "`beats_naive_forecast` does not pass."),
            column("fit_attempts", I, "Refit attempts up the retry ladder (`model.retry`).", COUNT),
-           column("fit_max_rhat", D, "The last refit attempt's largest R-hat over the free parameters."),
-           column("fit_min_ess_bulk", D, "The last refit attempt's smallest bulk ESS over the free parameters."),
+           column("fit_max_rhat", D, "The last refit attempt's largest R-hat of the forecast's expected KPI (per "
+                  "held-out week and geo, and the weekly totals): the gate's quantity. Rows written before "
+                  "2026-12-07 (tenth session) hold the free parameters' largest R-hat."),
+           column("fit_min_ess_bulk", D, "The last refit attempt's smallest bulk ESS of the forecast's expected KPI "
+                  "(before 2026-12-07, tenth session: over the free parameters)."),
            column("fit_divergences", I, "The last refit attempt's divergent transitions after warmup.", COUNT),
            column("fit_gate_failures", V, "Why the refit failed its gate; empty when it passed."),
            *KPI_COLUMNS),

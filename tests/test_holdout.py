@@ -8,7 +8,7 @@ import pytest
 
 from mmm_pipeline import model as M
 from mmm_pipeline.model import track_record as tr
-from mmm_pipeline.model.holdout import baseline_forecasts, holdout_validation, refit_config
+from mmm_pipeline.model.holdout import baseline_forecasts, forecast_gate, holdout_validation, refit_config
 
 pytestmark = pytest.mark.fit
 
@@ -59,6 +59,38 @@ def test_the_refit_samples_lighter_than_the_profile_but_never_heavier():
     assert M.gate_result({**diag, "max_rhat": 1.03, "min_ess_bulk": 150}, full)[0]
 
 
+def _refit(max_rhat: float, divergences: int = 0):
+    from mmm_pipeline.model.fit import FitResult
+
+    diag = {"max_rhat": max_rhat, "min_ess_bulk": 30.0, "divergences": divergences, "chains": 2, "draws": 500,
+            "r2": 0.9, "coverage_94": 0.94}
+    return FitResult(mmm=None, data=None, config=None, config_hash="", variant="uncalibrated", diagnostics=diag,
+                     gate_passed=False, gate_failures=["max R-hat"], gate_warnings=[], fit_seconds=1.0,
+                     stage_seconds={}, sampler_stats={})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_refit_is_judged_on_its_forecast_and_a_stuck_chain_still_fails(seed):
+    """Two chains that split a correlated pair differently (parameter R-hat 1.3) but forecast the same KPI
+    pass; a chain stuck elsewhere, whose forecast differs by 1 sd of the weekly draws, fails on the
+    forecast's R-hat; so does a refit whose divergences exceed the share."""
+    import xarray as xr
+
+    cfg = refit_config(M.load_model_config("full"))
+    rng = np.random.default_rng(seed)
+    mu = xr.DataArray(1.0 + 0.05 * rng.standard_normal((2, 500, 8, 3)), dims=("chain", "draw", "date", "geo"))
+    ok = forecast_gate(_refit(1.3), mu, cfg)
+    assert ok.gate_passed and ok.gate_failures == []
+    assert ok.diagnostics["parameter_max_rhat"] == 1.3 and ok.diagnostics["max_rhat"] < 1.02
+    stuck = mu.copy()
+    stuck[1] = stuck[1] + 0.05
+    bad = forecast_gate(_refit(1.3), stuck, cfg)
+    assert not bad.gate_passed and "forecast max R-hat" in bad.gate_failures[0] and bad.diagnostics["max_rhat"] > 1.05
+    assert not forecast_gate(_refit(1.0, divergences=50), mu, cfg).gate_passed   # 5% of draws diverged
+    national = forecast_gate(_refit(1.3), mu.isel(geo=0), cfg)                   # a model without geos
+    assert national.gate_passed
+
+
 def test_a_refit_that_did_not_converge_proves_nothing():
     """The check does not pass on a stuck refit's forecast, however good its MAPE; the health card and
     the summary say why. Rows stored before the refit's gate was recorded keep their verdict."""
@@ -98,6 +130,7 @@ def test_the_sample_model_forecasts_held_out_weeks_better_than_naive_and_a_wrong
                               geos=west)
     m = good.market_row
     assert set(good.table["geo"]) == {*west, "market"} and (good.table["holdout_weeks"] == 8).all()
+    assert good.fit.diagnostics["gate_on"] == "forecast" and "parameter_max_rhat" in good.fit.diagnostics
     # 20 seeds (bench/stochastic_thresholds.py --holdout): MAPE / naive MAPE 0.69-0.75 (max + 3 sd 0.79),
     # coverage 1.0 in every seed, worst week 13-15% off (max + 3 sd 16%)
     assert m["beats_baseline"] and m["model_mape"] < 0.9 * m["baseline_mape"], good.table

@@ -12,10 +12,10 @@ from mmm_pipeline.model.ladder import escalate, fit_with_ladder
 
 
 def _fake_fit(passes_from: int, seconds: float, clock: list[float], seen: list, *, rhat: float = 1.03,
-              divergences: int = 0):
+              divergences: int = 0, compile_seconds: float = 0.0):
     def fit_once(cfg):
         seen.append(cfg.sampler)
-        clock[0] += seconds * (cfg.sampler.tune + cfg.sampler.draws) / 2000
+        clock[0] += seconds * (cfg.sampler.tune + cfg.sampler.draws) / 2000 + (compile_seconds if len(seen) == 1 else 0)
         ok = len(seen) >= passes_from
         return SimpleNamespace(gate_passed=ok, gate_failures=[] if ok else [f"max R-hat {rhat} > 1.01"],
                                fit_seconds=seconds, config=cfg,
@@ -29,7 +29,7 @@ def test_full_profile_ladder_escalates_tuning_and_steps_then_draws():
     cfg = M.load_model_config("full")
     rungs = [escalate(cfg, step).sampler for step in cfg.retry.ladder]
     assert [(r.tune, r.draws, r.thin, r.target_accept) for r in rungs] == [
-        (1000, 2000, 2, 0.99), (1000, 4000, 4, 0.99), (1000, 8000, 8, 0.99)]
+        (1000, 2000, 2, 0.99), (1000, 4000, 4, 0.99), (1000, 8000, 8, 0.99), (1000, 16000, 16, 0.99)]
     assert M.load_model_config("fast").retry.ladder == ()  # the smoke profile never retries
 
 
@@ -40,28 +40,34 @@ def test_ladder_stops_at_the_first_passing_attempt_and_records_every_attempt():
     assert [(a["rung"], a["passed"]) for a in attempts] == [
         ("as configured", False), ("smaller steps", False), ("more draws", True)]
     assert attempts[1]["tune"] == 1000 and attempts[1]["target_accept"] == 0.99 and attempts[2]["draws"] == 4000
-    assert "retry 1 of 3: 'smaller steps'" in lines[0]
+    assert "retry 1 of 4: 'smaller steps'" in lines[0]
 
 
 def test_longer_chains_run_only_for_a_fit_just_over_the_rhat_limit_without_divergences():
-    """The last rung (4x draws) is for chains too short on a ridge: R-hat a little over 1.01 and no
-    divergences. A fit that diverges, or is far off (a stuck chain), is not helped by length alone."""
+    """The last rungs (4x, then 8x draws) are for chains too short on a ridge: R-hat a little over 1.01
+    and no divergences. A fit that diverges, or is far off (a stuck chain), is not helped by length alone;
+    8x only follows a fit within 1.02."""
     cfg = M.load_model_config("full")
-    for rhat, divergences, expected in ((1.013, 0, ["as configured", "smaller steps", "more draws", "longer chains"]),
-                                        (1.013, 12, ["as configured", "smaller steps", "more draws"]),
-                                        (1.26, 0, ["as configured", "smaller steps", "more draws"])):
+    base = ["as configured", "smaller steps", "more draws"]
+    for rhat, divergences, expected in ((1.013, 0, base + ["longer chains", "longest chains"]),
+                                        (1.03, 0, base + ["longer chains"]),
+                                        (1.013, 12, base),
+                                        (1.26, 0, base)):
         clock, seen, lines = [0.0], [], []
         fit, attempts = fit_with_ladder(_fake_fit(99, 10, clock, seen, rhat=rhat, divergences=divergences), cfg,
                                         log=lines.append, clock=lambda: clock[0])
         assert [a["rung"] for a in attempts] == expected, (rhat, divergences)
         assert not fit.gate_passed
-        skipped = [line for line in lines if "'longer chains' skipped" in line]
-        assert len(skipped) == (len(expected) == 3)
-    assert attempts[-1]["draws"] == 4000 and seen[-1].thin == 4
+        skipped = [line for line in lines if "skipped" in line]
+        assert len(skipped) == 5 - len(expected), lines
     clock, seen = [0.0], []
     fit, attempts = fit_with_ladder(_fake_fit(4, 10, clock, seen, rhat=1.012), cfg, clock=lambda: clock[0])
     assert fit.gate_passed and attempts[-1]["rung"] == "longer chains"
     assert (attempts[-1]["draws"], attempts[-1]["thin"]) == (8000, 8)  # the stored posterior keeps its size
+    clock, seen = [0.0], []
+    fit, attempts = fit_with_ladder(_fake_fit(5, 10, clock, seen, rhat=1.012), cfg, clock=lambda: clock[0])
+    assert fit.gate_passed and attempts[-1]["rung"] == "longest chains"
+    assert (attempts[-1]["draws"], attempts[-1]["thin"]) == (16000, 16)
 
 
 def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():
@@ -75,6 +81,21 @@ def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():
     clock, seen = [0.0], []
     fit, attempts = fit_with_ladder(_fake_fit(1, 100, clock, seen), M.load_model_config("full"))
     assert fit.gate_passed and len(attempts) == 1
+
+
+def test_the_time_budget_scales_the_previous_attempt_not_the_first_with_its_compile():
+    """A first attempt that spent 400 s compiling would, scaled up, keep every later rung from starting;
+    the previous attempt's time per tune + draws is what the next one costs."""
+    cfg = M.load_model_config("full", {"retry": {"time_budget_seconds": 1000}})
+    clock, seen, lines = [0.0], [], []
+    fit, attempts = fit_with_ladder(_fake_fit(99, 20, clock, seen, rhat=1.013, compile_seconds=400), cfg,
+                                    log=lines.append, clock=lambda: clock[0])
+    # 425 s first (400 compile + 25), then 30 + 50 + 90 s: 595 s; the 8x rung (170 s) would end at 765 s
+    assert [a["rung"] for a in attempts] == ["as configured", "smaller steps", "more draws", "longer chains",
+                                             "longest chains"]
+    assert clock[0] == pytest.approx(765)
+    # scaled from the first attempt's 425 s, 'more draws' (estimated at 850 s) would never have started
+    assert not any("not started" in line for line in lines)
 
 
 def test_bad_ladder_settings_name_the_setting():

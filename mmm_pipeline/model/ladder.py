@@ -4,8 +4,9 @@
 *first* attempt's sampler settings change (tuning and draws multiplied, thinning multiplied so
 the stored posterior keeps its size, a higher target_accept). The rungs run in order until an
 attempt passes, the ladder ends, or the next attempt would not finish within
-`model.retry.time_budget_seconds` (estimated from the first attempt's time, scaled by the
-rung's tune + draws). A rung with `only_below_rhat` runs only when the attempt before it failed on
+`model.retry.time_budget_seconds` (estimated from the previous attempt's time, scaled by the
+rung's tune + draws: the first attempt's time also holds the compile, and later rungs take
+longer steps at their higher target_accept). A rung with `only_below_rhat` runs only when the attempt before it failed on
 convergence alone, just over the R-hat limit (chains too short on a ridge), and is skipped otherwise.
 Every attempt is returned, so the model run records what was tried.
 """
@@ -60,7 +61,7 @@ def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConf
     start = clock()
     fit = fit_once(cfg)
     attempts = [attempt_record(1, "as configured", cfg, fit)]
-    first_seconds = max(clock() - start, 1e-9)
+    last_cfg, last_seconds = cfg, max(clock() - start, 1e-9)
     for step in cfg.retry.ladder:
         if fit.gate_passed:
             break
@@ -71,7 +72,7 @@ def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConf
             continue
         nxt = escalate(cfg, step)
         elapsed = clock() - start
-        estimate = first_seconds * _cost(nxt) / _cost(cfg)
+        estimate = last_seconds * _cost(nxt) / _cost(last_cfg)
         if elapsed + estimate > cfg.retry.time_budget_seconds:
             log(f"retry '{step.name}' not started: {elapsed:.0f} s spent + about {estimate:.0f} s would exceed "
                 f"model.retry.time_budget_seconds = {cfg.retry.time_budget_seconds:g}")
@@ -79,6 +80,8 @@ def fit_with_ladder(fit_once: Callable[[ModelConfig], FitResult], cfg: ModelConf
         log(f"gate failed ({'; '.join(fit.gate_failures)}); retry {len(attempts)} of {len(cfg.retry.ladder)}: "
             f"'{step.name}' (tune {nxt.sampler.tune}, draws {nxt.sampler.draws}, thin {nxt.sampler.thin}, "
             f"target_accept {nxt.sampler.target_accept})")
+        began = clock()
         fit = fit_once(nxt)
+        last_cfg, last_seconds = nxt, max(clock() - began, 1e-9)
         attempts.append(attempt_record(len(attempts) + 1, step.name, nxt, fit))
     return fit, attempts

@@ -5,9 +5,10 @@
 the stored posterior keeps its size, a higher target_accept). The rungs run in order until an
 attempt passes, the ladder ends, or the next attempt would not finish within
 `model.retry.time_budget_seconds` (estimated from the previous attempt's time, scaled by the
-rung's tune + draws: the first attempt's time also holds the compile, and later rungs take
-longer steps at their higher target_accept). A rung with `only_below_rhat` runs only when the attempt before it failed on
-convergence alone, just over the R-hat limit (chains too short on a ridge), and is skipped otherwise.
+rung's tune + draws: the first attempt's time also holds the compile, and the later rungs'
+smaller steps, at their higher target_accept, cost more per draw). A rung with `only_below_rhat`
+runs only when the attempt before it failed on convergence alone, just over the R-hat limit
+(chains too short on a ridge), and is skipped otherwise.
 Every attempt is returned, so the model run records what was tried.
 """
 

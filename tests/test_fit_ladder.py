@@ -84,7 +84,7 @@ def test_ladder_respects_the_time_budget_and_a_passing_fit_is_not_retried():
 
 
 def test_the_time_budget_scales_the_previous_attempt_not_the_first_with_its_compile():
-    """A first attempt that spent 400 s compiling would, scaled up, keep every later rung from starting;
+    """A first attempt that spent 400 s compiling would, scaled up, keep the later rungs from starting;
     the previous attempt's time per tune + draws is what the next one costs."""
     cfg = M.load_model_config("full", {"retry": {"time_budget_seconds": 1000}})
     clock, seen, lines = [0.0], [], []
